@@ -1,0 +1,243 @@
+"""The stack's settings, read once from `Pulumi.<stack>.yaml` into typed, validated objects.
+
+Every difference between dev and prod lives in the stack file; modules receive these objects
+and never look at the stack name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pulumi
+
+NatStrategy = Literal["single", "per-az"]
+
+# Fargate's valid (vCPU units -> memory MiB) pairs; a typo here otherwise fails at deploy time.
+_FARGATE_MEMORY: dict[int, range] = {
+    256: range(512, 2049, 512),
+    512: range(1024, 4097, 1024),
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+    8192: range(16384, 61441, 4096),
+    16384: range(32768, 122881, 8192),
+}
+
+
+class ConfigError(ValueError):
+    """A stack file value is missing or unsafe; the message names the key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    cidr: str = "10.0.0.0/16"
+    az_count: int = 2
+    nat_gateways: NatStrategy = "single"
+
+
+@dataclass(frozen=True)
+class LoadBalancerConfig:
+    plain_http: bool = False
+    certificate_arn: str | None = None
+    domain_name: str | None = None
+    console_host: str | None = None
+    console_port: int = 8443
+    deletion_protection: bool = True
+    access_log_days: int = 90
+    hosted_zone_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    instance_class: str = "db.t4g.medium"
+    engine_version: str = "16"
+    allocated_storage_gb: int = 20
+    max_allocated_storage_gb: int = 100
+    multi_az: bool = True
+    deletion_protection: bool = True
+    backup_retention_days: int = 7
+    skip_final_snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    node_type: str = "cache.t4g.small"
+    engine: str = "valkey"
+    engine_version: str = "8.0"
+    nodes: int = 2
+    snapshot_retention_days: int = 1
+
+
+@dataclass(frozen=True)
+class TaskSize:
+    cpu: int = 1024
+    memory: int = 3072
+    desired_count: int = 1
+    min_count: int = 1
+    max_count: int = 2
+    requests_per_target: int = 1200
+    """ALB requests per task per minute that the API's autoscaling aims for."""
+
+
+@dataclass(frozen=True)
+class CapacityStrategy:
+    """How tasks split between on-demand FARGATE and FARGATE_SPOT (base tasks go on-demand)."""
+
+    fargate_base: int = 1
+    fargate_weight: int = 1
+    spot_weight: int = 0
+
+
+@dataclass(frozen=True)
+class GpuWorkerConfig:
+    """The optional GPU embedding worker on an EC2 capacity provider (Fargate has no GPUs)."""
+
+    enabled: bool = False
+    instance_type: str = "g5.xlarge"
+    min_instances: int = 0
+    max_instances: int = 1
+    desired_count: int = 1
+    cpu: int = 3072
+    memory: int = 12288
+
+
+@dataclass(frozen=True)
+class ObservabilityConfig:
+    log_retention_days: int = 30
+    p99_latency_seconds: float = 1.0
+    error_rate_percent: float = 5.0
+    cpu_percent: float = 80.0
+    alarm_email: str | None = None
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    cors_origins: tuple[str, ...] = ()
+    noncurrent_version_days: int = 30
+    force_destroy: bool = False
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    environment: str = "production"
+    log_level: str = "INFO"
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    image_tag: str = "local"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything that differs between stacks, validated."""
+
+    stack: str
+    app: AppConfig = field(default_factory=AppConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    capacity: CapacityStrategy = field(default_factory=CapacityStrategy)
+    api: TaskSize = field(default_factory=TaskSize)
+    worker: TaskSize = field(default_factory=TaskSize)
+    console: TaskSize = field(default_factory=lambda: TaskSize(512, 1024, 1, 1, 1))
+    gpu_worker: GpuWorkerConfig = field(default_factory=GpuWorkerConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    @property
+    def name_prefix(self) -> str:
+        return f"prethrift-{self.stack}"
+
+
+_SECTIONS: dict[str, tuple[str, type[Any]]] = {
+    "app": ("app", AppConfig),
+    "network": ("network", NetworkConfig),
+    "loadBalancer": ("load_balancer", LoadBalancerConfig),
+    "database": ("database", DatabaseConfig),
+    "cache": ("cache", CacheConfig),
+    "capacity": ("capacity", CapacityStrategy),
+    "api": ("api", TaskSize),
+    "worker": ("worker", TaskSize),
+    "console": ("console", TaskSize),
+    "gpuWorker": ("gpu_worker", GpuWorkerConfig),
+    "observability": ("observability", ObservabilityConfig),
+    "storage": ("storage", StorageConfig),
+}
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
+def _section(key: str, cls: type[Any], raw: Mapping[str, Any] | None) -> Any:
+    if raw is None:
+        return cls()
+    known = set(cls.__dataclass_fields__)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        attr = _snake(name)
+        if attr not in known:
+            raise ConfigError(
+                f"prethrift:{key}.{name} is not a known setting; "
+                f"expected one of {sorted(known)} (in camelCase)"
+            )
+        values[attr] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def from_mapping(stack: str, raw: Mapping[str, Any]) -> StackConfig:
+    """Build and validate a StackConfig from the `prethrift:` keys of a stack file (no prefix)."""
+    sections = {attr: _section(key, cls, raw.get(key)) for key, (attr, cls) in _SECTIONS.items()}
+    config = StackConfig(stack=stack, **sections)
+    validate(config)
+    return config
+
+
+def load(stack: str | None = None) -> StackConfig:
+    """Read this stack's `prethrift:` configuration through the Pulumi runtime."""
+    cfg = pulumi.Config("prethrift")
+    raw = {key: cfg.get_object(key) for key in _SECTIONS}
+    return from_mapping(stack or pulumi.get_stack(), {k: v for k, v in raw.items() if v})
+
+
+def validate(config: StackConfig) -> None:
+    """Refuse settings that would deploy something broken or unsafe, naming the key to change."""
+    lb = config.load_balancer
+    if not lb.plain_http and not lb.certificate_arn:
+        raise ConfigError(
+            "prethrift:loadBalancer.certificateArn is required for HTTPS; set it to an ACM "
+            "certificate ARN, or set loadBalancer.plainHttp: true to serve plain HTTP (dev only)"
+        )
+    if config.network.az_count < 2:
+        raise ConfigError("prethrift:network.azCount must be at least 2 (ALB and RDS need two AZs)")
+    if config.network.nat_gateways not in ("single", "per-az"):
+        raise ConfigError("prethrift:network.natGateways must be 'single' or 'per-az'")
+    if config.app.environment not in ("development", "staging", "production"):
+        raise ConfigError("prethrift:app.environment must be development, staging or production")
+    major = config.database.engine_version.split(".")[0]
+    if not major.isdigit() or int(major) < 16:
+        raise ConfigError("prethrift:database.engineVersion must be 16 or newer (pgvector >= 0.8)")
+    if config.database.backup_retention_days < 7:
+        raise ConfigError("prethrift:database.backupRetentionDays must be >= 7 (FSBP RDS.11)")
+    if config.cache.nodes < 1 or config.cache.snapshot_retention_days < 1:
+        raise ConfigError("prethrift:cache needs nodes >= 1 and snapshotRetentionDays >= 1")
+    for name in ("api", "worker", "console"):
+        size: TaskSize = getattr(config, name)
+        allowed = _FARGATE_MEMORY.get(size.cpu)
+        if allowed is None or size.memory not in allowed:
+            raise ConfigError(
+                f"prethrift:{name} cpu={size.cpu} memory={size.memory} is not a Fargate size; "
+                "see https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html"
+            )
+        if not size.min_count <= size.desired_count <= size.max_count:
+            raise ConfigError(f"prethrift:{name} needs minCount <= desiredCount <= maxCount")
+    cap = config.capacity
+    if cap.fargate_weight + cap.spot_weight < 1:
+        raise ConfigError("prethrift:capacity needs fargateWeight + spotWeight >= 1")
+
+
+def sentry_dsn() -> pulumi.Output[str] | None:
+    """The Sentry DSN, set with `pulumi config set --secret sentryDsn ...`; None if unset."""
+    return pulumi.Config("prethrift").get_secret("sentryDsn")

@@ -1,0 +1,455 @@
+"""Service layer: the ECS cluster and the three services that run the one image.
+
+`prethrift serve` (API, behind the ALB), `prethrift worker` (embedding worker, no port) and
+`prethrift console` (ops console, behind the ALB) on Fargate and Fargate Spot; optionally
+a GPU worker on EC2. Every task carries an OpenTelemetry collector that forwards traces to
+X-Ray and metrics to CloudWatch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import AppConfig, CapacityStrategy, GpuWorkerConfig, TaskSize
+from infra.gpu import GpuCapacity, GpuCapacityArgs
+from infra.loadbalancer import API_PORT, CONSOLE_PORT
+
+COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
+OTLP_HTTP = "http://127.0.0.1:4318"
+
+# Which secrets each program needs: a program gets no secret it does not use.
+SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
+    "api": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
+    "worker": ("DATABASE_URL", "REDIS_URL", "SENTRY_DSN"),
+    "console": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN",
+                "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),
+}
+SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
+
+
+@dataclass(frozen=True)
+class ServicesArgs:
+    name_prefix: str
+    stack: str
+    app: AppConfig
+    capacity: CapacityStrategy
+    api: TaskSize
+    worker: TaskSize
+    console: TaskSize
+    gpu_worker: GpuWorkerConfig
+    image_ref: pulumi.Output[str]
+    gpu_image_ref: pulumi.Output[str] | None
+    repository_arn: pulumi.Output[str]
+    subnet_ids: list[pulumi.Output[str]]
+    tasks_security_group_id: pulumi.Output[str]
+    api_target_group_arn: pulumi.Output[str]
+    console_target_group_arn: pulumi.Output[str]
+    alb_arn_suffix: pulumi.Output[str]
+    api_target_group_arn_suffix: pulumi.Output[str]
+    listeners: list[aws.lb.Listener]
+    images_bucket_name: pulumi.Output[str]
+    images_bucket_arn: pulumi.Output[str]
+    secret_arns: dict[str, pulumi.Output[str]]
+    ssm_path_arn: pulumi.Output[str]
+    log_groups: dict[str, pulumi.Output[str]]
+    log_group_arns: dict[str, pulumi.Output[str]]
+    region: str = "us-east-1"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def collector_config(metrics_log_group: str) -> str:
+    """The ADOT collector's config: OTLP in on loopback, X-Ray and CloudWatch EMF out."""
+    return json.dumps({
+        "extensions": {"health_check": {}},
+        "receivers": {"otlp": {"protocols": {
+            "grpc": {"endpoint": "127.0.0.1:4317"},
+            "http": {"endpoint": "127.0.0.1:4318"},
+        }}},
+        "processors": {"batch/traces": {"timeout": "1s", "send_batch_size": 50},
+                       "batch/metrics": {"timeout": "60s"}},
+        "exporters": {"awsxray": {},
+                      "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group}},
+        "service": {"extensions": ["health_check"], "pipelines": {
+            "traces": {"receivers": ["otlp"], "processors": ["batch/traces"],
+                       "exporters": ["awsxray"]},
+            "metrics": {"receivers": ["otlp"], "processors": ["batch/metrics"],
+                        "exporters": ["awsemf"]},
+        }},
+    })
+
+
+def app_environment(
+    args: ServicesArgs, program: str, port: int | None, device: str = "cpu"
+) -> dict[str, pulumi.Input[str]]:
+    """Plain (non-secret) environment of an app container, by the names the app reads."""
+    env: dict[str, pulumi.Input[str]] = {
+        "ENVIRONMENT": args.app.environment,
+        "AWS_REGION": args.region,
+        "IMAGES_BUCKET": args.images_bucket_name,
+        "LOG_LEVEL": args.app.log_level,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_HTTP,
+        "OTEL_SERVICE_NAME": f"prethrift-{program}",
+        "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment={args.stack},service.namespace=prethrift",
+        "PRETHRIFT_CLIP_MODEL": args.app.clip_model,
+        "PRETHRIFT_CLIP_PRETRAINED": args.app.clip_pretrained,
+        "PRETHRIFT_CLIP_DEVICE": device,
+        # The worker is its own service here; the API must not embed inline as well.
+        "PRETHRIFT_WORKER_INLINE": "false",
+    }
+    if program == "api":
+        env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
+    if program == "console":
+        env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
+    return env | args.extra_env
+
+
+def container_definitions(
+    args: ServicesArgs,
+    program: str,
+    command: list[str],
+    image: pulumi.Input[str],
+    port: int | None,
+    device: str = "cpu",
+    gpus: int = 0,
+) -> pulumi.Output[str]:
+    """The task's containers: the app (read-only root, secrets from SSM) and the collector."""
+    log_group = args.log_groups[program]
+
+    def logging(stream_prefix: str, group: pulumi.Input[str]) -> dict[str, Any]:
+        return {"logDriver": "awslogs", "options": {
+            "awslogs-group": group, "awslogs-region": args.region,
+            "awslogs-stream-prefix": stream_prefix,
+        }}
+
+    app: dict[str, Any] = {
+        "name": program,
+        "image": image,
+        "essential": True,
+        "command": command,
+        "readonlyRootFilesystem": True,
+        "environment": [
+            {"name": k, "value": v} for k, v in sorted(app_environment(args, program, port, device).items())
+        ],
+        "secrets": [
+            {"name": name, "valueFrom": args.secret_arns[name]}
+            for name in SERVICE_SECRETS[program] if name in args.secret_arns
+        ],
+        "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
+        "linuxParameters": {"initProcessEnabled": True},
+        "stopTimeout": 30,
+        "logConfiguration": logging(program, log_group),
+        "dependsOn": [{"containerName": "otel-collector", "condition": "START"}],
+    }
+    if port is not None:
+        app["portMappings"] = [{"containerPort": port, "protocol": "tcp"}]
+    if program == "api":
+        app["healthCheck"] = {
+            "command": ["CMD", "python", "-c",
+                        "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"],
+            "interval": 15, "timeout": 5, "retries": 3, "startPeriod": 120,
+        }
+    if gpus:
+        app["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
+
+    collector: dict[str, Any] = {
+        "name": "otel-collector",
+        "image": COLLECTOR_IMAGE,
+        "essential": True,
+        "readonlyRootFilesystem": True,
+        "memoryReservation": 128,
+        "environment": [{
+            "name": "AOT_CONFIG_CONTENT",
+            "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(collector_config),
+        }],
+        "healthCheck": {"command": ["/healthcheck"], "interval": 15, "timeout": 5, "retries": 3},
+        "logConfiguration": logging(program, args.log_groups["otel"]),
+    }
+    return pulumi.Output.json_dumps([app, collector])
+
+
+class Services(pulumi.ComponentResource):
+    """Cluster, IAM roles, task definitions, services and their autoscaling."""
+
+    cluster_name: pulumi.Output[str]
+    service_names: dict[str, pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("prethrift:infra:Services", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=args.name_prefix,
+            settings=[{"name": "containerInsights", "value": "enhanced"}],
+            opts=child,
+        )
+        gpu: GpuCapacity | None = None
+        if args.gpu_worker.enabled:
+            gpu = GpuCapacity(
+                f"{name}-gpu",
+                GpuCapacityArgs(
+                    config=args.gpu_worker,
+                    name_prefix=args.name_prefix,
+                    cluster_name=args.name_prefix,
+                    subnet_ids=args.subnet_ids,
+                    security_group_id=args.tasks_security_group_id,
+                ),
+                opts=child,
+            )
+        providers: list[pulumi.Input[str]] = ["FARGATE", "FARGATE_SPOT"]
+        if gpu is not None:
+            providers.append(gpu.capacity_provider_name)
+        fargate_strategy = self._strategy(args.capacity)
+        aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity",
+            cluster_name=cluster.name,
+            capacity_providers=providers,
+            default_capacity_provider_strategies=fargate_strategy,
+            opts=child,
+        )
+
+        execution_role, task_role = self._roles(name, args)
+
+        specs: list[tuple[str, TaskSize, list[str], int | None, pulumi.Output[str] | None]] = [
+            ("api", args.api, ["serve"], API_PORT, args.api_target_group_arn),
+            ("worker", args.worker, ["worker"], None, None),
+            ("console", args.console, ["console"], CONSOLE_PORT, args.console_target_group_arn),
+        ]
+        self.service_names = {}
+        services: dict[str, aws.ecs.Service] = {}
+        for program, size, command, port, target_group in specs:
+            task = aws.ecs.TaskDefinition(
+                f"{name}-{program}-task",
+                family=f"{args.name_prefix}-{program}",
+                cpu=str(size.cpu),
+                memory=str(size.memory),
+                network_mode="awsvpc",
+                requires_compatibilities=["FARGATE"],
+                runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
+                execution_role_arn=execution_role.arn,
+                task_role_arn=task_role.arn,
+                volumes=[{"name": "tmp"}],
+                container_definitions=container_definitions(
+                    args, program, command, args.image_ref, port
+                ),
+                opts=child,
+            )
+            services[program] = self._service(
+                name, args, program, cluster, task, size, fargate_strategy, port, target_group
+            )
+
+        if gpu is not None and args.gpu_image_ref is not None:
+            gpu_cfg = args.gpu_worker
+            task = aws.ecs.TaskDefinition(
+                f"{name}-gpu-worker-task",
+                family=f"{args.name_prefix}-gpu-worker",
+                cpu=str(gpu_cfg.cpu),
+                memory=str(gpu_cfg.memory),
+                network_mode="awsvpc",
+                requires_compatibilities=["EC2"],
+                execution_role_arn=execution_role.arn,
+                task_role_arn=task_role.arn,
+                volumes=[{"name": "tmp"}],
+                container_definitions=container_definitions(
+                    args, "gpu-worker", ["worker"], args.gpu_image_ref, None, device="cuda", gpus=1
+                ),
+                opts=child,
+            )
+            size = TaskSize(gpu_cfg.cpu, gpu_cfg.memory, gpu_cfg.desired_count,
+                            gpu_cfg.desired_count, gpu_cfg.desired_count)
+            services["gpu-worker"] = self._service(
+                name, args, "gpu-worker", cluster, task, size,
+                [{"capacity_provider": gpu.capacity_provider_name, "weight": 1, "base": 0}],
+                None, None,
+            )
+
+        for program, service in services.items():
+            self.service_names[program] = service.name
+        self.cluster_name = cluster.name
+        self.register_outputs({"cluster": cluster.name, "services": self.service_names})
+
+    @staticmethod
+    def _strategy(capacity: CapacityStrategy) -> list[dict[str, Any]]:
+        strategy = []
+        if capacity.fargate_weight or capacity.fargate_base:
+            strategy.append({"capacity_provider": "FARGATE", "weight": capacity.fargate_weight,
+                             "base": capacity.fargate_base})
+        if capacity.spot_weight:
+            strategy.append({"capacity_provider": "FARGATE_SPOT", "weight": capacity.spot_weight,
+                             "base": 0})
+        return strategy
+
+    def _roles(self, name: str, args: ServicesArgs) -> tuple[aws.iam.Role, aws.iam.Role]:
+        child = pulumi.ResourceOptions(parent=self)
+        trust = json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                           "Principal": {"Service": "ecs-tasks.amazonaws.com"}}],
+        })
+        secret_arns = sorted(args.secret_arns.items())
+        execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=execution_role.id,
+            policy=pulumi.Output.json_dumps({
+                "Version": "2012-10-17",
+                "Statement": [
+                    # GetAuthorizationToken has no resource-level permissions.
+                    {"Sid": "EcrAuth", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken",
+                     "Resource": "*"},
+                    {"Sid": "PullImage", "Effect": "Allow",
+                     "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
+                                "ecr:BatchGetImage"],
+                     "Resource": args.repository_arn},
+                    {"Sid": "WriteLogs", "Effect": "Allow",
+                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                     "Resource": [pulumi.Output.concat(arn, ":*")
+                                  for arn in args.log_group_arns.values()]},
+                    {"Sid": "ReadSecrets", "Effect": "Allow", "Action": "ssm:GetParameters",
+                     "Resource": [arn for _, arn in secret_arns]},
+                ],
+            }),
+            opts=child,
+        )
+        task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=trust, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-task-policy",
+            role=task_role.id,
+            policy=pulumi.Output.json_dumps({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Sid": "ImagesObjects", "Effect": "Allow",
+                     "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                     "Resource": pulumi.Output.concat(args.images_bucket_arn, "/*")},
+                    {"Sid": "ImagesList", "Effect": "Allow", "Action": "s3:ListBucket",
+                     "Resource": args.images_bucket_arn},
+                    {"Sid": "StackParameters", "Effect": "Allow",
+                     "Action": ["ssm:GetParameter", "ssm:GetParameters",
+                                "ssm:GetParametersByPath"],
+                     "Resource": args.ssm_path_arn},
+                    # X-Ray has no resource-level permissions.
+                    {"Sid": "Traces", "Effect": "Allow",
+                     "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                                "xray:GetSamplingRules", "xray:GetSamplingTargets",
+                                "xray:GetSamplingStatisticSummaries"],
+                     "Resource": "*"},
+                    {"Sid": "EmfMetrics", "Effect": "Allow",
+                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents",
+                                "logs:DescribeLogStreams"],
+                     "Resource": pulumi.Output.concat(args.log_group_arns["metrics"], ":*")},
+                ],
+            }),
+            opts=child,
+        )
+        return execution_role, task_role
+
+    def _service(
+        self,
+        name: str,
+        args: ServicesArgs,
+        program: str,
+        cluster: aws.ecs.Cluster,
+        task: aws.ecs.TaskDefinition,
+        size: TaskSize,
+        strategy: list[dict[str, Any]],
+        port: int | None,
+        target_group: pulumi.Output[str] | None,
+    ) -> aws.ecs.Service:
+        load_balancers = (
+            [{"target_group_arn": target_group, "container_name": program, "container_port": port}]
+            if target_group is not None
+            else []
+        )
+        service = aws.ecs.Service(
+            f"{name}-{program}",
+            name=program,
+            cluster=cluster.arn,
+            task_definition=task.arn,
+            desired_count=size.desired_count,
+            capacity_provider_strategies=strategy,
+            network_configuration={
+                "subnets": args.subnet_ids,
+                "security_groups": [args.tasks_security_group_id],
+                "assign_public_ip": False,
+            },
+            load_balancers=load_balancers,
+            # Loading CLIP takes a while; /readyz answers 503 until it is done.
+            health_check_grace_period_seconds=180 if load_balancers else None,
+            deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            enable_execute_command=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.listeners),
+                # Autoscaling owns the running count after the first deployment.
+                ignore_changes=["desiredCount"],
+            ),
+        )
+        if size.max_count > size.min_count:
+            self._autoscaling(name, args, program, cluster, service, size, port is not None
+                              and program == "api")
+        return service
+
+    def _autoscaling(
+        self,
+        name: str,
+        args: ServicesArgs,
+        program: str,
+        cluster: aws.ecs.Cluster,
+        service: aws.ecs.Service,
+        size: TaskSize,
+        by_requests: bool,
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        target = aws.appautoscaling.Target(
+            f"{name}-{program}-scaling",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+            min_capacity=size.min_count,
+            max_capacity=size.max_count,
+            opts=child,
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-{program}-cpu-scaling",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "target_value": 60,
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"},
+                "scale_in_cooldown": 300,
+                "scale_out_cooldown": 60,
+            },
+            opts=child,
+        )
+        if by_requests:
+            aws.appautoscaling.Policy(
+                f"{name}-{program}-requests-scaling",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration={
+                    "target_value": size.requests_per_target,
+                    "predefined_metric_specification": {
+                        "predefined_metric_type": "ALBRequestCountPerTarget",
+                        "resource_label": pulumi.Output.concat(
+                            args.alb_arn_suffix, "/", args.api_target_group_arn_suffix),
+                    },
+                    "scale_in_cooldown": 300,
+                    "scale_out_cooldown": 60,
+                },
+                opts=child,
+            )
