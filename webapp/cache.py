@@ -66,8 +66,8 @@ class RedisBackend:
             return None
         try:
             async with asyncio.timeout(self.timeout_s * 2):
-                value: bytes | None = await self.client.get(key)
-                return value
+                value = await self.client.get(key)
+                return value if isinstance(value, bytes) or value is None else value.encode()
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("get", error)
             return None
@@ -173,12 +173,18 @@ class LocalRedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--save", "",
-                "--appendonly", "no",
-                "--maxmemory", f"{self.maxmemory_mb}mb",
-                "--maxmemory-policy", "allkeys-lru",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory",
+                f"{self.maxmemory_mb}mb",
+                "--maxmemory-policy",
+                "allkeys-lru",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

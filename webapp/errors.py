@@ -15,9 +15,7 @@ log = structlog.get_logger(__name__)
 class ApiError(Exception):
     """An error the client can act on: a status, a machine code and a message saying what to fix."""
 
-    def __init__(
-        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -25,9 +23,7 @@ class ApiError(Exception):
         self.details = details
 
 
-def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None
-) -> Response:
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
@@ -72,9 +68,7 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(error: RequestSchemaValidationError) -> Response:
         text, problems = _validation_message(error)
-        return error_response(
-            422, "invalid_parameters", f"Invalid parameters: {text}", {"problems": problems}
-        )
+        return error_response(422, "invalid_parameters", f"Invalid parameters: {text}", {"problems": problems})
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

@@ -68,8 +68,13 @@ def check_image(data: bytes, max_bytes: int) -> CheckedImage:
             "unsupported_media_type",
             "The file is not an image we can read; send a JPEG, PNG, WebP or GIF photo.",
         ) from error
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as error:
         raise ApiError(
             422,
             "undecodable_image",

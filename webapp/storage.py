@@ -84,7 +84,7 @@ class S3Storage:
     async def open(self) -> None:
         session = aioboto3.Session()
         self._client = await self._stack.enter_async_context(
-            session.client(
+            session.client(  # type: ignore[call-overload]
                 "s3",
                 region_name=self.region,
                 endpoint_url=self.endpoint_url,
@@ -93,9 +93,7 @@ class S3Storage:
         )
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
-        )
+        await self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     async def get(self, key: str) -> bytes:
         try:

@@ -15,9 +15,7 @@ CACHE_ERRORS = Counter(
     "prethrift_cache_errors_total", "Cache operations that failed (Redis down or slow)", ["op"]
 )
 EMBEDDINGS = Counter("prethrift_embeddings_total", "Item images embedded by the worker")
-EMBEDDING_FAILURES = Counter(
-    "prethrift_embedding_failures_total", "Embedding attempts that failed", ["final"]
-)
+EMBEDDING_FAILURES = Counter("prethrift_embedding_failures_total", "Embedding attempts that failed", ["final"])
 QUEUE_DEPTH = Gauge("prethrift_embedding_queue_depth", "Embedding jobs waiting")
 REQUEST_LATENCY = Histogram(
     "prethrift_request_seconds",

@@ -1,0 +1,141 @@
+"""The app factory: routes, error handling, and the clients opened while serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Quart, Response, g, jsonify, request, send_file
+from quart_schema import Info, QuartSchema, hide
+
+from webapp.config import Settings
+from webapp.context import Services
+from webapp.db import ensure_vector_index
+from webapp.embedder import ClipModel
+from webapp.errors import ApiError, register_error_handlers
+from webapp.items.routes import blueprint as items_blueprint
+from webapp.runtime import open_services
+from webapp.search.repo import VectorQueries
+from webapp.search.routes import blueprint as search_blueprint
+from webapp.storage import ImageNotFound, LocalStorage
+from webapp.telemetry import REQUEST_LATENCY
+from webapp.worker import EmbeddingWorker
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
+    """Build the service. ``clip`` lets a caller share an already loaded model."""
+    if settings.database.url is None:
+        raise ValueError("create_app needs DATABASE_URL; the CLI starts the embedded database")
+    app = Quart(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_image_bytes + 64 * 1024
+    QuartSchema(
+        app,
+        info=Info(title="Prethrift search API", version="0.1.0"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+    )
+    register_error_handlers(app)
+    app.register_blueprint(items_blueprint)
+    app.register_blueprint(search_blueprint)
+
+    @app.while_serving  # type: ignore[type-var]
+    async def lifespan() -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            if clip is not None:
+                services.model_key = clip.model_key
+            app.extensions["prethrift"] = services
+            stop = asyncio.Event()
+            # The model loads in the background so /healthz answers at once; /readyz waits.
+            warmup = asyncio.create_task(_warm_up(services, clip, stop))
+            try:
+                yield
+            finally:
+                stop.set()
+                warmup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warmup
+
+    @app.before_request
+    async def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def _observe(response: Response) -> Response:
+        started: float | None = g.get("started")
+        if started is not None and request.url_rule is not None:
+            REQUEST_LATENCY.labels(
+                route=request.url_rule.rule, method=request.method, status=str(response.status_code)
+            ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    @hide
+    async def healthz() -> Response:
+        return jsonify({"status": "alive"})
+
+    @app.get("/readyz")
+    @hide
+    async def readyz() -> Response:
+        services: Services | None = app.extensions.get("prethrift")
+        problems = []
+        if services is None or services.queries is None:
+            problems.append("model loading")
+        if services is not None:
+            try:
+                async with asyncio.timeout(2):
+                    async with services.pool.acquire() as connection:
+                        await connection.fetchval("SELECT 1")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                problems.append("database unreachable")
+        if problems:
+            raise ApiError(503, "not_ready", "Not ready: " + ", ".join(problems) + ".")
+        return jsonify({"status": "ready", "model": services.model_key if services else None})
+
+    @app.get("/metrics")
+    @hide
+    async def metrics() -> Response:
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/images/<path:key>")
+    @hide
+    async def image(key: str) -> Response:
+        services: Services = app.extensions["prethrift"]
+        storage = services.storage
+        if not isinstance(storage, LocalStorage):
+            raise ApiError(404, "not_found", "Images are served from the bucket.")
+        try:
+            path = storage.path_for(key)
+        except ImageNotFound:
+            raise ApiError(404, "not_found", "No such image.") from None
+        if not path.is_file():
+            raise ApiError(404, "not_found", "No such image.")
+        response = await send_file(path)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+    return app
+
+
+async def _warm_up(services: Services, clip: ClipModel | None, stop: asyncio.Event) -> None:
+    embedder = services.embedder
+    try:
+        if clip is None:
+            clip = await embedder.load()
+        else:
+            embedder.attach(clip)
+    except Exception:
+        log.exception("model failed to load; the service stays not-ready")
+        return
+    async with services.pool.acquire() as connection:
+        await ensure_vector_index(connection, clip.model_key, clip.dim)
+    services.queries = VectorQueries(clip.model_key, clip.dim)
+    log.info("ready", model_key=clip.model_key)
+    if services.settings.worker.inline:
+        worker = EmbeddingWorker(services.pool, embedder, services.storage, services.settings.worker)
+        await worker.run(stop)

@@ -1,0 +1,38 @@
+"""Bearer-token protection for catalog changes."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from quart import request
+
+from webapp.context import services
+from webapp.errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def require_admin(func: F) -> F:
+    """401 without a bearer token, 403 with the wrong one; checked before the body is read."""
+
+    @wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        expected = services().settings.admin_token
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401,
+                "unauthorized",
+                "This needs the admin token: send 'Authorization: Bearer <token>'.",
+            )
+        if expected is None or not hmac.compare_digest(
+            token.strip().encode(), expected.get_secret_value().encode()
+        ):
+            raise ApiError(403, "forbidden", "The admin token is not valid.")
+        return await func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,221 @@
+"""The ``prethrift`` command line: serve, worker, migrate, ingest, demo, run, plan."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from pydantic import ValidationError
+
+from webapp.config import Settings, load_settings
+from webapp.embedder import ClipModel, ModelLoadError, load_clip
+from webapp.telemetry import configure_logging
+
+log = structlog.get_logger("prethrift")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except ValidationError as error:
+        raise click.ClickException(f"invalid configuration:\n{error}") from None
+    configure_logging(settings.telemetry.log_level, json_logs=not sys.stderr.isatty())
+    return settings
+
+
+def _load_model(settings: Settings) -> ClipModel:
+    try:
+        return load_clip(settings.clip)
+    except ModelLoadError as error:
+        raise click.ClickException(str(error)) from None
+
+
+async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main(stop)
+
+
+@click.group()
+def main() -> None:
+    """Prethrift: AI search for second-hand clothing."""
+
+
+async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from webapp.app import create_app
+
+    app = create_app(settings, clip=clip)
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = 10
+    log.info("serving", url=f"http://{settings.host}:{settings.port}", docs="/docs")
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+@main.command()
+def serve() -> None:
+    """Serve the API with Hypercorn (and the embedding worker, unless PRETHRIFT_WORKER_INLINE=false)."""
+    from webapp.runtime import embedded_defaults
+
+    with embedded_defaults(_settings()) as settings:
+        clip = _load_model(settings)
+        asyncio.run(_until_signalled(lambda stop: _serve(settings, clip, stop)))
+
+
+@main.command()
+@click.option("--demo-items", default=60, show_default=True, help="demo catalog size when empty")
+def run(demo_items: int) -> None:
+    """Development: embedded services, migrations, a demo catalog if empty, then serve."""
+    from webapp.runtime import embedded_defaults
+
+    started = time.perf_counter()
+    with embedded_defaults(_settings()) as settings:
+        clip = _load_model(settings)
+
+        async def main(stop: asyncio.Event) -> None:
+            loaded = await _demo_if_empty(settings, demo_items)
+            token = settings.admin_token.get_secret_value() if settings.admin_token else "(unset)"
+            click.echo(
+                f"\nPrethrift is starting on http://{settings.host}:{settings.port}/docs "
+                f"({loaded} demo items queued; start-up took {time.perf_counter() - started:.1f}s)\n"
+                f"Admin token (for POST/DELETE /api/items): {token}\n",
+                err=True,
+            )
+            await _serve(settings, clip, stop)
+
+        asyncio.run(_until_signalled(main))
+
+
+async def _demo_if_empty(settings: Settings, count: int) -> int:
+    from webapp.ingest import load_demo
+    from webapp.items.repo import count_items
+    from webapp.runtime import open_services
+
+    async with open_services(settings) as services:
+        async with services.pool.acquire() as connection:
+            if await count_items(connection) > 0:
+                return 0
+        summary = await load_demo(services, count)
+        return summary.loaded
+
+
+@main.command()
+def worker() -> None:
+    """Run the embedding worker until SIGTERM (production runs it as its own service)."""
+    from webapp.db import ensure_vector_index
+    from webapp.runtime import embedded_defaults, open_services
+    from webapp.worker import EmbeddingWorker
+
+    with embedded_defaults(_settings()) as settings:
+        clip = _load_model(settings)
+
+        async def work(stop: asyncio.Event) -> None:
+            async with open_services(settings) as services:
+                services.embedder.attach(clip)
+                async with services.pool.acquire() as connection:
+                    await ensure_vector_index(connection, clip.model_key, clip.dim)
+                await EmbeddingWorker(services.pool, services.embedder, services.storage, settings.worker).run(
+                    stop
+                )
+
+        asyncio.run(_until_signalled(work))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from webapp.runtime import embedded_defaults, run_migrations
+
+    with embedded_defaults(_settings()) as settings:
+        assert settings.database.url is not None
+        applied = asyncio.run(run_migrations(settings.database.url.get_secret_value()))
+        click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+def _load_with(settings: Settings, loader: Callable[[Any], Awaitable[Any]]) -> Any:
+    from webapp.runtime import open_services
+
+    async def go() -> Any:
+        async with open_services(settings) as services:
+            return await loader(services)
+
+    return asyncio.run(go())
+
+
+@main.command()
+@click.argument("catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="folder holding the photos named in the CSV's image column",
+)
+def ingest(catalog: Path, images: Path) -> None:
+    """Bulk-load CATALOG.csv (columns: title, price, image, and optionally description, brand,
+    category, size, colour, condition, currency). Items are embedded by the worker."""
+    from webapp.ingest import load_rows as load
+    from webapp.ingest import read_catalog
+    from webapp.runtime import embedded_defaults
+
+    try:
+        rows = list(read_catalog(catalog, images))
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    with embedded_defaults(_settings()) as settings:
+        summary = _load_with(settings, lambda services: load(services, rows, total=len(rows)))
+    for line in summary.lines():
+        click.echo(line)
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--items", "count", default=60, show_default=True, type=click.IntRange(1, 100_000))
+def demo(count: int) -> None:
+    """Load a synthetic catalog of drawn garments (embedded by the worker)."""
+    from webapp.ingest import load_demo
+    from webapp.runtime import embedded_defaults
+
+    with embedded_defaults(_settings()) as settings:
+        summary = _load_with(settings, lambda services: load_demo(services, count))
+    for line in summary.lines():
+        click.echo(line)
+
+
+@main.command("export-weights")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+def export_weights(output: Path) -> None:
+    """Save the configured model's weights to a file, for machines without network access
+    (then set PRETHRIFT_CLIP_PRETRAINED to that path)."""
+    import torch
+
+    settings = _settings()
+    clip = _load_model(settings)
+    torch.save(clip.model.state_dict(), output)
+    click.echo(f"saved {settings.clip.model} weights to {output}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def plan(ctx: click.Context) -> None:
+    """Offline infrastructure preview with projected monthly costs (see infra/README.md)."""
+    from infra.plan import main as plan_main
+
+    sys.exit(plan_main(list(ctx.args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The long-lived clients one process holds, opened at start-up and passed to features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from quart import current_app
+
+from webapp.cache import Cache
+from webapp.config import Settings
+from webapp.embedder import Embedder
+from webapp.search.repo import VectorQueries
+from webapp.storage import Storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    cache: Cache
+    storage: Storage
+    embedder: Embedder
+    model_key: str
+    # Set once the model is loaded and its vector width known.
+    queries: VectorQueries | None = None
+
+
+def services() -> Services:
+    """The current app's services (kept on the app, never on ``g``, which resets)."""
+    found: Services = current_app.extensions["prethrift"]
+    return found

@@ -1,0 +1,1 @@
+"""The catalog: listing items, their status, and their removal from search."""

@@ -1,0 +1,1 @@
+"""Search: text to image, photo to image, and more like this."""

@@ -1,0 +1,86 @@
+"""Search API: by text, by photo, and more like an item."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from quart import Blueprint
+from quart_schema import (
+    DataSource,
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
+from quart_schema.pydantic import File
+
+from webapp.context import Services, services
+from webapp.schemas import ErrorOut, Page, SearchHitOut, SearchPageOut, TextSearch, parse_item_id
+from webapp.search.repo import Hit
+from webapp.search.service import search_image, search_similar, search_text
+
+blueprint = Blueprint("search", __name__)
+
+
+class PhotoSearch(BaseModel):
+    image: File
+
+
+async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
+    items = [
+        SearchHitOut(
+            id=h.id,
+            title=h.title,
+            brand=h.brand,
+            category=h.category,
+            size=h.size,
+            colour=h.colour,
+            condition=h.condition,
+            price=str(h.price),
+            currency=h.currency.strip(),
+            image_url=await svc.storage.url(h.image_key),
+            score=round(h.score, 6),
+        )
+        for h in hits
+    ]
+    full = len(items) == page.limit
+    return SearchPageOut(
+        items=items,
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=page.offset + page.limit if full else None,
+    )
+
+
+@blueprint.get("/api/search")
+@validate_querystring(TextSearch)
+@validate_response(SearchPageOut)
+@document_response(ErrorOut, 422)
+async def search(query_args: TextSearch) -> SearchPageOut:
+    """Find garments whose photos match a text description."""
+    svc = services()
+    hits = await search_text(svc, query_args.q, query_args.limit, query_args.offset)
+    return await page_out(svc, hits, query_args)
+
+
+@blueprint.post("/api/search/image")
+@validate_querystring(Page)
+@validate_request(PhotoSearch, source=DataSource.FORM_MULTIPART)
+@validate_response(SearchPageOut)
+@document_response(ErrorOut, 415)
+async def search_by_photo(query_args: Page, data: PhotoSearch) -> SearchPageOut:
+    """Find garments that look like an uploaded photo."""
+    svc = services()
+    hits = await search_image(svc, data.image.read(), query_args.limit, query_args.offset)
+    return await page_out(svc, hits, query_args)
+
+
+@blueprint.get("/api/items/<raw_id>/similar")
+@validate_querystring(Page)
+@validate_response(SearchPageOut)
+@document_response(ErrorOut, 404)
+async def similar(raw_id: str, query_args: Page) -> SearchPageOut:
+    """Garments that look like this one (itself excluded)."""
+    svc = services()
+    item_id = parse_item_id(raw_id)
+    hits = await search_similar(svc, item_id, query_args.limit, query_args.offset)
+    return await page_out(svc, hits, query_args)
