@@ -29,6 +29,7 @@ SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
                 "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),
 }
 SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
+SERVICE_SECRETS["migrate"] = ("DATABASE_URL", "SENTRY_DSN")
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,26 @@ def container_definitions(
     if gpus:
         app["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
 
+    containers = [app]
+    if program == "api":
+        # `prethrift migrate` runs to completion before the API starts in every new task,
+        # so a deployment never serves code ahead of its schema.
+        containers.append({
+            "name": "migrate",
+            "image": image,
+            "essential": False,
+            "command": ["migrate"],
+            "readonlyRootFilesystem": True,
+            "environment": app["environment"],
+            "secrets": [
+                {"name": name, "valueFrom": args.secret_arns[name]}
+                for name in SERVICE_SECRETS["migrate"] if name in args.secret_arns
+            ],
+            "mountPoints": app["mountPoints"],
+            "logConfiguration": logging("migrate", log_group),
+        })
+        app["dependsOn"].append({"containerName": "migrate", "condition": "SUCCESS"})
+
     collector: dict[str, Any] = {
         "name": "otel-collector",
         "image": COLLECTOR_IMAGE,
@@ -168,7 +189,7 @@ def container_definitions(
         "healthCheck": {"command": ["/healthcheck"], "interval": 15, "timeout": 5, "retries": 3},
         "logConfiguration": logging(program, args.log_groups["otel"]),
     }
-    return pulumi.Output.json_dumps([app, collector])
+    return pulumi.Output.json_dumps([*containers, collector])
 
 
 class Services(pulumi.ComponentResource):

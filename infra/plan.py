@@ -1,0 +1,339 @@
+"""`python -m infra.plan STACK [--compare REF]` (also `prethrift plan STACK`): an offline
+preview. It runs the Pulumi program under mocks, lists every resource with its key settings
+and a projected monthly cost (price table: infra/pricing.py), and with `--compare REF` the
+cost difference against another git revision, for pull requests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import pricing
+from infra.mocks import REPO_ROOT, record
+
+SERVICE_OF_PREFIX: list[tuple[str, str]] = [
+    ("aws:ecs/", "compute"), ("aws:appautoscaling/", "compute"), ("aws:autoscaling/", "compute"),
+    ("aws:ec2/launchTemplate", "compute"), ("aws:ecr/", "compute"), ("docker-build:", "compute"),
+    ("aws:rds/", "database"), ("aws:elasticache/", "cache"),
+    ("aws:ec2/", "network"), ("aws:lb/", "network"), ("aws:route53/", "network"),
+    ("aws:s3/", "storage"), ("aws:cloudwatch/", "observability"), ("aws:sns/", "observability"),
+    ("aws:iam/", "security"), ("aws:ssm/", "security"), ("random:", "security"),
+]
+
+KEY_SETTINGS: dict[str, tuple[str, ...]] = {
+    "aws:ec2/vpc:Vpc": ("cidrBlock",),
+    "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ("serviceName", "vpcEndpointType"),
+    "aws:ecs/cluster:Cluster": ("name",),
+    "aws:ecs/service:Service": ("name", "desiredCount"),
+    "aws:ecs/taskDefinition:TaskDefinition": ("family", "cpu", "memory", "requiresCompatibilities"),
+    "aws:rds/instance:Instance": ("instanceClass", "engineVersion", "allocatedStorage", "multiAz",
+                                  "deletionProtection", "backupRetentionPeriod"),
+    "aws:elasticache/replicationGroup:ReplicationGroup": ("engine", "nodeType", "numCacheClusters",
+                                                          "automaticFailoverEnabled"),
+    "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "enableDeletionProtection"),
+    "aws:lb/listener:Listener": ("port", "protocol"),
+    "aws:lb/targetGroup:TargetGroup": ("port", "targetType"),
+    "aws:cloudwatch/logGroup:LogGroup": ("name", "retentionInDays"),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "threshold"),
+    "aws:ssm/parameter:Parameter": ("name", "type"),
+    "aws:appautoscaling/target:Target": ("minCapacity", "maxCapacity"),
+    "aws:autoscaling/group:Group": ("minSize", "maxSize"),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("instanceType",),
+    "aws:ecr/repository:Repository": ("name", "imageTagMutability"),
+}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    type: str
+    name: str
+    service: str
+    settings: dict[str, str]
+    monthly_usd: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    stack: str
+    rows: list[PlanRow]
+    usage: pricing.Usage
+    source: str = pricing.SOURCE
+    as_of: str = pricing.AS_OF
+    components: int = 0
+
+    @property
+    def total(self) -> float:
+        return round(sum(row.monthly_usd for row in self.rows), 2)
+
+    def by_service(self) -> dict[str, float]:
+        sums: dict[str, float] = defaultdict(float)
+        for row in self.rows:
+            sums[row.service] += row.monthly_usd
+        return {k: round(v, 2) for k, v in sorted(sums.items(), key=lambda kv: -kv[1])}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack, "total": self.total, "by_service": self.by_service(),
+            "source": self.source, "as_of": self.as_of, "usage": self.usage.__dict__,
+            "rows": [row.__dict__ for row in self.rows],
+        }
+
+
+def service_of(typ: str) -> str:
+    for prefix, service in SERVICE_OF_PREFIX:
+        if typ.startswith(prefix):
+            return service
+    return "other"
+
+
+def short_type(typ: str) -> str:
+    """`aws:ecs/service:Service` -> `ecs.Service`."""
+    package, _, rest = typ.partition(":")
+    module, _, name = rest.rpartition(":")
+    module = module.split("/")[0]
+    return f"{module if module != 'index' else package}.{name}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _settings(resource: Mapping[str, Any]) -> dict[str, str]:
+    inputs = resource["inputs"]
+    keys = KEY_SETTINGS.get(resource["type"], ())
+    return {key: _fmt(inputs[key]) for key in keys if inputs.get(key) is not None}
+
+
+def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
+    """Price a mock record (infra/mocks.py) of one stack."""
+    usage = pricing.Usage.from_config(rec["config"].get("prethrift:planUsage"))
+    resources = [r for r in rec["resources"] if r["custom"]]
+    by_type: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in resources:
+        by_type[r["type"]].append(r)
+    task_by_arn = {r["state"]["arn"]: r for r in by_type["aws:ecs/taskDefinition:TaskDefinition"]}
+    hours = pricing.HOURS_PER_MONTH
+    nat_count = len(by_type["aws:ec2/natGateway:NatGateway"]) or 1
+    log_groups = len(by_type["aws:cloudwatch/logGroup:LogGroup"]) or 1
+    ec2_tasks = 0.0
+
+    rows: list[PlanRow] = []
+    for r in resources:
+        typ, inputs = r["type"], r["inputs"]
+        cost, note = 0.0, ""
+        if typ == "aws:ecs/service:Service":
+            task = task_by_arn[inputs["taskDefinition"]]["inputs"]
+            desired = float(inputs.get("desiredCount") or 0)
+            split = pricing.split_capacity(desired, inputs.get("capacityProviderStrategies") or [])
+            hour = pricing.fargate_task_hour(float(task["cpu"]), float(task["memory"]))
+            on_demand, spot = split.get("FARGATE", 0.0), split.get("FARGATE_SPOT", 0.0)
+            cost = hours * hour * (on_demand + spot * pricing.FARGATE_SPOT_FACTOR)
+            ec2_tasks += desired - on_demand - spot
+            note = (f"{desired:g} task(s) x {task['cpu']}/{task['memory']}: "
+                    f"{on_demand:g} on-demand, {spot:g} Spot at {pricing.FARGATE_SPOT_FACTOR:.0%}")
+            if desired - on_demand - spot:
+                note = f"{desired:g} task(s) on EC2 capacity (priced on the Auto Scaling group)"
+        elif typ == "aws:rds/instance:Instance":
+            factor = pricing.RDS_MULTI_AZ_FACTOR if inputs.get("multiAz") else 1.0
+            hourly = pricing.lookup(pricing.RDS_POSTGRES_HOUR, inputs["instanceClass"], "RDS class")
+            storage = float(inputs.get("allocatedStorage") or 0)
+            cost = factor * (hours * hourly + storage * pricing.RDS_GP3_GB_MONTH)
+            note = f"{'Multi-AZ' if factor > 1 else 'single-AZ'}, {storage:g} GB gp3"
+        elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+            nodes = float(inputs.get("numCacheClusters") or 1)
+            hourly = pricing.lookup(pricing.ELASTICACHE_NODE_HOUR, inputs["nodeType"], "cache node")
+            factor = pricing.VALKEY_FACTOR if inputs.get("engine") == "valkey" else 1.0
+            cost = hours * hourly * nodes * factor
+            note = f"{nodes:g} node(s){', Valkey -20%' if factor < 1 else ''}"
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            ips = len(inputs.get("subnets") or [])
+            cost = hours * (pricing.ALB_HOUR + usage.alb_lcu * pricing.ALB_LCU_HOUR
+                            + ips * pricing.PUBLIC_IPV4_HOUR)
+            note = f"{usage.alb_lcu:g} LCU average, {ips} public IPv4"
+        elif typ == "aws:ec2/natGateway:NatGateway":
+            data = usage.nat_data_gb / nat_count
+            cost = hours * pricing.NAT_HOUR + data * pricing.NAT_GB
+            note = f"{data:.1f} GB processed"
+        elif typ == "aws:ec2/eip:Eip":
+            cost = hours * pricing.PUBLIC_IPV4_HOUR
+            note = "public IPv4"
+        elif typ == "aws:s3/bucket:Bucket":
+            if "images" in r["name"]:
+                cost = usage.images_gb * pricing.S3_STANDARD_GB_MONTH
+                note = f"{usage.images_gb:g} GB Standard, requests not modelled"
+            else:
+                note = "access logs, expire by lifecycle; not modelled"
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            ingest = usage.logs_ingest_gb / log_groups
+            cost = ingest * pricing.LOGS_INGEST_GB
+            note = f"{ingest:.1f} GB ingested"
+        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            metrics = sum(1 for q in inputs.get("metricQueries") or [] if q.get("metric")) or 1
+            cost = metrics * pricing.ALARM_METRIC_MONTH
+            note = f"{metrics} metric(s)"
+        elif typ == "aws:ecr/repository:Repository":
+            cost = usage.ecr_storage_gb * pricing.ECR_GB_MONTH
+            note = f"{usage.ecr_storage_gb:g} GB stored"
+        elif typ == "aws:ecs/cluster:Cluster":
+            note = "Container Insights is usage-priced; not modelled"
+        elif typ in pricing.FREE_TYPES:
+            pass
+        elif typ != "aws:autoscaling/group:Group":
+            note = "no price rule; add one to infra/plan.py"
+        rows.append(PlanRow(typ, r["name"], service_of(typ), _settings(r), round(cost, 2), note))
+
+    # GPU instances: as many as the EC2-placed tasks need, never below the group's minimum.
+    for i, row in enumerate(rows):
+        if row.type == "aws:autoscaling/group:Group":
+            asg = next(r for r in resources if r["name"] == row.name)["inputs"]
+            template = by_type["aws:ec2/launchTemplate:LaunchTemplate"]
+            itype = template[0]["inputs"]["instanceType"] if template else "unknown"
+            count = max(float(asg.get("minSize") or 0), ec2_tasks)
+            hourly = pricing.lookup(pricing.EC2_GPU_HOUR, itype, "EC2 instance type")
+            rows[i] = PlanRow(row.type, row.name, row.service, row.settings,
+                              round(hours * hourly * count, 2), f"{count:g} x {itype}")
+
+    components = sum(1 for r in rec["resources"] if not r["custom"])
+    return StackPlan(stack, rows, usage, components=components)
+
+
+def plan_stack(stack: str, root: Path = REPO_ROOT,
+               overrides: Mapping[str, Any] | None = None) -> StackPlan:
+    """Run the program of `root` for `stack` under mocks and price every resource."""
+    return price_resources(stack, record(stack, root, overrides))
+
+
+def format_plan(plan: StackPlan) -> str:
+    header = ("SERVICE", "RESOURCE", "NAME", "KEY SETTINGS", "USD/MONTH", "NOTE")
+    lines = [
+        f"Prethrift offline plan for stack '{plan.stack}': {len(plan.rows)} resources "
+        f"in {plan.components} components (Pulumi program under mocks)",
+        f"Prices: {plan.source}, as of {plan.as_of}; 730 h/month; usage assumptions: "
+        + ", ".join(f"{k}={v:g}" for k, v in plan.usage.__dict__.items()),
+        "",
+    ]
+    table = [header] + [
+        (row.service, short_type(row.type), row.name,
+         " ".join(f"{k}={v}" for k, v in row.settings.items()),
+         f"{row.monthly_usd:,.2f}", row.note)
+        for row in sorted(plan.rows, key=lambda r: (r.service, -r.monthly_usd, r.name))
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(4)]
+    for line in table:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:4])]
+        lines.append("  ".join([*cells, line[4].rjust(10), line[5]]).rstrip())
+    lines.append("")
+    lines.append("By service: " + " · ".join(f"{k} {v:,.2f}" for k, v in plan.by_service().items()))
+    lines.append(f"TOTAL monthly (USD): {plan.total:,.2f}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CostDiff:
+    stack: str
+    base_ref: str
+    base_total: float
+    head_total: float
+    changes: list[tuple[str, str, float, float]] = field(default_factory=list)
+    """(type, name, before, after) for every resource whose cost or presence changed."""
+
+    @property
+    def delta(self) -> float:
+        return round(self.head_total - self.base_total, 2)
+
+
+def compare_plans(base: StackPlan | None, head: StackPlan, base_ref: str) -> CostDiff:
+    """Per-resource cost changes from `base` (None: the stack did not exist) to `head`."""
+    before = {(r.type, r.name): r.monthly_usd for r in base.rows} if base else {}
+    after = {(r.type, r.name): r.monthly_usd for r in head.rows}
+    changes = [
+        (typ, name, before.get((typ, name), 0.0), after.get((typ, name), 0.0))
+        for typ, name in sorted(set(before) | set(after))
+        if (typ, name) not in before or (typ, name) not in after
+        or round(before[(typ, name)] - after[(typ, name)], 2) != 0
+    ]
+    return CostDiff(head.stack, base_ref, base.total if base else 0.0, head.total, changes)
+
+
+def format_diff(diff: CostDiff) -> str:
+    sign = "+" if diff.delta >= 0 else "-"
+    lines = [
+        f"Cost difference for stack '{diff.stack}' against {diff.base_ref}: "
+        f"{diff.base_total:,.2f} -> {diff.head_total:,.2f} USD/month "
+        f"({sign}{abs(diff.delta):,.2f})",
+    ]
+    for typ, name, before, after in diff.changes:
+        what = "added" if before == 0 and after and True else ("removed" if after == 0 else "changed")
+        lines.append(f"  {what:8} {typ} {name}: {before:,.2f} -> {after:,.2f} "
+                     f"({after - before:+,.2f})")
+    if not diff.changes:
+        lines.append("  no resource changed cost")
+    return "\n".join(lines)
+
+
+def plan_at_ref(stack: str, ref: str, root: Path = REPO_ROOT) -> StackPlan | None:
+    """The plan of `stack` at git revision `ref`, or None if the stack did not exist there."""
+    def git(*args: str, cwd: Path = root) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    with tempfile.TemporaryDirectory(prefix="prethrift-plan-") as tmp:
+        tree = Path(tmp) / "tree"
+        git("worktree", "add", "--detach", "--quiet", str(tree), commit)
+        try:
+            if not (tree / "infra" / "__main__.py").exists() or not (
+                tree / f"Pulumi.{stack}.yaml"
+            ).exists():
+                return None
+            return plan_stack(stack, tree)
+        finally:
+            git("worktree", "remove", "--force", str(tree))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prethrift plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name: a Pulumi.<stack>.yaml must exist")
+    parser.add_argument("--compare", metavar="REF",
+                        help="also print the cost difference against this git revision")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    ns = parser.parse_args(argv)
+    try:
+        plan = plan_stack(ns.stack)
+        diff = compare_plans(plan_at_ref(ns.stack, ns.compare), plan, ns.compare) \
+            if ns.compare else None
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError,
+            subprocess.CalledProcessError) as exc:
+        detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else exc
+        print(f"prethrift plan: {detail}", file=sys.stderr)
+        return 2
+    if ns.json:
+        out = plan.as_dict()
+        if diff is not None:
+            out["compare"] = {"ref": diff.base_ref, "base_total": diff.base_total,
+                              "delta": diff.delta, "changes": diff.changes}
+        print(json.dumps(out, indent=2))
+        return 0
+    print(format_plan(plan))
+    if diff is not None:
+        print()
+        print(format_diff(diff))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
