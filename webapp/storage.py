@@ -88,7 +88,7 @@ class S3Storage:
                 "s3",
                 region_name=self.region,
                 endpoint_url=self.endpoint_url,
-                config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+                config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
             )
         )
 

