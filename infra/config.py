@@ -198,8 +198,13 @@ def from_mapping(stack: str, raw: Mapping[str, Any]) -> StackConfig:
 def load(stack: str | None = None) -> StackConfig:
     """Read this stack's `prethrift:` configuration through the Pulumi runtime."""
     cfg = pulumi.Config("prethrift")
-    raw = {key: cfg.get_object(key) for key in _SECTIONS}
-    return from_mapping(stack or pulumi.get_stack(), {k: v for k, v in raw.items() if v})
+    raw: dict[str, Any] = {key: cfg.get_object(key) for key in _SECTIONS}
+    raw = {k: v for k, v in raw.items() if v}
+    # CI sets the image tag per commit (`pulumi config set imageTag $SHA`).
+    image_tag = cfg.get("imageTag")
+    if image_tag:
+        raw["app"] = {**(raw.get("app") or {}), "imageTag": image_tag}
+    return from_mapping(stack or pulumi.get_stack(), raw)
 
 
 def validate(config: StackConfig) -> None:

@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1.7
+# One image, three programs: `prethrift serve` (API), `prethrift worker`, `prethrift console`.
+# Build: docker build -t prethrift .  (GPU variant: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128)
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG CLIP_MODEL=ViT-B-32
+ARG CLIP_PRETRAINED=laion2b_s34b_b79k
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    HF_HOME=/opt/hf
+WORKDIR /src
+# torch from the PyTorch index first: the CPU wheel is a fraction of the default CUDA build.
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
+        "torch>=2.4,<2.15" "torchvision<0.30"
+COPY . .
+# The deploy tooling (Pulumi SDKs) ships in the same distribution but never runs in a task.
+RUN pip install --no-cache-dir . \
+    && pip uninstall --yes pulumi pulumi-aws pulumi-awsx pulumi-policy pulumi-docker \
+        pulumi-docker-build pulumi-random
+# Weights baked into the image: tasks start warm and never reach the model hub.
+RUN python -c "import open_clip; open_clip.create_model_and_transforms('${CLIP_MODEL}', pretrained='${CLIP_PRETRAINED}')" \
+    && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+FROM ${PYTHON_IMAGE} AS runtime
+ARG CLIP_MODEL=ViT-B-32
+ARG CLIP_PRETRAINED=laion2b_s34b_b79k
+RUN groupadd --system --gid 10001 prethrift \
+    && useradd --system --uid 10001 --gid prethrift --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin prethrift
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/hf /opt/hf
+# Read-only root filesystem friendly: nothing writes outside /tmp (mount a tmpfs there).
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HOME=/opt/hf \
+    HF_HUB_OFFLINE=1 \
+    TMPDIR=/tmp \
+    MPLCONFIGDIR=/tmp \
+    PRETHRIFT_HOST=0.0.0.0 \
+    PRETHRIFT_PORT=8000 \
+    PRETHRIFT_CLIP_MODEL=${CLIP_MODEL} \
+    PRETHRIFT_CLIP_PRETRAINED=${CLIP_PRETRAINED}
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000 8050
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PRETHRIFT_PORT', '8000'), timeout=3)"]
+ENTRYPOINT ["prethrift"]
+CMD ["serve"]
