@@ -99,7 +99,8 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
         tag = (inputs.get("tags") or ["image:local"])[0]
         state |= {"ref": f"{tag}@sha256:{'0' * 64}", "digest": f"sha256:{'0' * 64}"}
     elif typ == "random:index/randomPassword:RandomPassword":
-        state |= {"result": "p" * int(inputs.get("length", 16))}
+        # Distinct and recognisable, so tests can search for leaks of each generated secret.
+        state |= {"result": f"MOCKSECRET-{name}-MOCKSECRET"}
     return state
 
 

@@ -1,0 +1,67 @@
+"""The Pulumi program's mock records, made once per session in fresh processes (Pulumi's
+runtime state is process-global, so nothing Pulumi runs inside the pytest process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from infra.mocks import record, read_stack_file
+
+Record = dict[str, Any]
+
+# prod with the optional GPU worker and a Sentry DSN: the branches the stack files leave off.
+GPU_OVERRIDES = {
+    "gpuWorker": {"enabled": True, "instanceType": "g5.xlarge", "maxInstances": 2,
+                  "desiredCount": 1},
+    "sentryDsn": "https://key@sentry.example/1",
+}
+
+
+@pytest.fixture(name="records", scope="session")
+def _records() -> dict[str, Record]:
+    jobs = {"dev": ("dev", None), "prod": ("prod", None), "gpu": ("prod", GPU_OVERRIDES)}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {k: pool.submit(record, stack, overrides=o) for k, (stack, o) in jobs.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+@pytest.fixture(name="stack_files", scope="session")
+def _stack_files() -> dict[str, dict[str, Any]]:
+    return {stack: read_stack_file(stack) for stack in ("dev", "prod")}
+
+
+def of_type(rec: Record, typ: str) -> list[dict[str, Any]]:
+    return [r for r in rec["resources"] if r["type"] == typ]
+
+
+def one(rec: Record, typ: str) -> dict[str, Any]:
+    found = of_type(rec, typ)
+    assert len(found) == 1, f"expected one {typ}, found {len(found)}"
+    return found[0]
+
+
+def containers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in json.loads(task["inputs"]["containerDefinitions"])}
+
+
+def task_for(rec: Record, program: str) -> dict[str, Any]:
+    tasks = [t for t in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition")
+             if t["inputs"]["family"].endswith(f"-{program}")]
+    assert len(tasks) == 1, program
+    return tasks[0]
+
+
+def walk(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk(v)
+    else:
+        yield value

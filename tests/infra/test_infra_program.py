@@ -1,0 +1,307 @@
+"""The real program, run under mocks for both stacks: inventory, sizing from the stack
+files, secrets handling, least privilege, and what the containers are told."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, from_mapping
+from tests.infra.conftest import Record, containers, of_type, one, task_for, walk
+
+LAYERS = {"Network", "Storage", "Database", "Cache", "Parameters", "Registry", "LoadBalancer",
+          "Logs", "Services", "Alarms"}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stack: str) -> None:
+    rec = records[stack]
+    components = {r["type"].rsplit(":", 1)[-1] for r in rec["resources"] if not r["custom"]}
+    assert components == LAYERS
+    counts = {
+        "aws:ec2/vpc:Vpc": 1, "aws:rds/instance:Instance": 1,
+        "aws:elasticache/replicationGroup:ReplicationGroup": 1, "aws:s3/bucket:Bucket": 2,
+        "aws:lb/loadBalancer:LoadBalancer": 1, "aws:ecs/cluster:Cluster": 1,
+        "aws:ecs/service:Service": 3, "aws:ecs/taskDefinition:TaskDefinition": 3,
+        "aws:ecr/repository:Repository": 1, "aws:ecr/lifecyclePolicy:LifecyclePolicy": 1,
+        "docker-build:index:Image": 1, "aws:ssm/parameter:Parameter": 4,
+        "aws:sns/topic:Topic": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
+    }
+    for typ, n in counts.items():
+        assert len(of_type(rec, typ)) == n, typ
+    # Every AWS resource belongs to a layer, none hangs off the stack directly.
+    for r in rec["resources"]:
+        if r["custom"]:
+            assert "prethrift:infra:" in (r["parent"] or ""), r["name"]
+
+
+def test_network_follows_the_stack_files(records: dict[str, Record],
+                                         stack_files: dict[str, Any]) -> None:
+    for stack, nats in (("dev", 1), ("prod", 3)):
+        rec, net = records[stack], stack_files[stack]["prethrift:network"]
+        assert one(rec, "aws:ec2/vpc:Vpc")["inputs"]["cidrBlock"] == net["cidr"]
+        subnets = of_type(rec, "aws:ec2/subnet:Subnet")
+        assert len(subnets) == 2 * net["azCount"]
+        assert len({s["inputs"]["availabilityZone"] for s in subnets}) == net["azCount"] >= 2
+        assert not any(s["inputs"]["mapPublicIpOnLaunch"] for s in subnets)
+        assert len(of_type(rec, "aws:ec2/natGateway:NatGateway")) == nats
+        private_routes = [rt for rt in of_type(rec, "aws:ec2/routeTable:RouteTable")
+                          if "private" in rt["name"]]
+        assert {rt["inputs"]["routes"][0]["natGatewayId"] for rt in private_routes} == {
+            f"network-nat-{i}-id" for i in range(nats)}
+
+
+def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
+    for stack in ("dev", "prod"):
+        db = one(records[stack], "aws:rds/instance:Instance")["inputs"]
+        cfg = stack_files[stack]["prethrift:database"]
+        assert db["instanceClass"] == cfg["instanceClass"]
+        assert db["multiAz"] is cfg["multiAz"]
+        assert db["deletionProtection"] is cfg["deletionProtection"]
+        assert db["backupRetentionPeriod"] == cfg["backupRetentionDays"] >= 7
+        assert int(db["engineVersion"].split(".")[0]) >= 16
+        assert db["engine"] == "postgres" and db["storageEncrypted"] is True
+        assert db["publiclyAccessible"] is False and db["performanceInsightsEnabled"] is True
+        assert db["parameterGroupName"] and db["autoMinorVersionUpgrade"] is True
+    assert records["prod"]["resources"] and one(records["prod"], "aws:rds/instance:Instance")[
+        "inputs"]["multiAz"] is True
+
+
+def test_cache_failover_only_with_two_nodes(records: dict[str, Record]) -> None:
+    dev = one(records["dev"], "aws:elasticache/replicationGroup:ReplicationGroup")
+    prod = one(records["prod"], "aws:elasticache/replicationGroup:ReplicationGroup")
+    assert (dev["inputs"]["numCacheClusters"], dev["inputs"]["automaticFailoverEnabled"]) == (1, False)
+    assert (prod["inputs"]["numCacheClusters"], prod["inputs"]["automaticFailoverEnabled"]) == (2, True)
+    for group in (dev, prod):
+        i = group["inputs"]
+        assert i["atRestEncryptionEnabled"] and i["transitEncryptionEnabled"]
+        assert i["snapshotRetentionLimit"] >= 1
+        assert "authToken" in group["secret_inputs"]
+
+
+def test_generated_secrets_never_leak(records: dict[str, Record]) -> None:
+    for rec in records.values():
+        generated = {r["state"]["result"] for r in
+                     of_type(rec, "random:index/randomPassword:RandomPassword")}
+        assert len(generated) >= 4
+        for r in rec["resources"]:
+            plain = {k: v for k, v in r["inputs"].items() if k not in r["secret_inputs"]}
+            text = json.dumps(plain)
+            assert not any(s in text for s in generated), f"{r['name']} holds a secret in clear"
+        assert not any(s in json.dumps(rec["outputs"]) for s in generated)
+        for p in of_type(rec, "aws:ssm/parameter:Parameter"):
+            assert p["inputs"]["type"] == "SecureString" and "value" in p["secret_inputs"]
+    assert set(records["prod"]["outputs"]) >= {"url", "console_url", "images_bucket",
+                                               "cluster", "services"}
+
+
+def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record]) -> None:
+    from webapp.config import known_env_vars
+
+    known = known_env_vars()
+    for key, rec in records.items():
+        params = {p["inputs"]["name"].rsplit("/", 1)[-1]: p["state"]["arn"]
+                  for p in of_type(rec, "aws:ssm/parameter:Parameter")}
+        for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
+            for name, c in containers(task).items():
+                if name == "otel-collector":
+                    continue
+                env = {e["name"] for e in c["environment"]}
+                secrets = {s["name"]: s["valueFrom"] for s in c.get("secrets", [])}
+                assert env <= known, f"{key}/{name}: unknown env {env - known}"
+                assert set(secrets) <= known
+                assert not env & set(secrets), f"{name} has a secret in plain env"
+                assert {"DATABASE_URL", "SENTRY_DSN", "PRETHRIFT_ADMIN_TOKEN",
+                        "PRETHRIFT_CONSOLE_PASSWORD", "REDIS_URL"}.isdisjoint(env)
+                for secret, arn in secrets.items():
+                    assert params[secret] == arn
+                assert "DATABASE_URL" in secrets
+    prod_api = containers(task_for(records["prod"], "api"))["api"]
+    assert {s["name"] for s in prod_api["secrets"]} == {
+        "DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN"}
+    gpu_api = containers(task_for(records["gpu"], "api"))["api"]
+    assert "SENTRY_DSN" in {s["name"] for s in gpu_api["secrets"]}
+    console = containers(task_for(records["prod"], "console"))["console"]
+    assert "PRETHRIFT_CONSOLE_PASSWORD" in {s["name"] for s in console["secrets"]}
+
+
+def test_commands_ports_and_health_agree_with_the_app(records: dict[str, Record]) -> None:
+    from webapp.config import Settings
+
+    rec = records["prod"]
+    api = containers(task_for(rec, "api"))
+    env = {e["name"]: e["value"] for e in api["api"]["environment"]}
+    assert api["api"]["command"] == ["serve"] and api["migrate"]["command"] == ["migrate"]
+    assert {"containerName": "migrate", "condition": "SUCCESS"} in api["api"]["dependsOn"]
+    assert env["PRETHRIFT_HOST"] == "0.0.0.0" and env["PRETHRIFT_WORKER_INLINE"] == "false"
+    port = api["api"]["portMappings"][0]["containerPort"]
+    assert port == int(env["PRETHRIFT_PORT"]) == Settings.model_fields["port"].default
+    assert containers(task_for(rec, "worker"))["worker"]["command"] == ["worker"]
+    assert "portMappings" not in containers(task_for(rec, "worker"))["worker"]
+    console = containers(task_for(rec, "console"))["console"]
+    assert console["command"] == ["console"]
+    console_env = {e["name"]: e["value"] for e in console["environment"]}
+    assert console["portMappings"][0]["containerPort"] == int(console_env["PRETHRIFT_CONSOLE_PORT"])
+    assert int(console_env["PRETHRIFT_CONSOLE_PORT"]) == Settings.model_fields["console_port"].default
+    groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, "aws:lb/targetGroup:TargetGroup")}
+    assert groups["edge-api"]["port"] == port and groups["edge-api"]["healthCheck"]["path"] == "/readyz"
+    assert groups["edge-console"]["port"] == 8050
+    for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
+        for c in containers(task).values():
+            assert c["readonlyRootFilesystem"] is True
+            assert c["logConfiguration"]["logDriver"] == "awslogs"
+        assert "otel-collector" in containers(task)
+
+
+def test_services_are_private_with_rollback_and_autoscaling(records: dict[str, Record],
+                                                            stack_files: dict[str, Any]) -> None:
+    for stack in ("dev", "prod"):
+        rec, cap = records[stack], stack_files[stack]["prethrift:capacity"]
+        cluster = one(rec, "aws:ecs/cluster:Cluster")["inputs"]
+        assert {"name": "containerInsights", "value": "enhanced"} in cluster["settings"]
+        providers = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["inputs"]
+        assert {"FARGATE", "FARGATE_SPOT"} <= set(providers["capacityProviders"])
+        weights = {s["capacityProvider"]: s["weight"]
+                   for s in providers["defaultCapacityProviderStrategies"]}
+        assert weights.get("FARGATE_SPOT", 0) == cap["spotWeight"]
+        for svc in of_type(rec, "aws:ecs/service:Service"):
+            i = svc["inputs"]
+            assert i["networkConfiguration"]["assignPublicIp"] is False
+            assert i["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+            assert "launchType" not in i
+            size = stack_files[stack][f"prethrift:{i['name']}"]
+            assert i["desiredCount"] == size["desiredCount"]
+        policies = {p["name"]: p["inputs"] for p in of_type(rec, "aws:appautoscaling/policy:Policy")}
+        metric = policies["services-api-requests-scaling"]["targetTrackingScalingPolicyConfiguration"]
+        assert metric["predefinedMetricSpecification"]["predefinedMetricType"] == "ALBRequestCountPerTarget"
+        assert "services-api-cpu-scaling" in policies
+        api_task = task_for(rec, "api")["inputs"]
+        assert (api_task["cpu"], api_task["memory"]) == (
+            str(stack_files[stack]["prethrift:api"]["cpu"]),
+            str(stack_files[stack]["prethrift:api"]["memory"]))
+
+
+def test_load_balancer_https_in_prod_and_explicit_http_in_dev(records: dict[str, Record]) -> None:
+    def listeners(rec: Record) -> dict[int, dict[str, Any]]:
+        return {int(li["inputs"]["port"]): li["inputs"]
+                for li in of_type(rec, "aws:lb/listener:Listener")}
+
+    prod = listeners(records["prod"])
+    assert prod[443]["protocol"] == "HTTPS" and prod[443]["certificateArn"].startswith("arn:aws:acm:")
+    assert prod[443]["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert prod[80]["defaultActions"][0]["redirect"]["protocol"] == "HTTPS"
+    rule = one(records["prod"], "aws:lb/listenerRule:ListenerRule")["inputs"]
+    assert rule["conditions"][0]["hostHeader"]["values"] == ["console.prethrift.example"]
+    dev = listeners(records["dev"])
+    assert 443 not in dev and dev[80]["defaultActions"][0]["type"] == "forward"
+    for stack, protected in (("dev", False), ("prod", True)):
+        alb = one(records[stack], "aws:lb/loadBalancer:LoadBalancer")["inputs"]
+        assert alb["dropInvalidHeaderFields"] is True and alb["accessLogs"]["enabled"] is True
+        assert alb["enableDeletionProtection"] is protected and alb["internal"] is False
+    assert records["prod"]["outputs"]["url"] == "https://search.prethrift.example"
+    assert records["prod"]["outputs"]["console_url"] == "https://console.prethrift.example"
+
+
+def _statements(rec: Record, name: str) -> list[dict[str, Any]]:
+    policy = next(p for p in of_type(rec, "aws:iam/rolePolicy:RolePolicy") if p["name"] == name)
+    return list(json.loads(policy["inputs"]["policy"])["Statement"])
+
+
+def test_iam_least_privilege(records: dict[str, Record]) -> None:
+    rec = records["prod"]
+    bucket = next(b for b in of_type(rec, "aws:s3/bucket:Bucket") if "images" in b["name"])
+    bucket_arn = bucket["state"]["arn"]
+    param_arns = sorted(p["state"]["arn"] for p in of_type(rec, "aws:ssm/parameter:Parameter"))
+    wildcard_ok = {"ecr:GetAuthorizationToken", "xray:PutTraceSegments",
+                   "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                   "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"}
+    for name in ("services-task-policy", "services-execution-policy"):
+        for st in _statements(rec, name):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert not any(a.endswith(":*") or a == "*" for a in actions)
+            if st["Resource"] == "*":
+                assert set(actions) <= wildcard_ok, st
+    task = {st["Sid"]: st for st in _statements(rec, "services-task-policy")}
+    assert task["ImagesObjects"]["Resource"] == f"{bucket_arn}/*"
+    assert task["ImagesList"]["Resource"] == bucket_arn
+    assert task["StackParameters"]["Resource"].endswith(":parameter/prethrift/prod/*")
+    execution = {st["Sid"]: st for st in _statements(rec, "services-execution-policy")}
+    assert sorted(execution["ReadSecrets"]["Resource"]) == param_arns
+    repo = one(rec, "aws:ecr/repository:Repository")["state"]["arn"]
+    assert execution["PullImage"]["Resource"] == repo
+
+
+def test_storage_bucket_guard_rails(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
+    for stack in ("dev", "prod"):
+        rec = records[stack]
+        versioning = one(rec, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
+        assert versioning["versioningConfiguration"]["status"] == "Enabled"
+        cors = one(rec, "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")["inputs"]
+        assert cors["corsRules"][0]["allowedOrigins"] == \
+            stack_files[stack]["prethrift:storage"]["corsOrigins"]
+        assert "PUT" in cors["corsRules"][0]["allowedMethods"]
+        lifecycles = [lc["inputs"]["rules"][0] for lc in
+                      of_type(rec, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")]
+        assert any("noncurrentVersionExpiration" in rule for rule in lifecycles)
+        assert len(of_type(rec, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")) == 2
+
+
+def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
+    for stack in ("dev", "prod"):
+        rec = records[stack]
+        retention = stack_files[stack]["prethrift:observability"]["logRetentionDays"]
+        groups = of_type(rec, "aws:cloudwatch/logGroup:LogGroup")
+        assert groups and all(g["inputs"]["retentionInDays"] == retention for g in groups)
+        alarms = {a["name"]: a["inputs"] for a in of_type(rec, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+        assert alarms["alarms-api-p99-latency"]["extendedStatistic"] == "p99"
+        assert any(q.get("expression") for q in alarms["alarms-api-5xx-rate"]["metricQueries"])
+        assert {"alarms-api-cpu", "alarms-worker-cpu", "alarms-console-cpu"} <= set(alarms)
+        assert all(a["alarmActions"] for a in alarms.values())
+        collector = containers(task_for(rec, "api"))["otel-collector"]
+        config = json.loads(collector["environment"][0]["value"])
+        assert config["service"]["pipelines"]["traces"]["exporters"] == ["awsxray"]
+
+
+def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str, Record]) -> None:
+    for stack in ("dev", "prod"):
+        assert not of_type(records[stack], "aws:ecs/capacityProvider:CapacityProvider")
+    rec = records["gpu"]
+    provider = one(rec, "aws:ecs/capacityProvider:CapacityProvider")
+    providers = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["inputs"]
+    assert provider["inputs"]["name"] in providers["capacityProviders"]
+    template = one(rec, "aws:ec2/launchTemplate:LaunchTemplate")["inputs"]
+    assert template["instanceType"] == "g5.xlarge"
+    assert template["metadataOptions"]["httpTokens"] == "required"
+    task = task_for(rec, "gpu-worker")
+    assert task["inputs"]["requiresCompatibilities"] == ["EC2"]
+    worker = containers(task)["gpu-worker"]
+    assert worker["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    assert {"name": "PRETHRIFT_CLIP_DEVICE", "value": "cuda"} in worker["environment"]
+    assert worker["image"].endswith(":local-gpu@sha256:" + "0" * 64)
+    service = next(s for s in of_type(rec, "aws:ecs/service:Service")
+                   if s["inputs"]["name"] == "gpu-worker")
+    assert service["inputs"]["capacityProviderStrategies"][0]["capacityProvider"] == \
+        provider["inputs"]["name"]
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("loadBalancer", {"plainHttp": False}, "certificateArn"),
+    ("api", {"cpu": 1024, "memory": 512}, "not a Fargate size"),
+    ("database", {"engineVersion": "15"}, "16 or newer"),
+    ("database", {"backupRetentionDays": 1}, "RDS.11"),
+    ("network", {"azCount": 1}, "at least 2"),
+    ("cache", {"nodeTyp": "x"}, "not a known setting"),
+])
+def test_config_refuses_unsafe_values(section: str, values: dict[str, Any], message: str) -> None:
+    raw: dict[str, Any] = {"loadBalancer": {"plainHttp": True}}
+    raw[section] = {**raw.get(section, {}), **values}
+    with pytest.raises(ConfigError, match=message):
+        from_mapping("test", raw)
+
+
+def test_no_secret_values_in_any_output(records: dict[str, Record]) -> None:
+    for rec in records.values():
+        for value in walk(rec["outputs"]):
+            assert "MOCKSECRET" not in str(value)
