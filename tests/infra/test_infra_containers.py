@@ -1,0 +1,150 @@
+"""The image, the local compose stack and the workflows: linted, validated against their
+published schemas (offline, vendored in check-jsonschema), and checked against the app."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+APP_SERVICES = ("migrate", "api", "worker", "console")
+
+
+def tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    assert found, f"{name} is not installed; pip install -e '.[dev]'"
+    return found
+
+
+@pytest.fixture(name="compose", scope="module")
+def _compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
+    return data
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    done = subprocess.run([tool("hadolint"), "--failure-threshold", "info", "Dockerfile"],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dockerfile_shape() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)", text, re.MULTILINE)
+    assert stages == ["build", "runtime"]
+    runtime = text.split("AS runtime", 1)[1]
+    user = re.search(r"^USER (\S+)", runtime, re.MULTILINE)
+    assert user and user.group(1).split(":")[0] not in ("root", "0")
+    assert "COPY --from=build /opt/venv" in runtime and "pip install" not in runtime
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", runtime, re.MULTILINE)
+    assert "HF_HOME=/opt/hf" in runtime and "HF_HUB_OFFLINE=1" in runtime
+    assert "download.pytorch.org/whl/cpu" in text
+    assert "open_clip.create_model_and_transforms" in text
+    assert "CLIP_MODEL=ViT-B-32" in text and "CLIP_PRETRAINED=laion2b_s34b_b79k" in text
+    assert 'ENTRYPOINT ["prethrift"]' in runtime and 'CMD ["serve"]' in runtime
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignored[ignored.index("*") + 1:] and "!webapp/" in ignored and "!infra/" not in ignored
+
+
+@pytest.mark.parametrize(("schema", "paths"), [
+    ("vendor.compose-spec", [REPO / "compose.yaml"]),
+    ("vendor.github-workflows", WORKFLOWS),
+])
+def test_files_match_their_published_schema(schema: str, paths: list[Path]) -> None:
+    assert paths
+    done = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, paths)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_environment_is_what_the_app_reads(compose: dict[str, Any]) -> None:
+    from webapp.config import known_env_vars
+
+    known = known_env_vars()
+    for name in (*APP_SERVICES, "localstack-init"):
+        env = set(compose["services"][name]["environment"])
+        assert env <= known, f"{name}: the app does not read {sorted(env - known)}"
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["PRETHRIFT_WORKER_INLINE"] == "false"
+        assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["DATABASE_URL"]
+        assert env["AWS_ENDPOINT_URL"] == "http://localstack:4566"
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://jaeger:4318")
+
+
+def test_compose_commands_and_ports_agree_with_the_code(compose: dict[str, Any]) -> None:
+    from webapp.cli import main
+    from webapp.config import Settings
+
+    services = compose["services"]
+    expected = {"migrate": "migrate", "api": "serve", "worker": "worker", "console": "console"}
+    for name, command in expected.items():
+        assert services[name]["command"] == [command]
+        assert command in main.commands, f"`prethrift {command}` does not exist (webapp/cli.py)"
+    api_env = services["api"]["environment"]
+    api_port = Settings.model_fields["port"].default
+    assert services["api"]["ports"] == [f"{api_port}:{api_port}"]
+    assert int(api_env["PRETHRIFT_PORT"]) == api_port and api_env["PRETHRIFT_HOST"] == "0.0.0.0"
+    assert f":{api_port}/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    console_port = Settings.model_fields["console_port"].default
+    assert services["console"]["ports"] == [f"{console_port}:{console_port}"]
+    assert int(services["console"]["environment"]["PRETHRIFT_CONSOLE_PORT"]) == console_port
+    assert "ports" not in services["worker"]
+
+
+def test_compose_backing_services_and_startup_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["postgres"]["image"].startswith("pgvector/pgvector:pg1")
+    assert services["localstack"]["environment"]["SERVICES"] == "s3,ssm"
+    assert services["jaeger"]["image"].startswith("jaegertracing/")
+    assert "4318:4318" in services["jaeger"]["ports"]
+    for name in ("postgres", "redis", "localstack", "api", "console"):
+        assert services[name]["healthcheck"]["test"], name
+    for name in ("api", "worker"):
+        deps = services[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy"
+        assert deps["redis"]["condition"] == "service_healthy"
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+    for name in APP_SERVICES:
+        assert services[name]["read_only"] is True and "/tmp" in services[name]["tmpfs"]
+
+
+def _jobs(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((REPO / ".github" / "workflows" / name).read_text())
+    jobs: dict[str, Any] = data["jobs"]
+    return jobs
+
+
+def test_workflows_preview_and_deploy_through_oidc() -> None:
+    text = "\n".join(p.read_text() for p in WORKFLOWS)
+    assert "AWS_SECRET_ACCESS_KEY" not in text and "aws-access-key-id" not in text
+    preview = _jobs("preview.yml")
+    stacks = {item["stack"] for item in preview["preview"]["strategy"]["matrix"]["include"]}
+    assert stacks == {"dev", "prod"}
+    steps = preview["preview"]["steps"]
+    pulumi = next(s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions@"))
+    assert pulumi["with"]["command"] == "preview" and pulumi["with"]["comment-on-pr"] is True
+    assert pulumi["with"]["policyPacks"] == "infra/policy"
+    assert any(str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials")
+               and "role-to-assume" in s["with"] for s in steps)
+    assert "python -m infra.plan" in str(preview["cost"]["steps"])
+    assert "--compare" in str(preview["cost"]["steps"])
+
+    deploy = _jobs("deploy.yml")
+    assert deploy["prod"]["needs"] == "dev" and deploy["prod"]["environment"]["name"] == "production"
+    for job in ("dev", "prod"):
+        up = next(s for s in deploy[job]["steps"] if str(s.get("uses", "")).startswith("pulumi/"))
+        assert up["with"]["command"] == "up" and up["with"]["stack-name"] == job
+        assert "imageTag" in up["with"]["config-map"]
+    ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    assert {"push", "pull_request"} <= set(ci[True])  # YAML 1.1 reads `on` as True
+    assert "make test" in str(ci["jobs"]["test"]["steps"])
