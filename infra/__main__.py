@@ -20,8 +20,8 @@ from infra.database import Database, DatabaseArgs
 from infra.loadbalancer import LoadBalancer, LoadBalancerArgs
 from infra.network import Network, NetworkArgs
 from infra.observability import Alarms, AlarmsArgs, Logs, LogsArgs
-from infra.registry import Registry, RegistryArgs
 from infra.parameters import Parameters, ParametersArgs
+from infra.registry import Registry, RegistryArgs
 from infra.service import Services, ServicesArgs
 from infra.storage import Storage, StorageArgs
 

@@ -71,10 +71,10 @@ class LoadBalancer(pulumi.ComponentResource):
             f"{name}-console", args.vpc_id, CONSOLE_PORT, "/", "200,302,401"
         )
 
-        forward_api: list[dict[str, Any]] = [
+        forward_api: Any = [
             {"type": "forward", "target_group_arn": api_tg.arn}
         ]
-        forward_console: list[dict[str, Any]] = [
+        forward_console: Any = [
             {"type": "forward", "target_group_arn": console_tg.arn}
         ]
         listeners: list[aws.lb.Listener] = []

@@ -147,7 +147,7 @@ def record_in_process(
 
     class Monitor(pulumi_mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
-            response = super().RegisterResource(request)
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
             if request.type != "pulumi:pulumi:Stack":
                 secrets: set[str] = set()
                 inputs = _unwrap(rpc.deserialize_properties(request.object), "", secrets)
@@ -177,7 +177,11 @@ def record_in_process(
     pulumi.runtime.set_mocks(Mocks(), project="prethrift", stack=stack, preview=False,
                              monitor=Monitor(Mocks()))
     program = root / "infra" / "__main__.py"
-    loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
+
+    def run_program() -> None:
+        runpy.run_path(str(program), run_name="__main__")
+
+    loop.run_until_complete(run_pulumi_func(run_program))
 
     outputs: dict[str, Any] = {}
     secret_outputs: list[str] = []

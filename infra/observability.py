@@ -4,11 +4,13 @@ the API's 5xx rate, its p99 latency and every service's CPU, sent to an SNS topi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.config import ObservabilityConfig
+
 
 @dataclass(frozen=True)
 class LogsArgs:
@@ -74,7 +76,7 @@ class Alarms(pulumi.ComponentResource):
         actions = [topic.arn]
         lb_dims = {"LoadBalancer": args.alb_arn_suffix, "TargetGroup": args.api_target_group_arn_suffix}
 
-        def alb_metric(metric_id: str, metric: str) -> dict[str, object]:
+        def alb_metric(metric_id: str, metric: str) -> Any:
             return {
                 "id": metric_id,
                 "metric": {

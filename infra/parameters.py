@@ -55,7 +55,7 @@ class Parameters(pulumi.ComponentResource):
                 f"{name}-{env_name.lower().replace('_', '-')}",
                 name=f"{args.ssm_prefix}{env_name}",
                 type="SecureString",
-                value=pulumi.Output.secret(value),
+                value=pulumi.Output.secret(value),  # type: ignore[arg-type]
                 description=f"{env_name} for ECS tasks",
                 opts=child,
             )

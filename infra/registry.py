@@ -75,17 +75,17 @@ class Registry(pulumi.ComponentResource):
         def build(suffix: str, torch_index: str) -> docker_build.Image:
             return docker_build.Image(
                 f"{name}-image{suffix}",
-                context={"location": str(REPO_ROOT)},
-                dockerfile={"location": str(REPO_ROOT / "Dockerfile")},
+                context=docker_build.BuildContextArgs(location=str(REPO_ROOT)),
+                dockerfile=docker_build.DockerfileArgs(location=str(REPO_ROOT / "Dockerfile")),
                 build_args={"TORCH_INDEX_URL": torch_index},
-                platforms=["linux/amd64"],
+                platforms=[docker_build.Platform.LINUX_AMD64],
                 push=True,
                 tags=[repo.repository_url.apply(lambda url: f"{url}:{args.image_tag}{suffix}")],
-                registries=[{
-                    "address": repo.repository_url,
-                    "username": token.user_name,
-                    "password": token.password,
-                }],
+                registries=[docker_build.RegistryArgs(
+                    address=repo.repository_url,
+                    username=token.user_name,
+                    password=token.password,
+                )],
                 opts=child,
             )
 

@@ -296,8 +296,8 @@ class Services(pulumi.ComponentResource):
         self.register_outputs({"cluster": cluster.name, "services": self.service_names})
 
     @staticmethod
-    def _strategy(capacity: CapacityStrategy) -> list[dict[str, Any]]:
-        strategy = []
+    def _strategy(capacity: CapacityStrategy) -> list[Any]:
+        strategy: list[Any] = []
         if capacity.fargate_weight or capacity.fargate_base:
             strategy.append({"capacity_provider": "FARGATE", "weight": capacity.fargate_weight,
                              "base": capacity.fargate_base})
@@ -378,11 +378,11 @@ class Services(pulumi.ComponentResource):
         cluster: aws.ecs.Cluster,
         task: aws.ecs.TaskDefinition,
         size: TaskSize,
-        strategy: list[dict[str, Any]],
+        strategy: list[Any],
         port: int | None,
         target_group: pulumi.Output[str] | None,
     ) -> aws.ecs.Service:
-        load_balancers = (
+        load_balancers: Any = (
             [{"target_group_arn": target_group, "container_name": program, "container_port": port}]
             if target_group is not None
             else []
@@ -394,15 +394,17 @@ class Services(pulumi.ComponentResource):
             task_definition=task.arn,
             desired_count=size.desired_count,
             capacity_provider_strategies=strategy,
-            network_configuration={
-                "subnets": args.subnet_ids,
-                "security_groups": [args.tasks_security_group_id],
-                "assign_public_ip": False,
-            },
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.subnet_ids,
+                security_groups=[args.tasks_security_group_id],
+                assign_public_ip=False,
+            ),
             load_balancers=load_balancers,
             # Loading CLIP takes a while; /readyz answers 503 until it is done.
             health_check_grace_period_seconds=180 if load_balancers else None,
-            deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True
+            ),
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
             enable_ecs_managed_tags=True,

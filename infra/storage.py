@@ -145,7 +145,7 @@ class Storage(pulumi.ComponentResource):
             rule={"object_ownership": "BucketOwnerEnforced"},
             opts=child,
         )
-        rule: dict[str, Any] = {"apply_server_side_encryption_by_default": {"sse_algorithm": sse}}
+        rule: Any = {"apply_server_side_encryption_by_default": {"sse_algorithm": sse}}
         if sse == "aws:kms":
             rule["bucket_key_enabled"] = True
         aws.s3.BucketServerSideEncryptionConfiguration(

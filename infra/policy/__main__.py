@@ -11,4 +11,4 @@ from pulumi_policy import PolicyPack
 
 from infra.policy.rules import policies
 
-PolicyPack(name="prethrift-fsbp", policies=policies())
+PolicyPack(name="prethrift-fsbp", policies=list(policies()))

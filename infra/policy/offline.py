@@ -70,6 +70,7 @@ def evaluate(record: Mapping[str, Any], config: Mapping[str, Any] | None = None)
     config = config or {}
     found: list[Violation] = []
     for policy in policies():
+        assert isinstance(policy, ResourceValidationPolicy | StackValidationPolicy)
         level = enforcement(policy, config)
         if level == "disabled":
             continue

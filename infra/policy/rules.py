@@ -19,6 +19,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
@@ -296,7 +297,7 @@ def stack_policy(rule: StackRule) -> StackValidationPolicy:
     )
 
 
-def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+def policies() -> list[Policy]:
     """Every rule as a pulumi_policy policy, for the PolicyPack in __main__.py."""
     return [*map(resource_policy, RULES), *map(stack_policy, STACK_RULES)]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from infra.mocks import record, read_stack_file
+from infra.mocks import read_stack_file, record
 
 Record = dict[str, Any]
 
