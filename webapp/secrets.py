@@ -17,7 +17,11 @@ async def fetch_parameters(prefix: str, names: Iterable[str]) -> dict[str, str]:
     wanted = {f"{prefix.rstrip('/')}/{name}": name for name in names}
     session = aioboto3.Session()
     found: dict[str, str] = {}
-    async with session.client("ssm", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None) as ssm:
+    async with session.client(  # type: ignore[call-overload]
+        "ssm",
+        region_name=os.environ.get("AWS_REGION") or None,
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+    ) as ssm:
         keys = list(wanted)
         for start in range(0, len(keys), 10):  # GetParameters takes at most 10 names
             response = await ssm.get_parameters(Names=keys[start : start + 10], WithDecryption=True)

@@ -70,16 +70,20 @@ def services_of(app: Quart) -> Services:
     return found
 
 
+async def wait_ready(app: Quart) -> None:
+    services = services_of(app)
+    for _ in range(500):
+        if services.queries is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("warm-up did not finish")
+
+
 @pytest.fixture(name="app")
 async def _app(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
     app = create_app(settings, clip=tiny_clip)
     async with app.test_app():
-        services = services_of(app)
-        for _ in range(200):
-            if services.queries is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert services.queries is not None, "warm-up did not finish"
+        await wait_ready(app)
         yield app
 
 

@@ -72,7 +72,9 @@ async def test_upload_needs_the_admin_token(app: Quart, client: QuartClient) -> 
     assert await catalog_counts(app) == (0, 0)
 
 
-async def test_not_an_image_is_415_whatever_its_name(app: Quart, client: QuartClient, auth: dict[str, str]) -> None:
+async def test_not_an_image_is_415_whatever_its_name(
+    app: Quart, client: QuartClient, auth: dict[str, str]
+) -> None:
     error = await error_of(await upload(client, b"%PDF-1.4 definitely not a photo", auth, "photo.jpg"), 415)
     assert "JPEG" in error["message"]
     bmp = io.BytesIO()
@@ -140,6 +142,8 @@ async def test_photo_search_rejects_non_images(client: QuartClient) -> None:
     await error_of(await client.post("/api/search/image", files={"image": image_file(b"hello")}), 415)
     await error_of(await client.post("/api/search/image"), 422)
     await error_of(
-        await client.post("/api/search/image", query_string={"limit": "0"}, files={"image": image_file(photo(1))}),
+        await client.post(
+            "/api/search/image", query_string={"limit": "0"}, files={"image": image_file(photo(1))}
+        ),
         422,
     )

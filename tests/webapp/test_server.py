@@ -1,0 +1,115 @@
+"""The service as users reach it: `prethrift serve` behind a real Hypercorn socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_TOKEN
+from tests.webapp.conftest import listing, photo
+from webapp.cache import free_port
+from webapp.config import Settings
+
+
+def service_env(settings: Settings, port: int) -> dict[str, str]:
+    assert settings.database.url and settings.redis.url and settings.storage.bucket
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database.url.get_secret_value(),
+        "REDIS_URL": settings.redis.url.get_secret_value(),
+        "IMAGES_BUCKET": settings.storage.bucket,
+        "AWS_ENDPOINT_URL": settings.storage.endpoint_url or "",
+        "PRETHRIFT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PRETHRIFT_CLIP_MODEL": "prethrift-tiny",
+        "PRETHRIFT_CLIP_PRETRAINED": "none",
+        "PRETHRIFT_PORT": str(port),
+        "PRETHRIFT_DATA_DIR": str(settings.data_dir),
+    }
+
+
+@pytest.fixture(name="server")
+def _server(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webapp.cli", "serve"],
+            env=service_env(settings, port),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("server did not become ready in 90 s")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def test_upload_becomes_ready_and_is_found_through_a_real_socket(server: str) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        started = time.perf_counter()
+        response = await http.post(
+            "/api/items",
+            data=listing(title="Camel wool coat"),
+            files={"image": ("coat.jpg", photo(3), "image/jpeg")},
+            headers=auth,
+        )
+        assert response.status_code == 202
+        item_id = response.json()["id"]
+        for _ in range(300):
+            status = (await http.get(f"/api/items/{item_id}")).json()["status"]
+            if status == "ready":
+                break
+            await asyncio.sleep(0.05)
+        assert status == "ready", status
+        assert time.perf_counter() - started < 30
+
+        found = await http.post("/api/search/image", files={"image": ("q.jpg", photo(3), "image/jpeg")})
+        assert found.json()["items"][0]["id"] == item_id
+        text = await http.get("/api/search", params={"q": "camel coat"})
+        assert [h["id"] for h in text.json()["items"]] == [item_id]
+
+        metrics = (await http.get("/metrics")).text
+        assert 'prethrift_request_seconds_count{method="GET",route="/api/search",status="200"}' in metrics
+
+
+def test_serve_refuses_to_start_without_loadable_weights(settings: Settings) -> None:
+    env = service_env(settings, free_port())
+    env["PRETHRIFT_CLIP_PRETRAINED"] = "/nonexistent/clip.pt"
+    result = subprocess.run(
+        [sys.executable, "-m", "webapp.cli", "serve"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "PRETHRIFT_CLIP_PRETRAINED" in result.stderr and "'none'" in result.stderr
+
+
+def test_production_refuses_embedded_defaults(settings: Settings) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "IMAGES_BUCKET")}
+    env.update({"ENVIRONMENT": "production", "PRETHRIFT_ADMIN_TOKEN": ""})
+    result = subprocess.run(
+        [sys.executable, "-m", "webapp.cli", "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    for name in ("PRETHRIFT_ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL", "IMAGES_BUCKET"):
+        assert name in result.stderr
