@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from webapp.errors import ApiError
+from webapp.search.filters import Mode, SearchFilters, Sort
 
 MAX_ID = 2**63 - 1
 
@@ -23,8 +25,43 @@ class Page(BaseModel):
     offset: int = Field(default=0, ge=0, le=1000)
 
 
+Facet = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+
+
 class TextSearch(Page):
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+    """Text search; without ``q`` it lists the items that pass the filters."""
+
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | None = None
+    mode: Mode = Mode.HYBRID
+    sort: Sort = Sort.RELEVANCE
+    min_score: float | None = Field(default=None, ge=-1, le=1, description="drop semantic matches below")
+    category: Facet | None = None
+    size: Facet | None = None
+    colour: Facet | None = None
+    brand: Facet | None = None
+    condition: Literal["new_with_tags", "like_new", "good", "fair", "worn"] | None = None
+    price_min: Price | None = None
+    price_max: Price | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TextSearch:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("price_min is above price_max")
+        if self.min_score is not None and (self.q is None or self.mode is Mode.KEYWORD):
+            raise ValueError("min_score needs a query in semantic or hybrid mode")
+        return self
+
+    def filters(self) -> SearchFilters:
+        return SearchFilters(
+            category=self.category,
+            size=self.size,
+            colour=self.colour,
+            brand=self.brand,
+            condition=self.condition,
+            price_min=self.price_min,
+            price_max=self.price_max,
+        )
 
 
 class SearchHitOut(BaseModel):
@@ -38,7 +75,8 @@ class SearchHitOut(BaseModel):
     price: str = Field(description="Exact decimal, as a string")
     currency: str
     image_url: str
-    score: float = Field(description="Cosine similarity to the query, -1 to 1")
+    score: float | None = Field(description="Cosine similarity to the query, -1 to 1 (none when browsing)")
+    relevance: float | None = Field(default=None, description="The ranking score (fused rank in hybrid mode)")
 
 
 class SearchPageOut(BaseModel):

@@ -32,7 +32,6 @@ async def catalog_counts(app: Quart) -> tuple[int, int]:
 @pytest.mark.parametrize(
     "params",
     [
-        {},
         {"q": ""},
         {"q": "   "},
         {"q": "x" * 301},
@@ -42,6 +41,14 @@ async def catalog_counts(app: Quart) -> tuple[int, int]:
         {"q": "coat", "limit": "ten"},
         {"q": "coat", "offset": "-5"},
         {"q": "coat", "offset": "1.5"},
+        {"q": "coat", "mode": "fuzzy"},
+        {"q": "coat", "sort": "cheapest"},
+        {"q": "coat", "min_score": "2"},
+        {"q": "coat", "mode": "keyword", "min_score": "0.2"},
+        {"min_score": "0.2"},
+        {"price_min": "50", "price_max": "10"},
+        {"price_max": "-1"},
+        {"condition": "mint"},
     ],
 )
 async def test_malformed_search_parameters(client: QuartClient, params: dict[str, str]) -> None:

@@ -16,13 +16,25 @@ from quart_schema.pydantic import File
 from webapp.context import Services, services
 from webapp.schemas import ErrorOut, Page, SearchHitOut, SearchPageOut, TextSearch, parse_item_id
 from webapp.search.repo import Hit
-from webapp.search.service import search_image, search_similar, search_text
+from webapp.search.service import SearchRequest, search_image, search_similar, search_text
 
 blueprint = Blueprint("search", __name__)
 
 
 class PhotoSearch(BaseModel):
     image: File
+
+
+def to_request(args: TextSearch) -> SearchRequest:
+    return SearchRequest(
+        q=args.q,
+        filters=args.filters(),
+        mode=args.mode,
+        sort=args.sort,
+        min_score=args.min_score,
+        limit=args.limit,
+        offset=args.offset,
+    )
 
 
 async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
@@ -38,7 +50,8 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
             price=str(h.price),
             currency=h.currency.strip(),
             image_url=await svc.storage.url(h.image_key),
-            score=round(h.score, 6),
+            score=None if h.score is None else round(h.score, 6),
+            relevance=None if h.relevance is None else round(h.relevance, 6),
         )
         for h in hits
     ]
@@ -56,9 +69,9 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
 @validate_response(SearchPageOut)
 @document_response(ErrorOut, 422)
 async def search(query_args: TextSearch) -> SearchPageOut:
-    """Find garments whose photos match a text description."""
+    """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
-    hits = await search_text(svc, query_args.q, query_args.limit, query_args.offset)
+    hits = await search_text(svc, to_request(query_args))
     return await page_out(svc, hits, query_args)
 
 

@@ -1,10 +1,11 @@
-"""Search logic: normalise, look in the caches, embed, query, fill the caches."""
+"""Search logic: caches, query embedding, semantic/keyword/hybrid ranking, filters and sorting."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,9 +14,31 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.images import check_image, decode_rgb
 from webapp.items.repo import catalog_version
+from webapp.search.filters import Mode, SearchFilters, Sort
 from webapp.search.repo import Hit, VectorQueries
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
+# Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
+RRF_K = 60
+# Ranked candidates per list before fusing or re-sorting; pages past it are empty.
+CANDIDATES = 200
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    q: str | None
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    mode: Mode = Mode.HYBRID
+    sort: Sort = Sort.RELEVANCE
+    min_score: float | None = None
+    limit: int = 20
+    offset: int = 0
+
+    def cache_key(self, model_key: str, version: int) -> str:
+        return query_key(
+            "text", model_key, version, self.q and normalise_query(self.q), self.filters.cache_key(), self.mode.value,
+            self.sort.value, self.min_score, self.limit, self.offset,
+        )  # fmt: skip
 
 
 def normalise_query(text: str) -> str:
@@ -29,28 +52,20 @@ def _queries(services: Services) -> VectorQueries:
     return services.queries
 
 
-async def _cached_page(
-    services: Services,
-    kind: str,
-    subject: str,
-    vector_for: VectorSource,
-    limit: int,
-    offset: int,
-    exclude_id: int = 0,
-) -> list[Hit]:
-    """A result page from the result cache, or computed and cached under the catalog version."""
-    queries = _queries(services)
+async def _version(services: Services) -> int:
     async with services.pool.acquire() as connection:
-        version = await catalog_version(connection)
-    key = query_key(kind, services.model_key, version, subject, limit, offset)
+        return await catalog_version(connection)
+
+
+async def _cached(services: Services, key: str) -> list[Hit] | None:
     cached = await services.cache.get_result(key)
-    if cached is not None:
-        return [Hit.from_json(hit) for hit in json.loads(cached)]
-    vector = await vector_for()
-    async with services.pool.acquire() as connection:
-        hits = await queries.nearest(connection, vector, limit=limit, offset=offset, exclude_id=exclude_id)
+    if cached is None:
+        return None
+    return [Hit.from_json(hit) for hit in json.loads(cached)]
+
+
+async def _store(services: Services, key: str, hits: list[Hit]) -> None:
     await services.cache.set_result(key, json.dumps([h.to_json() for h in hits]).encode())
-    return hits
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
@@ -62,13 +77,130 @@ async def text_vector(services: Services, text: str) -> np.ndarray:
     return vector
 
 
-async def search_text(services: Services, q: str, limit: int, offset: int) -> list[Hit]:
-    text = normalise_query(q)
+def _sorted(hits: list[Hit], sort: Sort) -> list[Hit]:
+    if sort is Sort.PRICE_ASC:
+        return sorted(hits, key=lambda h: (h.price, h.id))
+    if sort is Sort.PRICE_DESC:
+        return sorted(hits, key=lambda h: (-h.price, -h.id))
+    if sort is Sort.NEWEST:
+        return sorted(hits, key=lambda h: (h.created_at, h.id), reverse=True)
+    return hits
 
-    async def vector() -> np.ndarray:
-        return await text_vector(services, text)
 
-    return await _cached_page(services, "text", text, vector, limit, offset)
+def fuse(semantic: list[Hit], keyword: list[Hit], scores: dict[int, float]) -> list[Hit]:
+    """Reciprocal rank fusion of the two rankings; ties go to the lower id, so pages are stable."""
+    fused: dict[int, float] = {}
+    by_id: dict[int, Hit] = {}
+    for ranking in (semantic, keyword):
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+            by_id.setdefault(hit.id, hit)
+    order = sorted(fused, key=lambda item_id: (-fused[item_id], item_id))
+    return [
+        Hit(**{**by_id[i].__dict__, "score": scores.get(i, by_id[i].score), "relevance": round(fused[i], 6)})
+        for i in order
+    ]
+
+
+async def search_stages(services: Services, request: SearchRequest) -> AsyncIterator[tuple[str, list[Hit]]]:
+    """Yield ('keyword', early hits) when they come before the model, then ('final', the page).
+
+    The normal endpoint keeps only the final page; the streaming endpoint sends both.
+    """
+    queries = _queries(services)
+    key = request.cache_key(services.model_key, await _version(services))
+    cached = await _cached(services, key)
+    if cached is not None:
+        yield "final", cached
+        return
+    async for stage in _compute(services, queries, request, key):
+        yield stage
+
+
+async def _compute(
+    services: Services, queries: VectorQueries, request: SearchRequest, key: str
+) -> AsyncIterator[tuple[str, list[Hit]]]:
+    start, end = request.offset, request.offset + request.limit
+    filters = request.filters
+    if request.q is None:
+        async with services.pool.acquire() as connection:
+            hits = await queries.browse(
+                connection, filters=filters, sort=request.sort, limit=request.limit, offset=request.offset
+            )
+        await _store(services, key, hits)
+        yield "final", hits
+        return
+    text = normalise_query(request.q)
+    if request.mode is Mode.KEYWORD:
+        async with services.pool.acquire() as connection:
+            ranked = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+        hits = _sorted(ranked, request.sort)[start:end]
+        await _store(services, key, hits)
+        yield "final", hits
+        return
+
+    plain_page = request.mode is Mode.SEMANTIC and request.sort is Sort.RELEVANCE and request.min_score is None
+    if plain_page:
+        # The common case goes straight to the index for exactly this page.
+        vector = await text_vector(services, text)
+        async with services.pool.acquire() as connection:
+            hits = await queries.nearest(
+                connection, vector, limit=request.limit, offset=request.offset, filters=filters
+            )
+        await _store(services, key, hits)
+        yield "final", hits
+        return
+
+    keyword: list[Hit] = []
+    if request.mode is Mode.HYBRID:
+        embedding = asyncio.create_task(text_vector(services, text))
+        try:
+            async with services.pool.acquire() as connection:
+                keyword = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+            if keyword:
+                yield "keyword", _sorted(keyword, request.sort)[: request.limit]
+            vector = await embedding
+        finally:
+            embedding.cancel()
+    else:
+        vector = await text_vector(services, text)
+    depth = max(CANDIDATES // 2, end)
+    async with services.pool.acquire() as connection:
+        semantic = await queries.nearest(connection, vector, limit=depth, filters=filters)
+        missing = [h.id for h in keyword if h.id not in {s.id for s in semantic}]
+        scores = await queries.scores(connection, vector, missing)
+    ranked = fuse(semantic, keyword, scores) if request.mode is Mode.HYBRID else semantic
+    if request.min_score is not None:
+        exact = {h.id for h in keyword}
+        ranked = [h for h in ranked if h.id in exact or (h.score or 0.0) >= request.min_score]
+    hits = _sorted(ranked, request.sort)[start:end]
+    await _store(services, key, hits)
+    yield "final", hits
+
+
+async def search_text(services: Services, request: SearchRequest) -> list[Hit]:
+    final: list[Hit] = []
+    async for stage, hits in search_stages(services, request):
+        if stage == "final":
+            final = hits
+    return final
+
+
+async def _vector_page(
+    services: Services, kind: str, subject: str, vector_for: VectorSource, limit: int, offset: int,
+    exclude_id: int = 0,
+) -> list[Hit]:  # fmt: skip
+    """A page of nearest items, from the result cache or computed and cached."""
+    queries = _queries(services)
+    key = query_key(kind, services.model_key, await _version(services), subject, limit, offset)
+    cached = await _cached(services, key)
+    if cached is not None:
+        return cached
+    vector = await vector_for()
+    async with services.pool.acquire() as connection:
+        hits = await queries.nearest(connection, vector, limit=limit, offset=offset, exclude_id=exclude_id)
+    await _store(services, key, hits)
+    return hits
 
 
 async def search_image(services: Services, data: bytes, limit: int, offset: int) -> list[Hit]:
@@ -84,7 +216,7 @@ async def search_image(services: Services, data: bytes, limit: int, offset: int)
         await services.cache.set_embedding(services.model_key, subject, found)
         return found
 
-    return await _cached_page(services, "image", subject, vector, limit, offset)
+    return await _vector_page(services, "image", subject, vector, limit, offset)
 
 
 async def search_similar(services: Services, item_id: int, limit: int, offset: int) -> list[Hit]:
@@ -101,4 +233,4 @@ async def search_similar(services: Services, item_id: int, limit: int, offset: i
     async def known() -> np.ndarray:
         return vector
 
-    return await _cached_page(services, "similar", str(item_id), known, limit, offset, item_id)
+    return await _vector_page(services, "similar", str(item_id), known, limit, offset, item_id)
