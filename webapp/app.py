@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -19,14 +21,21 @@ from webapp.db import ensure_vector_index
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
 from webapp.items.routes import blueprint as items_blueprint
+from webapp.metrics_store import MetricsRecorder, MetricsSettings, MetricsWriter
 from webapp.runtime import open_services
 from webapp.search.repo import VectorQueries
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.storage import ImageNotFound, LocalStorage
-from webapp.telemetry import REQUEST_LATENCY
+from webapp.telemetry import REQUEST_LATENCY, init_sentry
+from webapp.tracing import TracingMiddleware, name_request_span
+from webapp.tracing import configure as configure_tracing
 from webapp.worker import EmbeddingWorker
 
 log = structlog.get_logger(__name__)
+
+# Probes and scrapes are not traffic: they stay out of the metrics store (Prometheus has them).
+_UNRECORDED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
@@ -35,6 +44,11 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         raise ValueError("create_app needs DATABASE_URL; the CLI starts the embedded database")
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_image_bytes + 64 * 1024
+    init_sentry(settings)
+    configure_tracing(settings.telemetry)
+    app.asgi_app = TracingMiddleware(app.asgi_app)  # type: ignore[method-assign,assignment]
+    metrics_settings = MetricsSettings()
+    recorder = MetricsRecorder() if metrics_settings.enabled else None
     QuartSchema(
         app,
         info=Info(title="Prethrift search API", version="0.1.0"),
@@ -50,28 +64,43 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             if clip is not None:
                 services.model_key = clip.model_key
             app.extensions["prethrift"] = services
+            services.cache.recorder = recorder
+            writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
+            app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
             # The model loads in the background so /healthz answers at once; /readyz waits.
-            warmup = asyncio.create_task(_warm_up(services, clip, stop))
-            try:
-                yield
-            finally:
-                stop.set()
-                warmup.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warmup
+            warmup = asyncio.create_task(_warm_up(services, clip, stop, recorder))
+            async with writer or contextlib.nullcontext():
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    warmup.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await warmup
 
     @app.before_request
     async def _start_timer() -> None:
         g.started = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+        if request.url_rule is not None:
+            name_request_span(request.method, request.url_rule.rule)
 
     @app.after_request
     async def _observe(response: Response) -> Response:
         started: float | None = g.get("started")
         if started is not None and request.url_rule is not None:
-            REQUEST_LATENCY.labels(
-                route=request.url_rule.rule, method=request.method, status=str(response.status_code)
-            ).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            rule = request.url_rule.rule
+            REQUEST_LATENCY.labels(route=rule, method=request.method, status=str(response.status_code)).observe(
+                elapsed
+            )
+            if recorder is not None and rule not in _UNRECORDED_ROUTES:
+                recorder.request(f"{request.method} {rule}", response.status_code, elapsed)
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
         return response
 
     @app.get("/healthz")
@@ -122,7 +151,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     return app
 
 
-async def _warm_up(services: Services, clip: ClipModel | None, stop: asyncio.Event) -> None:
+async def _warm_up(
+    services: Services, clip: ClipModel | None, stop: asyncio.Event, recorder: MetricsRecorder | None = None
+) -> None:
     embedder = services.embedder
     try:
         if clip is None:
@@ -134,8 +165,10 @@ async def _warm_up(services: Services, clip: ClipModel | None, stop: asyncio.Eve
         return
     async with services.pool.acquire() as connection:
         await ensure_vector_index(connection, clip.model_key, clip.dim)
-    services.queries = VectorQueries(clip.model_key, clip.dim)
+    services.queries = VectorQueries(
+        clip.model_key, clip.dim, exact_scan_max_rows=services.settings.database.exact_scan_max_rows
+    )
     log.info("ready", model_key=clip.model_key)
     if services.settings.worker.inline:
-        worker = EmbeddingWorker(services.pool, embedder, services.storage, services.settings.worker)
+        worker = EmbeddingWorker(services.pool, embedder, services.storage, services.settings.worker, recorder)
         await worker.run(stop)

@@ -27,6 +27,10 @@ from webapp.telemetry import CACHE_ERRORS, CACHE_REQUESTS
 log = structlog.get_logger(__name__)
 
 
+class LookupRecorder(Protocol):
+    def cache_lookup(self, cache: str, hit: bool) -> None: ...
+
+
 class Backend(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, ttl_s: int) -> None: ...
@@ -112,10 +116,14 @@ class Cache:
         self.backend = backend
         self.embedding_ttl_s = embedding_ttl_s
         self.result_ttl_s = result_ttl_s
+        # The metrics store's recorder, set by the app while it serves.
+        self.recorder: LookupRecorder | None = None
 
     async def get_embedding(self, model_key: str, text: str) -> np.ndarray | None:
         raw = await self.backend.get(f"emb:{query_key(model_key, text)}")
         CACHE_REQUESTS.labels(cache="embedding", outcome="hit" if raw else "miss").inc()
+        if self.recorder is not None:
+            self.recorder.cache_lookup("embedding", raw is not None)
         if raw is None:
             return None
         return np.frombuffer(raw, dtype=np.float32)
@@ -127,6 +135,8 @@ class Cache:
     async def get_result(self, key: str) -> bytes | None:
         raw = await self.backend.get(f"res:{key}")
         CACHE_REQUESTS.labels(cache="result", outcome="hit" if raw else "miss").inc()
+        if self.recorder is not None:
+            self.recorder.cache_lookup("result", raw is not None)
         return raw
 
     async def set_result(self, key: str, value: bytes) -> None:

@@ -34,6 +34,8 @@ class DatabaseSettings(BaseSettings):
     pool_max: int = Field(default=10, ge=1)
     # HNSW search breadth; pgvector's default is 40 (FACTS: recall 0.99 on clustered data).
     ef_search: int = Field(default=60, ge=10, le=1000)
+    # Filtered vector search scans at most this many matching items exactly; more go via HNSW.
+    exact_scan_max_rows: int = Field(default=2000, ge=0)
 
 
 class RedisSettings(BaseSettings):

@@ -101,13 +101,17 @@ async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, di
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_search: int = 60) -> asyncpg.Pool:
-    async def _init(connection: asyncpg.Connection) -> None:
-        await register_vector(connection)
-        await connection.execute(f"SET hnsw.ef_search = {int(ef_search)}")
-        # Filtered vector queries keep scanning the index until the page is full.
-        await connection.execute("SET hnsw.iterative_scan = relaxed_order")
-
-    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init)
+    # Startup parameters, not SETs: the pool runs RESET ALL when a connection is released,
+    # which returns to these values but would drop a SET made once in an init hook.
+    server_settings = {
+        "hnsw.ef_search": str(int(ef_search)),
+        # Filtered vector queries keep scanning the index until the page is full, in exact
+        # distance order so that offset pages never overlap.
+        "hnsw.iterative_scan": "strict_order",
+    }
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=register_vector, server_settings=server_settings
+    )
     return pool
 
 

@@ -17,12 +17,15 @@ import numpy as np
 import structlog
 import torch
 import torch.nn.functional as F
+from opentelemetry import trace as otel_trace
 from PIL import Image
 
 from webapp.config import ClipSettings
 from webapp.errors import ApiError
+from webapp.tracing import tracer
 
 log = structlog.get_logger(__name__)
+_tracer = tracer(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -168,6 +171,9 @@ class _Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[R]
     enqueued: float = field(default_factory=time.perf_counter)
+    # The caller's trace: its queue-wait and forward-pass spans are recorded under it.
+    span: otel_trace.Span = field(default_factory=otel_trace.get_current_span)
+    enqueued_ns: int = field(default_factory=time.time_ns)
 
 
 class MicroBatcher(Generic[T, R]):
@@ -243,6 +249,7 @@ class MicroBatcher(Generic[T, R]):
             batch = await self._collect()
             if not batch:
                 continue
+            started_ns = time.time_ns()
             try:
                 results = await self._encode([p.item for p in batch])
             except asyncio.CancelledError:
@@ -257,9 +264,24 @@ class MicroBatcher(Generic[T, R]):
                 continue
             self.batches += 1
             self.items += len(batch)
+            self._trace(batch, started_ns, time.time_ns())
             for pending, result in zip(batch, results, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(result)
+
+    def _trace(self, batch: list[_Pending[T, R]], started_ns: int, ended_ns: int) -> None:
+        # One batch serves many requests: each traced caller gets its own wait and forward spans.
+        for pending in batch:
+            if not pending.span.is_recording():
+                continue
+            parent = otel_trace.set_span_in_context(pending.span)
+            attributes: dict[str, str | int] = {"batcher": self.name, "batch.size": len(batch)}
+            wait = _tracer.start_span(
+                "embed.queue_wait", parent, attributes=attributes, start_time=pending.enqueued_ns
+            )
+            wait.end(end_time=started_ns)
+            forward = _tracer.start_span("embed.forward", parent, attributes=attributes, start_time=started_ns)
+            forward.end(end_time=ended_ns)
 
 
 class Embedder:
@@ -336,7 +358,8 @@ class Embedder:
 
     async def embed_images_direct(self, images: list[Image.Image]) -> np.ndarray:
         """Embed a worker batch in one forward pass (the worker batches by itself)."""
-        return await self.run(self.model.encode_images, images)
+        with _tracer.start_as_current_span("embed.forward", attributes={"batch.size": len(images)}):
+            return await self.run(self.model.encode_images, images)
 
     async def close(self) -> None:
         for batcher in (self._text, self._image):

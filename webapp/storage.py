@@ -11,6 +11,11 @@ from typing import Any, Protocol
 
 import aioboto3
 from botocore.config import Config
+from opentelemetry.trace import Span, SpanKind
+
+from webapp.tracing import tracer
+
+_tracer = tracer(__name__)
 
 
 class Storage(Protocol):
@@ -92,17 +97,28 @@ class S3Storage:
             )
         )
 
+    def _span(self, operation: str) -> contextlib.AbstractContextManager[Span]:
+        # aioboto3 has no OpenTelemetry instrumentation; these spans follow its AWS conventions.
+        return _tracer.start_as_current_span(
+            f"S3.{operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation,
+                        "aws.s3.bucket": self.bucket},
+        )  # fmt: skip
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        with self._span("PutObject"):
+            await self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     async def get(self, key: str) -> bytes:
-        try:
-            response = await self._client.get_object(Bucket=self.bucket, Key=key)
-        except self._client.exceptions.NoSuchKey as error:
-            raise ImageNotFound(key) from error
-        async with response["Body"] as body:
-            data: bytes = await body.read()
-            return data
+        with self._span("GetObject"):
+            try:
+                response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            except self._client.exceptions.NoSuchKey as error:
+                raise ImageNotFound(key) from error
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+                return data
 
     async def url(self, key: str) -> str:
         url: str = await self._client.generate_presigned_url(

@@ -22,6 +22,7 @@ from webapp.config import WorkerSettings
 from webapp.embedder import Embedder
 from webapp.images import decode_rgb
 from webapp.items.repo import JOBS_CHANNEL, bump_catalog_version
+from webapp.metrics_store import MetricsRecorder
 from webapp.storage import Storage
 from webapp.telemetry import EMBEDDING_FAILURES, EMBEDDINGS, QUEUE_DEPTH
 
@@ -76,11 +77,13 @@ class EmbeddingWorker:
         embedder: Embedder,
         storage: Storage,
         settings: WorkerSettings,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self.pool = pool
         self.embedder = embedder
         self.storage = storage
         self.settings = settings
+        self.metrics = metrics
         self._wake = asyncio.Event()
 
     @property
@@ -116,6 +119,8 @@ class EmbeddingWorker:
                     await self._commit_embeddings(connection, [job for job, _ in good], vectors)
             retried, failed = await self._record_failures(connection, bad)
         EMBEDDINGS.inc(len(good))
+        if self.metrics is not None:
+            self.metrics.ingest(embedded=len(good), retried=retried, failed=failed)
         return BatchResult(len(good), retried, failed)
 
     async def _commit_embeddings(
@@ -188,6 +193,13 @@ class EmbeddingWorker:
             if result.total == 0:
                 return embedded
 
+    async def _measure_depth(self) -> None:
+        async with self.pool.acquire() as connection:
+            depth = await queue_depth(connection, self.model_key)
+        QUEUE_DEPTH.set(depth)
+        if self.metrics is not None:
+            self.metrics.queue_depth(depth)
+
     def _notified(self, *_: object) -> None:
         self._wake.set()
 
@@ -204,9 +216,9 @@ class EmbeddingWorker:
             while not stop.is_set():
                 self._wake.clear()
                 try:
+                    await self._measure_depth()  # the backlog found on waking, then what is left
                     await self.drain()
-                    async with self.pool.acquire() as connection:
-                        QUEUE_DEPTH.set(await queue_depth(connection, self.model_key))
+                    await self._measure_depth()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     log.exception("worker cycle failed; retrying")
                 with contextlib.suppress(TimeoutError):

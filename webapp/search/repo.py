@@ -97,9 +97,10 @@ class VectorQueries:
     use a partial index when it can prove the predicate, which a generic plan's $n hides.
     """
 
-    def __init__(self, model_key: str, dim: int) -> None:
+    def __init__(self, model_key: str, dim: int, *, exact_scan_max_rows: int = EXACT_SCAN_MAX_ROWS) -> None:
         self.model_key = model_key
         self.dim = dim
+        self.exact_scan_max_rows = exact_scan_max_rows
         self._expr = vector_expression(dim)
         self._model = sql_literal(model_key)
         self._vector = f"SELECT embedding FROM item_embeddings WHERE item_id = $1 AND model_key = {self._model}"
@@ -143,11 +144,11 @@ class VectorQueries:
         """Whether so few items pass the filters that scanning them exactly is cheapest."""
         params: list[Any] = []
         where = filter_sql(filters, params)
+        params.append(self.exact_scan_max_rows + 1)
         matching: int = await connection.fetchval(
-            f"SELECT count(*) FROM (SELECT 1 FROM items i WHERE {where} LIMIT {EXACT_SCAN_MAX_ROWS + 1}) s",
-            *params,
+            f"SELECT count(*) FROM (SELECT 1 FROM items i WHERE {where} LIMIT ${len(params)}) s", *params
         )
-        return matching <= EXACT_SCAN_MAX_ROWS
+        return matching <= self.exact_scan_max_rows
 
     async def keyword(
         self,

@@ -35,8 +35,9 @@ class SearchRequest:
     offset: int = 0
 
     def cache_key(self, model_key: str, version: int) -> str:
+        text = self.q and normalise_query(self.q)
         return query_key(
-            "text", model_key, version, self.q and normalise_query(self.q), self.filters.cache_key(), self.mode.value,
+            "text", model_key, version, text, self.filters.cache_key(), self.mode.value,
             self.sort.value, self.min_score, self.limit, self.offset,
         )  # fmt: skip
 
