@@ -26,6 +26,8 @@ from webapp.runtime import open_services
 from webapp.search.repo import VectorQueries
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.storage import ImageNotFound, LocalStorage
+from webapp.suggest.repo import QueryLog
+from webapp.suggest.routes import blueprint as suggest_blueprint
 from webapp.telemetry import REQUEST_LATENCY, init_sentry
 from webapp.tracing import TracingMiddleware, name_request_span
 from webapp.tracing import configure as configure_tracing
@@ -57,6 +59,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     register_error_handlers(app)
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
+    app.register_blueprint(suggest_blueprint)
 
     @app.while_serving  # type: ignore[type-var]
     async def lifespan() -> AsyncIterator[None]:
@@ -68,6 +71,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
+            services.query_log = QueryLog(services.pool)
+            query_log = asyncio.create_task(services.query_log.run(stop))
             # The model loads in the background so /healthz answers at once; /readyz waits.
             warmup = asyncio.create_task(_warm_up(services, clip, stop, recorder))
             async with writer or contextlib.nullcontext():
@@ -78,6 +83,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                     warmup.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await warmup
+                    await query_log
 
     @app.before_request
     async def _start_timer() -> None:

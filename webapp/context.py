@@ -12,6 +12,7 @@ from webapp.config import Settings
 from webapp.embedder import Embedder
 from webapp.search.repo import VectorQueries
 from webapp.storage import Storage
+from webapp.suggest.repo import QueryLog
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Services:
     model_key: str
     # Set once the model is loaded and its vector width known.
     queries: VectorQueries | None = None
+    # Searches shoppers ran, for suggestions; set while serving.
+    query_log: QueryLog | None = None
 
 
 def services() -> Services:

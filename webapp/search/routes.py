@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 from pydantic import BaseModel
-from quart import Blueprint
+from quart import Blueprint, Response
 from quart_schema import (
     DataSource,
     document_response,
@@ -16,7 +19,14 @@ from quart_schema.pydantic import File
 from webapp.context import Services, services
 from webapp.schemas import ErrorOut, Page, SearchHitOut, SearchPageOut, TextSearch, parse_item_id
 from webapp.search.repo import Hit
-from webapp.search.service import SearchRequest, search_image, search_similar, search_text
+from webapp.search.service import (
+    SearchRequest,
+    normalise_query,
+    search_image,
+    search_similar,
+    search_stages,
+    search_text,
+)
 
 blueprint = Blueprint("search", __name__)
 
@@ -72,7 +82,45 @@ async def search(query_args: TextSearch) -> SearchPageOut:
     """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
     hits = await search_text(svc, to_request(query_args))
+    _learn(svc, query_args, hits)
     return await page_out(svc, hits, query_args)
+
+
+def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
+    # Suggestions come from searches that found something, not from every keystroke.
+    if args.q and hits and args.offset == 0 and svc.query_log is not None:
+        svc.query_log.record(normalise_query(args.q))
+
+
+@blueprint.get("/api/search/stream")
+@validate_querystring(TextSearch)
+async def search_stream(query_args: TextSearch) -> Response:
+    """Newline-delimited JSON: keyword hits as soon as they exist, then the final ranking.
+
+    Each line is {"stage": "keyword" | "final", "items": [...]}; the last line is the final one.
+    """
+    svc = services()
+    request = to_request(query_args)
+    stages = search_stages(svc, request)
+    # The first stage runs before the response starts, so bad state (model still loading)
+    # is an ordinary JSON error and not a broken stream.
+    first = await anext(stages)
+
+    async def lines() -> AsyncIterator[bytes]:
+        stage, hits = first
+        while True:
+            page = await page_out(svc, hits, query_args)
+            if stage == "final":
+                _learn(svc, query_args, hits)
+            yield (json.dumps({"stage": stage, **page.model_dump()}) + "\n").encode()
+            if stage == "final":
+                return
+            stage, hits = await anext(stages)
+
+    response = Response(lines(), content_type="application/x-ndjson")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
 
 
 @blueprint.post("/api/search/image")

@@ -1,0 +1,1 @@
+"""Live suggestions while a shopper types: learned query completions and item previews."""

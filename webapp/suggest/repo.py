@@ -1,0 +1,77 @@
+"""Queries shoppers ran, counted in memory and written in batches, and completions from them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MAX_QUERY_CHARS = 100
+
+
+class QueryLog:
+    """Counts executed searches off the request path; a flush is one statement for many queries."""
+
+    def __init__(self, pool: asyncpg.Pool, flush_interval_s: float = 2.0) -> None:
+        self.pool = pool
+        self.flush_interval_s = flush_interval_s
+        self._pending: Counter[str] = Counter()
+
+    def record(self, query: str) -> None:
+        if 0 < len(query) <= MAX_QUERY_CHARS:
+            self._pending[query] += 1
+
+    async def flush(self) -> int:
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, Counter()
+        try:
+            async with self.pool.acquire() as connection:
+                await connection.execute(
+                    """INSERT INTO search_queries (query, count)
+                       SELECT * FROM unnest($1::text[], $2::bigint[])
+                       ON CONFLICT (query) DO UPDATE
+                       SET count = search_queries.count + EXCLUDED.count, last_seen = now()""",
+                    list(batch),
+                    list(batch.values()),
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("could not record search queries; keeping them for the next flush", queries=len(batch))
+            self._pending.update(batch)
+            return 0
+        return len(batch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.flush_interval_s)
+                await self.flush()
+        finally:
+            await self.flush()
+
+
+def _next_prefix(prefix: str) -> str:
+    # The smallest string after every string that starts with ``prefix``.
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+async def completions(connection: asyncpg.Connection, prefix: str, limit: int = 5) -> list[str]:
+    """Popular past queries that start with ``prefix`` (a range scan on the pattern index)."""
+    if not prefix:
+        return []
+    rows = await connection.fetch(
+        """SELECT query FROM search_queries
+           WHERE query ~>=~ $1 AND query ~<~ $2
+           ORDER BY count DESC, last_seen DESC, query
+           LIMIT $3""",
+        prefix,
+        _next_prefix(prefix),
+        limit,
+    )
+    return [r["query"] for r in rows]
