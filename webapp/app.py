@@ -109,6 +109,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             response.headers["X-Request-ID"] = g.request_id
         return response
 
+    @app.get("/")
+    @hide
+    async def search_page() -> Response:
+        """A small page for trying search in a browser."""
+        return await app.send_static_file("index.html")
+
     @app.get("/healthz")
     @hide
     async def healthz() -> Response:
