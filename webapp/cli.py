@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -65,6 +66,42 @@ async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> No
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
+async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from console.app import create_console
+    from console.config import ConsoleConfig
+    from console.state import EXTENSION
+    from webapp.runtime import run_migrations
+
+    try:
+        console_config = ConsoleConfig.from_settings(settings)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    await run_migrations(console_config.dsn)
+    app = create_console(console_config)
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.console_port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    log.info("console serving", url=f"http://{settings.host}:{settings.console_port}/")
+    try:
+        await serve(app.server, config, shutdown_trigger=stop.wait, mode="wsgi")
+    finally:
+        await asyncio.to_thread(app.server.extensions[EXTENSION].database.close)
+
+
+@main.command()
+def console() -> None:
+    """Serve the ops console (latency, caches, cost, ingest) on PRETHRIFT_HOST:PRETHRIFT_CONSOLE_PORT
+    (127.0.0.1:8050); it asks for PRETHRIFT_CONSOLE_PASSWORD, which is required outside development."""
+    from webapp.runtime import embedded_defaults
+
+    with embedded_defaults(_settings()) as settings:
+        asyncio.run(_until_signalled(lambda stop: _serve_console(settings, stop)))
+
+
 @main.command()
 def serve() -> None:
     """Serve the API with Hypercorn (and the embedding worker, unless PRETHRIFT_WORKER_INLINE=false)."""
@@ -78,7 +115,8 @@ def serve() -> None:
 @main.command()
 @click.option("--demo-items", default=60, show_default=True, help="demo catalog size when empty")
 def run(demo_items: int) -> None:
-    """Development: embedded services, migrations, a demo catalog if empty, then serve."""
+    """Development: embedded services, migrations, a demo catalog if empty, then serve the API
+    and the ops console."""
     from webapp.runtime import embedded_defaults
 
     started = time.perf_counter()
@@ -91,10 +129,11 @@ def run(demo_items: int) -> None:
             click.echo(
                 f"\nPrethrift is starting on http://{settings.host}:{settings.port}/docs "
                 f"({loaded} demo items queued; start-up took {time.perf_counter() - started:.1f}s)\n"
-                f"Admin token (for POST/DELETE /api/items): {token}\n",
+                f"Admin token (for POST/DELETE /api/items): {token}\n"
+                f"Ops console: http://{settings.host}:{settings.console_port}/\n",
                 err=True,
             )
-            await _serve(settings, clip, stop)
+            await asyncio.gather(_serve(settings, clip, stop), _serve_console(settings, stop))
 
         asyncio.run(_until_signalled(main))
 
@@ -116,20 +155,28 @@ async def _demo_if_empty(settings: Settings, count: int) -> int:
 def worker() -> None:
     """Run the embedding worker until SIGTERM (production runs it as its own service)."""
     from webapp.db import ensure_vector_index
+    from webapp.metrics_store import MetricsRecorder, MetricsSettings, MetricsWriter
     from webapp.runtime import embedded_defaults, open_services
+    from webapp.tracing import configure as configure_tracing
     from webapp.worker import EmbeddingWorker
 
     with embedded_defaults(_settings()) as settings:
         clip = _load_model(settings)
 
         async def work(stop: asyncio.Event) -> None:
+            configure_tracing(settings.telemetry)
+            metrics = MetricsSettings()
+            recorder = MetricsRecorder() if metrics.enabled else None
             async with open_services(settings) as services:
                 services.embedder.attach(clip)
                 async with services.pool.acquire() as connection:
                     await ensure_vector_index(connection, clip.model_key, clip.dim)
-                await EmbeddingWorker(services.pool, services.embedder, services.storage, settings.worker).run(
-                    stop
+                worker = EmbeddingWorker(
+                    services.pool, services.embedder, services.storage, settings.worker, recorder
                 )
+                writer = MetricsWriter(services.pool, recorder, metrics) if recorder else None
+                async with writer or contextlib.nullcontext():
+                    await worker.run(stop)
 
         asyncio.run(_until_signalled(work))
 

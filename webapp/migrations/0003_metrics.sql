@@ -41,3 +41,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT array_agg(coalesce(x, 0) + coalesce(y, 0) ORDER BY i)
     FROM unnest(a, b) WITH ORDINALITY AS t(x, y, i)
 $$;
+
+-- metrics_sum_buckets(buckets): the merged histogram of a group of rows.
+CREATE AGGREGATE metrics_sum_buckets(bigint[]) (SFUNC = metrics_add_buckets, STYPE = bigint[]);

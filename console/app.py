@@ -1,0 +1,61 @@
+"""The console's app factory: ``create_console(config) -> Dash`` (pages in console/pages/)."""
+
+from __future__ import annotations
+
+import hmac
+
+import flask
+from dash import Dash, Input, Output
+
+from console import layout
+from console.config import ConsoleConfig
+from console.cost import PlanCache, SpendCache, stacks
+from console.db import MetricsDatabase
+from console.state import EXTENSION, ConsoleState
+
+
+def create_console(config: ConsoleConfig, database: MetricsDatabase | None = None) -> Dash:
+    """Build the console over ``config.dsn``; serve ``app.server`` (WSGI) with any server."""
+    # name="console" makes Dash load console/pages/*.py as console.pages.<page>.
+    app = Dash(
+        "console",
+        use_pages=True,
+        pages_folder="pages",
+        title="Prethrift console",
+        update_title="",
+        suppress_callback_exceptions=True,
+    )
+    server: flask.Flask = app.server
+    server.extensions[EXTENSION] = ConsoleState(
+        config,
+        database or MetricsDatabase(config.dsn),
+        PlanCache(config.root),
+        SpendCache(endpoint_url=config.cost_explorer_endpoint),
+    )
+    known = stacks(config.root)
+    default = config.own_stack if config.own_stack in known else known[0]
+    app.layout = layout.shell(known, default, config.own_stack, config.refresh_s)
+
+    @app.callback(Output("refresh", "disabled"), Input("auto-refresh", "value"))  # type: ignore[untyped-decorator]
+    def _toggle_refresh(value: list[str] | None) -> bool:
+        return "on" not in (value or [])
+
+    if config.password is not None:
+        _require_password(server, config.password)
+    return app
+
+
+def _require_password(server: flask.Flask, password: str) -> None:
+    expected = password.encode()
+
+    @server.before_request
+    def _check() -> flask.Response | None:
+        auth = flask.request.authorization
+        given = (auth.password or "").encode() if auth is not None else b""
+        if auth is not None and hmac.compare_digest(given, expected):
+            return None
+        return flask.Response(
+            "The Prethrift console needs the password in PRETHRIFT_CONSOLE_PASSWORD (any user name).\n",
+            401,
+            {"WWW-Authenticate": 'Basic realm="Prethrift console", charset="UTF-8"'},
+        )
