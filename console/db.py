@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -29,15 +29,17 @@ class MetricsDatabase:
         self._pool: asyncpg.Pool | None = None
         self._opening = threading.Lock()
 
-    def _submit(self, coroutine: Awaitable[R]) -> Future[R]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
+    def _submit(self, coroutine: Coroutine[Any, Any, R]) -> Future[R]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def _open_pool(self) -> asyncpg.Pool:
         with self._opening:
             if self._pool is None:
-                self._pool = self._submit(
-                    asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_size)
-                ).result(self.timeout_s)
+
+                async def create() -> asyncpg.Pool:
+                    return await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.max_size)
+
+                self._pool = self._submit(create()).result(self.timeout_s)
             return self._pool
 
     def run(

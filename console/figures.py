@@ -7,13 +7,16 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from console.data import CachePoint, IngestPoint, LatencyPoint, SearchVolume, cost_per_thousand
+from console.data import CachePoint, IngestPoint, LatencyPoint, SearchVolume, TimeRange, cost_per_thousand
 from infra.plan import StackPlan
 
 COLOURS = {"p50": "#2563eb", "p95": "#f59e0b", "p99": "#dc2626", "embedding": "#7c3aed", "result": "#059669"}
 
 
-def _base(fig: go.Figure, y_title: str, height: int = 320) -> go.Figure:
+def _base(fig: go.Figure, y_title: str, height: int = 320, window: TimeRange | None = None) -> go.Figure:
+    if window is not None:  # the whole selected range, so a few minutes of traffic sit in context
+        fig.update_xaxes(range=[window.since, window.until])
+        fig.update_traces(width=window.step.total_seconds() * 800, selector={"type": "bar"})
     fig.update_layout(
         height=height,
         margin={"l": 56, "r": 24, "t": 32, "b": 40},
@@ -25,7 +28,7 @@ def _base(fig: go.Figure, y_title: str, height: int = 320) -> go.Figure:
     return fig
 
 
-def latency(points: Sequence[LatencyPoint]) -> go.Figure:
+def latency(points: Sequence[LatencyPoint], window: TimeRange | None = None) -> go.Figure:
     fig = go.Figure()
     for name in ("p50", "p95", "p99"):
         ys = [getattr(p, f"{name}_ms") for p in points]
@@ -34,10 +37,10 @@ def latency(points: Sequence[LatencyPoint]) -> go.Figure:
                 x=[p.t for p in points], y=ys, name=name, mode="lines+markers", line={"color": COLOURS[name]}
             )
         )
-    return _base(fig, "latency (ms)")
+    return _base(fig, "latency (ms)", window=window)
 
 
-def throughput(points: Sequence[LatencyPoint]) -> go.Figure:
+def throughput(points: Sequence[LatencyPoint], window: TimeRange | None = None) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     xs = [p.t for p in points]
     fig.add_trace(go.Bar(x=xs, y=[p.per_second for p in points], name="requests/s", marker_color="#93c5fd"))
@@ -52,10 +55,10 @@ def throughput(points: Sequence[LatencyPoint]) -> go.Figure:
         secondary_y=True,
     )
     fig.update_yaxes(title_text="error rate (%)", secondary_y=True, rangemode="tozero")
-    return _base(fig, "requests/s")
+    return _base(fig, "requests/s", window=window)
 
 
-def cache_hit_rate(points: Sequence[CachePoint]) -> go.Figure:
+def cache_hit_rate(points: Sequence[CachePoint], window: TimeRange | None = None) -> go.Figure:
     fig = go.Figure()
     for cache in sorted({p.cache for p in points}):
         mine = [p for p in points if p.cache == cache]
@@ -69,26 +72,23 @@ def cache_hit_rate(points: Sequence[CachePoint]) -> go.Figure:
             )
         )
     fig.update_yaxes(range=[0, 105])
-    return _base(fig, "hit rate (%)")
+    return _base(fig, "hit rate (%)", window=window)
 
 
-def cache_counts(points: Sequence[CachePoint]) -> go.Figure:
+def cache_counts(points: Sequence[CachePoint], window: TimeRange | None = None) -> go.Figure:
     fig = go.Figure()
     for cache in sorted({p.cache for p in points}):
         mine = [p for p in points if p.cache == cache]
         xs = [p.t for p in mine]
-        fig.add_trace(go.Bar(x=xs, y=[p.hits for p in mine], name=f"{cache} hits", offsetgroup=cache))
+        colour = COLOURS.get(cache)
+        fig.add_trace(go.Scatter(x=xs, y=[p.hits for p in mine], name=f"{cache} hits", line={"color": colour}))
         fig.add_trace(
-            go.Bar(
-                x=xs,
-                y=[p.misses for p in mine],
-                name=f"{cache} misses",
-                offsetgroup=cache,
-                base=[p.hits for p in mine],
-                opacity=0.45,
+            go.Scatter(
+                x=xs, y=[p.misses for p in mine], name=f"{cache} misses", line={"color": colour, "dash": "dot"}
             )
         )
-    return _base(fig, "look-ups")
+    fig.update_traces(mode="lines+markers")
+    return _base(fig, "look-ups", window=window)
 
 
 def cost_by_service(plan: StackPlan) -> go.Figure:
@@ -106,7 +106,9 @@ def cost_by_service(plan: StackPlan) -> go.Figure:
     return _base(fig, "", height=300).update_layout(xaxis_title="USD per month")
 
 
-def cost_per_thousand_over_time(volumes: Sequence[SearchVolume], monthly_usd: float) -> go.Figure:
+def cost_per_thousand_over_time(
+    volumes: Sequence[SearchVolume], monthly_usd: float, window: TimeRange | None = None
+) -> go.Figure:
     points = [(v.t, cost_per_thousand(monthly_usd, v.searches, v.seconds)) for v in volumes]
     fig = go.Figure(
         go.Scatter(
@@ -118,7 +120,7 @@ def cost_per_thousand_over_time(volumes: Sequence[SearchVolume], monthly_usd: fl
         )
     )
     fig.update_yaxes(type="log")
-    return _base(fig, "USD per 1,000 searches")
+    return _base(fig, "USD per 1,000 searches", window=window)
 
 
 def spend_by_service(by_service: dict[str, float]) -> go.Figure:
@@ -129,7 +131,7 @@ def spend_by_service(by_service: dict[str, float]) -> go.Figure:
     return _base(fig, "", height=300).update_layout(xaxis_title="USD this month")
 
 
-def queue_depth(points: Sequence[IngestPoint]) -> go.Figure:
+def queue_depth(points: Sequence[IngestPoint], window: TimeRange | None = None) -> go.Figure:
     measured = [p for p in points if p.queue_depth is not None]
     fig = go.Figure(
         go.Scatter(
@@ -141,10 +143,10 @@ def queue_depth(points: Sequence[IngestPoint]) -> go.Figure:
         )
     )
     fig.update_yaxes(rangemode="tozero")
-    return _base(fig, "jobs waiting")
+    return _base(fig, "jobs waiting", window=window)
 
 
-def embeddings(points: Sequence[IngestPoint]) -> go.Figure:
+def embeddings(points: Sequence[IngestPoint], window: TimeRange | None = None) -> go.Figure:
     xs = [p.t for p in points]
     fig = go.Figure()
     fig.add_trace(
@@ -158,4 +160,4 @@ def embeddings(points: Sequence[IngestPoint]) -> go.Figure:
     fig.add_trace(
         go.Bar(x=xs, y=[p.failed * 60 / p.seconds for p in points], name="failed / min", marker_color="#dc2626")
     )
-    return _base(fig, "items per minute").update_layout(barmode="group")
+    return _base(fig, "items per minute", window=window).update_layout(barmode="stack")

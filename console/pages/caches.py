@@ -31,7 +31,8 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
     message = data.scope_message(console.config.own_stack, stack)
     if message:
         return ui.empty_state(message)
-    points = console.database.run(data.cache_series, data.time_range(range_key))
+    window = data.time_range(range_key)
+    points = console.database.run(data.cache_series, window)
     if not points:
         return ui.empty_state()
     stats = []
@@ -43,7 +44,7 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
     return [
         html.Div(stats),
         html.H4("Hit rate"),
-        ui.graph("caches-hit-rate", figures.cache_hit_rate(points)),
+        ui.graph("caches-hit-rate", figures.cache_hit_rate(points, window)),
         html.H4("Hits and misses"),
-        ui.graph("caches-counts", figures.cache_counts(points)),
+        ui.graph("caches-counts", figures.cache_counts(points, window)),
     ]

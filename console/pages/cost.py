@@ -60,7 +60,9 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
     if per_thousand is None:
         parts.append(ui.empty_state(ui.NO_TRAFFIC if traffic_here else note))
     else:
-        parts.append(ui.graph("cost-per-thousand", figures.cost_per_thousand_over_time(volumes, plan.total)))
+        parts.append(
+            ui.graph("cost-per-thousand", figures.cost_per_thousand_over_time(volumes, plan.total, window))
+        )
     parts.append(html.H4("Actual spend"))
     if spend.connected and spend.by_service:
         parts.append(ui.graph("cost-actual", figures.spend_by_service(spend.by_service)))

@@ -31,7 +31,8 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
     message = data.scope_message(console.config.own_stack, stack)
     if message:
         return ui.empty_state(message)
-    points = console.database.run(data.ingest_series, data.time_range(range_key))
+    window = data.time_range(range_key)
+    points = console.database.run(data.ingest_series, window)
     depth = console.database.run(data.current_queue_depth)
     failures = console.database.run(data.recent_failures)
     header = html.Div(
@@ -52,9 +53,9 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
     else:
         body = [
             html.H4("Queue depth"),
-            ui.graph("ingest-queue", figures.queue_depth(points)),
+            ui.graph("ingest-queue", figures.queue_depth(points, window)),
             html.H4("Embeddings and failures per minute"),
-            ui.graph("ingest-rate", figures.embeddings(points)),
+            ui.graph("ingest-rate", figures.embeddings(points, window)),
         ]
     rows = [
         (f.at.strftime("%Y-%m-%d %H:%M:%S"), f.item_id, f.title, f.status, f.attempts, f.reason)

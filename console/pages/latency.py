@@ -51,7 +51,7 @@ def update(range_key: str, stack: str, _: int | None, route: str) -> tuple[Any, 
         (
             s.route,
             f"{s.requests:,}",
-            f"{s.requests / window.seconds:.2f}",
+            f"{s.requests / window.seconds:.3g}",
             ui.ms(s.p50_ms),
             ui.ms(s.p95_ms),
             ui.ms(s.p99_ms),
@@ -62,9 +62,9 @@ def update(range_key: str, stack: str, _: int | None, route: str) -> tuple[Any, 
     ]
     body = [
         html.H4("Latency percentiles"),
-        ui.graph("latency-percentiles", figures.latency(points)),
+        ui.graph("latency-percentiles", figures.latency(points, window)),
         html.H4("Requests per second and error rate"),
-        ui.graph("latency-throughput", figures.throughput(points)),
+        ui.graph("latency-throughput", figures.throughput(points, window)),
         html.H4("Per route, whole range"),
         ui.table(("route", "requests", "req/s", "p50", "p95", "p99", "5xx", "4xx"), rows, "latency-routes"),
     ]

@@ -1,0 +1,139 @@
+"""The console end to end: real traffic through the service, flushed to PostgreSQL, then every
+page loaded in Debian's Chromium (Playwright) from `prethrift console`'s own server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from pydantic import SecretStr
+from quart.testing import QuartClient
+
+from tests.webapp.conftest import photo, services_of, upload, wait_ready
+from webapp.app import create_app
+from webapp.cache import free_port
+from webapp.config import Settings
+from webapp.embedder import ClipModel
+from webapp.metrics_store import MetricsWriter
+from webapp.worker import EmbeddingWorker
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PASSWORD = "console-test-password"
+# page path -> the charts it must draw with data
+PAGES = {
+    "/": ["latency-percentiles", "latency-throughput"],
+    "/caches": ["caches-hit-rate", "caches-counts"],
+    "/cost": ["cost-by-service", "cost-per-thousand"],
+    "/ingest": ["ingest-queue", "ingest-rate"],
+}
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run)"
+)
+
+
+async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str], app: object) -> None:
+    """Uploads (one whose photo vanishes, so its embedding fails), the worker, then searches."""
+    for seed in range(6):
+        assert (await upload(client, photo(seed), auth, title=f"Jacket {seed}")).status_code == 202
+    s = services_of(app)  # type: ignore[arg-type]
+    async with s.pool.acquire() as connection:
+        lost = await connection.fetchrow("SELECT id, image_key FROM items ORDER BY id DESC LIMIT 1")
+    assert lost is not None
+    s3 = boto3.client("s3", endpoint_url=settings.storage.endpoint_url, region_name="us-east-1")
+    s3.delete_object(Bucket=settings.storage.bucket, Key=lost["image_key"])
+    writer: MetricsWriter = app.extensions["metrics_writer"]  # type: ignore[attr-defined]
+    worker = EmbeddingWorker(s.pool, s.embedder, s.storage, settings.worker, writer.recorder)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(400):
+        async with s.pool.acquire() as connection:
+            if not await connection.fetchval("SELECT count(*) FROM items WHERE status = 'pending'"):
+                break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
+    for q in ("denim jacket", "red dress", "denim jacket", "wool coat", "red dress", "linen shirt"):
+        assert (await client.get("/api/search", query_string={"q": q})).status_code == 200
+    assert (await client.get("/api/items/1/similar")).status_code == 200
+    assert (await client.get("/api/search", query_string={"q": "x", "limit": 0})).status_code == 422
+    assert await writer.flush() > 0
+
+
+async def test_every_console_page_draws_the_traffic(
+    settings: Settings, tiny_clip: ClipModel, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.async_api import async_playwright
+
+    from webapp.cli import _serve_console
+
+    app = create_app(settings, clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        await _traffic(app.test_client(), settings, auth, app)
+
+    # No AWS account here: the Cost page must say "not connected" rather than fail.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    port = free_port()
+    console_settings = settings.model_copy(
+        update={"console_port": port, "console_password": SecretStr(PASSWORD)}
+    )
+    stop = asyncio.Event()
+    server = asyncio.create_task(_serve_console(console_settings, stop))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                await asyncio.to_thread(urllib.request.urlopen, base, timeout=2)
+            except urllib.error.HTTPError as error:
+                assert error.code == 401  # up, and asking for the password
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        ARTIFACTS.mkdir(exist_ok=True)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            context = await browser.new_context(
+                http_credentials={"username": "ops", "password": PASSWORD},
+                viewport={"width": 1280, "height": 1400},
+            )
+            page = await context.new_page()
+            for path, charts in PAGES.items():
+                await page.goto(base + path)
+                for chart in charts:
+                    await page.wait_for_selector(f"#{chart} .js-plotly-plot", timeout=30_000)
+                points = await page.evaluate(
+                    """(ids) => Object.fromEntries(ids.map((id) => {
+                        const plot = document.querySelector(`#${id} .js-plotly-plot`);
+                        return [id, plot.data.map((trace) => (trace.x || []).filter((x) => x !== null).length)];
+                    }))""",
+                    charts,
+                )
+                for chart, per_trace in points.items():
+                    assert per_trace and max(per_trace) > 0, f"{path}: chart {chart} has no data points"
+                name = path.strip("/") or "latency"
+                await page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+                if path == "/cost":
+                    assert "Not connected" in await page.inner_text("#cost-actual-state")
+                if path == "/ingest":
+                    assert "could not read image" in await page.inner_text("#ingest-failures")
+                if path == "/":
+                    assert "GET /api/search" in await page.inner_text("#latency-routes")
+            await browser.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 30)
