@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import importlib.resources
 import time
 from collections.abc import Callable, Sequence
@@ -151,14 +150,6 @@ def load_clip(settings: ClipSettings) -> ClipModel:
         )
     log.info("clip model loaded", model_key=key, dim=dim, seconds=round(time.perf_counter() - started, 2))
     return ClipModel(model, preprocess, tokenizer, key, dim, device, random_weights)
-
-
-def checkpoint_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Overloaded(ApiError):

@@ -166,3 +166,18 @@ async def test_vit_b32_architecture_end_to_end(
         assert (await response.get_json())["items"][0]["id"] == item_id
     text = await client.get("/api/search", query_string={"q": "navy wool coat"})
     assert len((await text.get_json())["items"]) == 4
+
+
+async def test_concurrent_photo_searches_share_model_batches(settings: Settings, tiny_clip: ClipModel) -> None:
+    patient = settings.model_copy(update={"clip": settings.clip.model_copy(update={"max_wait_ms": 100.0})})
+    app = create_app(patient, clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        client = app.test_client()
+        responses = await asyncio.gather(
+            *(client.post("/api/search/image", files={"image": image_file(photo(s))}) for s in range(8))
+        )
+        assert all(r.status_code == 200 for r in responses)
+        batcher = services_of(app).embedder._image
+        assert batcher is not None
+        assert batcher.items == 8 and batcher.batches < 8
