@@ -11,6 +11,7 @@ switch it (tests and the overhead benchmark use an in-memory or local exporter).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -20,13 +21,16 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 from webapp.config import TelemetrySettings
 
 log = structlog.get_logger(__name__)
+
+# The share of new traces recorded when OTEL_TRACES_SAMPLER_ARG is unset (see bench/telemetry_overhead.py).
+DEFAULT_SAMPLE_RATIO = 1.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,7 +44,7 @@ class _Switch(SpanProcessor, Sampler):
 
     def __init__(self) -> None:
         self.processor: SpanProcessor | None = None
-        self._parent_based = ParentBased(ALWAYS_ON)
+        self.sampler: Sampler = ParentBased(TraceIdRatioBased(1.0))
 
     @property
     def on(self) -> bool:
@@ -58,9 +62,7 @@ class _Switch(SpanProcessor, Sampler):
     ) -> SamplingResult:
         if self.processor is None:
             return SamplingResult(Decision.DROP)
-        return self._parent_based.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
+        return self.sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
         return "PrethriftSwitch"
@@ -112,10 +114,17 @@ def _instrumentors() -> list[Any]:
     return [AsyncPGInstrumentor(), RedisInstrumentor()]  # type: ignore[no-untyped-call]
 
 
-def enable(exporter: SpanExporter, *, service_name: str = "prethrift", batch: bool = True) -> None:
-    """Record spans and send them to ``exporter`` (batched in the background unless ``batch`` is False)."""
+def enable(
+    exporter: SpanExporter, *, service_name: str = "prethrift", batch: bool = True, sample_ratio: float = 1.0
+) -> None:
+    """Record spans and send them to ``exporter`` (batched in the background unless ``batch`` is False).
+
+    ``sample_ratio`` of new traces are recorded; a request that arrives with a sampled
+    ``traceparent`` is always recorded, so traces started upstream stay whole.
+    """
     disable()
     _install_provider(service_name)
+    _switch.sampler = ParentBased(TraceIdRatioBased(sample_ratio))
     _switch.processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     for instrumentor in _instrumentors():
         if not instrumentor.is_instrumented_by_opentelemetry:
@@ -138,9 +147,22 @@ def configure(settings: TelemetrySettings) -> bool:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
-        enable(OTLPSpanExporter(endpoint=endpoint), service_name=settings.service_name)
-        log.info("tracing on", otlp_endpoint=settings.otlp_endpoint)
+        ratio = sample_ratio_from_env()
+        enable(OTLPSpanExporter(endpoint=endpoint), service_name=settings.service_name, sample_ratio=ratio)
+        log.info("tracing on", otlp_endpoint=settings.otlp_endpoint, sample_ratio=ratio)
     return active()
+
+
+def sample_ratio_from_env() -> float:
+    """OpenTelemetry's ``OTEL_TRACES_SAMPLER_ARG`` (0..1), else :data:`DEFAULT_SAMPLE_RATIO`."""
+    raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    try:
+        ratio = float(raw) if raw else DEFAULT_SAMPLE_RATIO
+    except ValueError:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, not {raw!r}") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"OTEL_TRACES_SAMPLER_ARG must be from 0 to 1, not {ratio}")
+    return ratio
 
 
 def tracer(name: str) -> trace.Tracer:
