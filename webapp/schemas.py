@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from webapp.errors import ApiError
 from webapp.search.filters import Mode, SearchFilters, Sort
@@ -25,14 +25,26 @@ class Page(BaseModel):
     offset: int = Field(default=0, ge=0, le=1000)
 
 
-Facet = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+def _printable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no shopper types control characters.
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Printable = AfterValidator(_printable)
+Facet = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80), Printable]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Printable]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Printable]
+SizeLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20), Printable]
+Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), Printable]
 Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class TextSearch(Page):
     """Text search; without ``q`` it lists the items that pass the filters."""
 
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | None = None
+    q: Query | None = None
     mode: Mode = Mode.HYBRID
     sort: Sort = Sort.RELEVANCE
     min_score: float | None = Field(default=None, ge=-1, le=1, description="drop semantic matches below")

@@ -128,6 +128,8 @@ async def test_oversized_image_is_413(app: Quart, client: QuartClient, auth: dic
         {"condition": "mint-ish"},
         {"title": "x" * 201},
         {"unexpected": "field"},
+        {"title": "nul\x00byte"},
+        {"brand": "bell\x07"},
     ],
 )
 async def test_invalid_fields_are_422(

@@ -113,6 +113,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(live: tuple
             "not json",
             json.dumps({"q": 5}),
             json.dumps([1, 2]),
+            json.dumps({"q": "a\x00", "seq": 6}),
             json.dumps({"q": "x" * 101, "seq": 7}),
         ):
             await ws.send(bad)

@@ -21,8 +21,8 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.images import CheckedImage, check_image
 from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
+from webapp.schemas import Description, Facet, SizeLabel, Title
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 Condition = Literal["new_with_tags", "like_new", "good", "fair", "worn"]
 
 
@@ -31,12 +31,12 @@ class ItemFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] = ""
-    brand: Text | None = None
-    category: Text | None = None
-    size: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)] | None = None
-    colour: Text | None = None
+    title: Title
+    description: Description = ""
+    brand: Facet | None = None
+    category: Facet | None = None
+    size: SizeLabel | None = None
+    colour: Facet | None = None
     condition: Condition | None = None
     price: Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False)]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"

@@ -7,13 +7,14 @@ import contextlib
 import json
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from pydantic import BaseModel, Field, ValidationError
 from quart import Websocket
 
 from webapp.context import Services
+from webapp.schemas import Printable
 from webapp.search.service import normalise_query
 from webapp.suggest.repo import MAX_QUERY_CHARS, completions
 
@@ -21,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 
 class SuggestFrame(BaseModel):
-    q: str = Field(max_length=MAX_QUERY_CHARS)
+    q: Annotated[str, Field(max_length=MAX_QUERY_CHARS), Printable]
     seq: int = Field(ge=0)
 
 
