@@ -422,9 +422,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         redis_url = redis_server.start()
         report["catalog"] = await catalog.prepare(dsn, spec, model_key, log=say)
         say(f"recall: {plan.recall_queries} query vectors against exact search over all vectors")
+        meter = CpuMeter(None, postmaster_pid(DATA / "postgres"), None, database=postgres.database)
+        before = meter.snapshot()
         report["recall"] = await recall.measure(dsn, spec, model_key, queries=plan.recall_queries)
+        # Includes the numpy exact search in this process (as load_generator).
+        report["recall"]["cores"] = meter.cores(before, meter.snapshot())
         un = report["recall"]["unfiltered"]
-        say(f"  recall@10 {un['recall_at_10']}  p50 {un['p50_ms']} ms")
+        say(f"  recall@10 {un['recall_at_10']}  p50 {un['p50_ms']} ms  cores {report['recall']['cores']}")
 
         queries = QueryStream(args.seed)
         stock = {"PRETHRIFT_CLIP_BATCHING": "false", "PRETHRIFT_CLIP_TRUNCATE": "false"}
