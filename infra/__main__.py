@@ -45,22 +45,23 @@ def main() -> None:
         "database",
         DatabaseArgs(cfg.database, prefix, network.private_subnet_ids, network.database_sg_id),
     )
-    cache = Cache(
-        "cache", CacheArgs(cfg.cache, prefix, network.private_subnet_ids, network.cache_sg_id)
-    )
+    cache = Cache("cache", CacheArgs(cfg.cache, prefix, network.private_subnet_ids, network.cache_sg_id))
     secrets = Parameters(
         "secrets",
-        ParametersArgs(f"/prethrift/{cfg.stack}/", database.url, cache.url,
-                    stack_config.sentry_dsn()),
+        ParametersArgs(f"/prethrift/{cfg.stack}/", database.url, cache.url, stack_config.sentry_dsn()),
     )
-    registry = Registry(
-        "registry", RegistryArgs(prefix, cfg.app.image_tag, gpu_image=cfg.gpu_worker.enabled)
-    )
+    registry = Registry("registry", RegistryArgs(prefix, cfg.app.image_tag, gpu_image=cfg.gpu_worker.enabled))
     lb = LoadBalancer(
         "edge",
         LoadBalancerArgs(
-            lb_cfg, prefix, network.vpc_id, network.public_subnet_ids, network.alb_sg_id,
-            storage.logs_bucket_name, ALB_LOG_PREFIX, storage.logs_ready,
+            lb_cfg,
+            prefix,
+            network.vpc_id,
+            network.public_subnet_ids,
+            network.alb_sg_id,
+            storage.logs_bucket_name,
+            ALB_LOG_PREFIX,
+            storage.logs_ready,
         ),
     )
     programs = ("api", "worker", "console") + (("gpu-worker",) if cfg.gpu_worker.enabled else ())
@@ -98,8 +99,12 @@ def main() -> None:
     Alarms(
         "alarms",
         AlarmsArgs(
-            cfg.observability, prefix, lb.arn_suffix, lb.api_target_group_arn_suffix,
-            services.cluster_name, services.service_names,
+            cfg.observability,
+            prefix,
+            lb.arn_suffix,
+            lb.api_target_group_arn_suffix,
+            services.cluster_name,
+            services.service_names,
         ),
     )
 

@@ -25,9 +25,7 @@ class Cache(pulumi.ComponentResource):
     url: pulumi.Output[str]
     """REDIS_URL, a secret: it carries the AUTH token."""
 
-    def __init__(
-        self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Cache", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
@@ -63,8 +61,6 @@ class Cache(pulumi.ComponentResource):
             opts=child,
         )
         self.url = pulumi.Output.secret(
-            pulumi.Output.format(
-                "rediss://:{0}@{1}:6379/0", token.result, group.primary_endpoint_address
-            )
+            pulumi.Output.format("rediss://:{0}@{1}:6379/0", token.result, group.primary_endpoint_address)
         )
         self.register_outputs({"primary_endpoint": group.primary_endpoint_address})

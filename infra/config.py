@@ -180,8 +180,7 @@ def _section(key: str, cls: type[Any], raw: Mapping[str, Any] | None) -> Any:
         attr = _snake(name)
         if attr not in known:
             raise ConfigError(
-                f"prethrift:{key}.{name} is not a known setting; "
-                f"expected one of {sorted(known)} (in camelCase)"
+                f"prethrift:{key}.{name} is not a known setting; expected one of {sorted(known)} (in camelCase)"
             )
         values[attr] = tuple(value) if isinstance(value, list) else value
     return cls(**values)

@@ -28,9 +28,7 @@ class Database(pulumi.ComponentResource):
     """DATABASE_URL, a secret: it carries the password."""
     instance_id: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
@@ -46,8 +44,11 @@ class Database(pulumi.ComponentResource):
             parameters=[
                 {"name": "rds.force_ssl", "value": "1"},
                 {"name": "log_min_duration_statement", "value": "500"},
-                {"name": "shared_preload_libraries", "value": "pg_stat_statements",
-                 "apply_method": "pending-reboot"},
+                {
+                    "name": "shared_preload_libraries",
+                    "value": "pg_stat_statements",
+                    "apply_method": "pending-reboot",
+                },
             ],
             opts=child,
         )

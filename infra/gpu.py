@@ -32,26 +32,33 @@ class GpuCapacity(pulumi.ComponentResource):
 
     capacity_provider_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: GpuCapacityArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: GpuCapacityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:GpuCapacity", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
 
         role = aws.iam.Role(
             f"{name}-instance-role",
-            assume_role_policy=json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                               "Principal": {"Service": "ec2.amazonaws.com"}}],
-            }),
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                        }
+                    ],
+                }
+            ),
             opts=child,
         )
-        for index, policy in enumerate((
-            "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
-            "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-        )):
+        for index, policy in enumerate(
+            (
+                "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role",
+                "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+            )
+        ):
             aws.iam.RolePolicyAttachment(
                 f"{name}-instance-policy-{index}", role=role.name, policy_arn=policy, opts=child
             )
@@ -67,13 +74,22 @@ class GpuCapacity(pulumi.ComponentResource):
             vpc_security_group_ids=[args.security_group_id],
             user_data=base64.b64encode(user_data.encode()).decode(),
             # IMDSv2 only (FSBP EC2.8).
-            metadata_options={"http_tokens": "required", "http_endpoint": "enabled",
-                              "http_put_response_hop_limit": 2},
-            block_device_mappings=[{
-                "device_name": "/dev/xvda",
-                "ebs": {"volume_size": 60, "volume_type": "gp3", "encrypted": "true",
-                        "delete_on_termination": "true"},
-            }],
+            metadata_options={
+                "http_tokens": "required",
+                "http_endpoint": "enabled",
+                "http_put_response_hop_limit": 2,
+            },
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_size": 60,
+                        "volume_type": "gp3",
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
             opts=child,
         )
         group = aws.autoscaling.Group(

@@ -42,9 +42,7 @@ class LoadBalancer(pulumi.ComponentResource):
     url: pulumi.Output[str]
     console_url: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:LoadBalancer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
@@ -63,40 +61,48 @@ class LoadBalancer(pulumi.ComponentResource):
             access_logs={"bucket": args.logs_bucket, "prefix": args.logs_prefix, "enabled": True},
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.logs_ready),
         )
-        api_tg = self._target_group(
-            f"{name}-api", args.vpc_id, API_PORT, "/readyz", "200"
-        )
+        api_tg = self._target_group(f"{name}-api", args.vpc_id, API_PORT, "/readyz", "200")
         # The console answers 401 until the operator logs in; that still proves it is up.
-        console_tg = self._target_group(
-            f"{name}-console", args.vpc_id, CONSOLE_PORT, "/", "200,302,401"
-        )
+        console_tg = self._target_group(f"{name}-console", args.vpc_id, CONSOLE_PORT, "/", "200,302,401")
 
-        forward_api: Any = [
-            {"type": "forward", "target_group_arn": api_tg.arn}
-        ]
-        forward_console: Any = [
-            {"type": "forward", "target_group_arn": console_tg.arn}
-        ]
+        forward_api: Any = [{"type": "forward", "target_group_arn": api_tg.arn}]
+        forward_console: Any = [{"type": "forward", "target_group_arn": console_tg.arn}]
         listeners: list[aws.lb.Listener] = []
         if cfg.plain_http:
             front = aws.lb.Listener(
-                f"{name}-http", load_balancer_arn=alb.arn, port=80, protocol="HTTP",
-                default_actions=forward_api, opts=child,
+                f"{name}-http",
+                load_balancer_arn=alb.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=forward_api,
+                opts=child,
             )
             listeners.append(front)
         else:
-            listeners.append(aws.lb.Listener(
-                f"{name}-http-redirect", load_balancer_arn=alb.arn, port=80, protocol="HTTP",
-                default_actions=[{
-                    "type": "redirect",
-                    "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
-                }],
-                opts=child,
-            ))
+            listeners.append(
+                aws.lb.Listener(
+                    f"{name}-http-redirect",
+                    load_balancer_arn=alb.arn,
+                    port=80,
+                    protocol="HTTP",
+                    default_actions=[
+                        {
+                            "type": "redirect",
+                            "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
+                        }
+                    ],
+                    opts=child,
+                )
+            )
             front = aws.lb.Listener(
-                f"{name}-https", load_balancer_arn=alb.arn, port=443, protocol="HTTPS",
-                certificate_arn=cfg.certificate_arn, ssl_policy=TLS_POLICY,
-                default_actions=forward_api, opts=child,
+                f"{name}-https",
+                load_balancer_arn=alb.arn,
+                port=443,
+                protocol="HTTPS",
+                certificate_arn=cfg.certificate_arn,
+                ssl_policy=TLS_POLICY,
+                default_actions=forward_api,
+                opts=child,
             )
             listeners.append(front)
 
@@ -111,16 +117,19 @@ class LoadBalancer(pulumi.ComponentResource):
             )
             self.console_url = pulumi.Output.from_input(f"{scheme}://{cfg.console_host}")
         else:
-            listeners.append(aws.lb.Listener(
-                f"{name}-console", load_balancer_arn=alb.arn, port=cfg.console_port,
-                protocol="HTTP" if cfg.plain_http else "HTTPS",
-                certificate_arn=None if cfg.plain_http else cfg.certificate_arn,
-                ssl_policy=None if cfg.plain_http else TLS_POLICY,
-                default_actions=forward_console, opts=child,
-            ))
-            self.console_url = alb.dns_name.apply(
-                lambda dns: f"{scheme}://{dns}:{cfg.console_port}"
+            listeners.append(
+                aws.lb.Listener(
+                    f"{name}-console",
+                    load_balancer_arn=alb.arn,
+                    port=cfg.console_port,
+                    protocol="HTTP" if cfg.plain_http else "HTTPS",
+                    certificate_arn=None if cfg.plain_http else cfg.certificate_arn,
+                    ssl_policy=None if cfg.plain_http else TLS_POLICY,
+                    default_actions=forward_console,
+                    opts=child,
+                )
             )
+            self.console_url = alb.dns_name.apply(lambda dns: f"{scheme}://{dns}:{cfg.console_port}")
 
         if cfg.hosted_zone_id:
             for host in filter(None, (cfg.domain_name, cfg.console_host)):
@@ -129,8 +138,7 @@ class LoadBalancer(pulumi.ComponentResource):
                     zone_id=cfg.hosted_zone_id,
                     name=host,
                     type="A",
-                    aliases=[{"name": alb.dns_name, "zone_id": alb.zone_id,
-                              "evaluate_target_health": True}],
+                    aliases=[{"name": alb.dns_name, "zone_id": alb.zone_id, "evaluate_target_health": True}],
                     opts=child,
                 )
 

@@ -39,7 +39,7 @@ def read_stack_file(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
 
 
 def list_stacks(root: Path = REPO_ROOT) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
 def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
@@ -76,21 +76,32 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
     }
     if typ == "aws:s3/bucket:Bucket":
         bucket = inputs.get("bucket") or f"{name}-0a1b2c3"
-        state |= {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}",
-                  "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com"}
+        state |= {
+            "bucket": bucket,
+            "arn": f"arn:aws:s3:::{bucket}",
+            "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com",
+        }
     elif typ == "aws:lb/loadBalancer:LoadBalancer":
-        state |= {"dnsName": f"{name}-123.{region}.elb.amazonaws.com",
-                  "arnSuffix": f"app/{name}/0a1b2c3", "zoneId": "Z35SXDOTRQ7X7K"}
+        state |= {
+            "dnsName": f"{name}-123.{region}.elb.amazonaws.com",
+            "arnSuffix": f"app/{name}/0a1b2c3",
+            "zoneId": "Z35SXDOTRQ7X7K",
+        }
     elif typ == "aws:lb/targetGroup:TargetGroup":
         state |= {"arnSuffix": f"targetgroup/{name}/0a1b2c3"}
     elif typ == "aws:rds/instance:Instance":
-        state |= {"address": f"{name}.abc.{region}.rds.amazonaws.com", "port": 5432,
-                  "identifier": f"{name}-0a1b2c3"}
+        state |= {
+            "address": f"{name}.abc.{region}.rds.amazonaws.com",
+            "port": 5432,
+            "identifier": f"{name}-0a1b2c3",
+        }
     elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
         state |= {"primaryEndpointAddress": f"master.{name}.abc.cache.amazonaws.com"}
     elif typ == "aws:ecr/repository:Repository":
-        state |= {"repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}",
-                  "registryId": ACCOUNT_ID}
+        state |= {
+            "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}",
+            "registryId": ACCOUNT_ID,
+        }
     elif typ == "aws:cloudwatch/logGroup:LogGroup":
         state |= {"arn": f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{physical}"}
     elif typ == "aws:ssm/parameter:Parameter":
@@ -133,16 +144,29 @@ def record_in_process(
             if token == "aws:index/getRegion:getRegion":
                 return {"region": region, "name": region, "id": region}, []
             if token == "aws:index/getCallerIdentity:getCallerIdentity":
-                return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/ci",
-                        "userId": "AIDA", "id": ACCOUNT_ID}, []
+                return {
+                    "accountId": ACCOUNT_ID,
+                    "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/ci",
+                    "userId": "AIDA",
+                    "id": ACCOUNT_ID,
+                }, []
             if token == "aws:elb/getServiceAccount:getServiceAccount":
                 return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}, []
             if token == "aws:ssm/getParameter:getParameter":
-                return {"name": args.args.get("name"), "value": "ami-0123456789abcdef0",
-                        "type": "String", "id": args.args.get("name")}, []
+                return {
+                    "name": args.args.get("name"),
+                    "value": "ami-0123456789abcdef0",
+                    "type": "String",
+                    "id": args.args.get("name"),
+                }, []
             if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-                return {"userName": "AWS", "password": "mock-token", "id": ACCOUNT_ID,
-                        "authorizationToken": "bW9jaw==", "proxyEndpoint": "https://ecr"}, []
+                return {
+                    "userName": "AWS",
+                    "password": "mock-token",
+                    "id": ACCOUNT_ID,
+                    "authorizationToken": "bW9jaw==",
+                    "proxyEndpoint": "https://ecr",
+                }, []
             raise NotImplementedError(f"infra/mocks.py has no answer for invoke {token}")
 
     class Monitor(pulumi_mocks.MockMonitor):
@@ -153,29 +177,33 @@ def record_in_process(
                 inputs = _unwrap(rpc.deserialize_properties(request.object), "", secrets)
                 state = _unwrap(
                     json_format.MessageToDict(response.object) if response.object else {},
-                    "", set(),
+                    "",
+                    set(),
                 )
-                resources.append({
-                    "urn": response.urn,
-                    "type": request.type,
-                    "name": request.name,
-                    "custom": bool(request.custom),
-                    "parent": request.parent or None,
-                    "dependencies": sorted(set(request.dependencies)),
-                    "inputs": _jsonable(inputs),
-                    "secret_inputs": sorted(secrets),
-                    "state": _jsonable(state),
-                })
+                resources.append(
+                    {
+                        "urn": response.urn,
+                        "type": request.type,
+                        "name": request.name,
+                        "custom": bool(request.custom),
+                        "parent": request.parent or None,
+                        "dependencies": sorted(set(request.dependencies)),
+                        "inputs": _jsonable(inputs),
+                        "secret_inputs": sorted(secrets),
+                        "state": _jsonable(state),
+                    }
+                )
             return response
 
     pulumi.runtime.set_all_config(
-        {k if ":" in k else f"prethrift:{k}": v if isinstance(v, str) else json.dumps(v)
-         for k, v in stack_config.items()}
+        {
+            k if ":" in k else f"prethrift:{k}": v if isinstance(v, str) else json.dumps(v)
+            for k, v in stack_config.items()
+        }
     )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    pulumi.runtime.set_mocks(Mocks(), project="prethrift", stack=stack, preview=False,
-                             monitor=Monitor(Mocks()))
+    pulumi.runtime.set_mocks(Mocks(), project="prethrift", stack=stack, preview=False, monitor=Monitor(Mocks()))
     program = root / "infra" / "__main__.py"
 
     def run_program() -> None:
@@ -206,9 +234,7 @@ def record_in_process(
     }
 
 
-def record(
-    stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def record(stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the program for `stack` under mocks in a fresh process and return its record.
 
     The program comes from `root` (default: this checkout), the mock harness from this file."""
@@ -221,8 +247,9 @@ def record(
     cmd = [sys.executable, "-c", boot, "mocks", stack, "--root", str(root)]
     for key, value in (overrides or {}).items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
+    )
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the Pulumi program failed under mocks for stack {stack}:\n{done.stderr}")
@@ -234,8 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stack")
     parser.add_argument("--root", type=Path, default=REPO_ROOT)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="override a stack config key, e.g. gpuWorker='{\"enabled\": true}'")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a stack config key, e.g. gpuWorker='{\"enabled\": true}'",
+    )
     ns = parser.parse_args(argv)
     overrides = {}
     for item in ns.set:

@@ -30,9 +30,7 @@ class Network(pulumi.ComponentResource):
     database_sg_id: pulumi.Output[str]
     cache_sg_id: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
@@ -52,9 +50,7 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         # A VPC's default security group must allow nothing (FSBP EC2.2).
-        aws.ec2.DefaultSecurityGroup(
-            f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[], opts=child
-        )
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[], opts=child)
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
         public_rt = aws.ec2.RouteTable(
             f"{name}-public-rt",
@@ -76,7 +72,9 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-public-{i}-rta", subnet_id=public.id, route_table_id=public_rt.id,
+                f"{name}-public-{i}-rta",
+                subnet_id=public.id,
+                route_table_id=public_rt.id,
                 opts=child,
             )
             public_subnets.append(public)
@@ -133,12 +131,24 @@ class Network(pulumi.ComponentResource):
             vpc_id=vpc.id,
             description="Public HTTP(S) to the load balancer",
             ingress=[
-                {"protocol": "tcp", "from_port": port, "to_port": port,
-                 "cidr_blocks": ["0.0.0.0/0"], "description": f"public {port}"}
+                {
+                    "protocol": "tcp",
+                    "from_port": port,
+                    "to_port": port,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                    "description": f"public {port}",
+                }
                 for port in (80, 443, *args.extra_alb_ports)
             ],
-            egress=[{"protocol": "tcp", "from_port": 0, "to_port": 65535,
-                     "cidr_blocks": [cfg.cidr], "description": "to targets in the VPC"}],
+            egress=[
+                {
+                    "protocol": "tcp",
+                    "from_port": 0,
+                    "to_port": 65535,
+                    "cidr_blocks": [cfg.cidr],
+                    "description": "to targets in the VPC",
+                }
+            ],
             opts=child,
         )
         tasks_sg = aws.ec2.SecurityGroup(
@@ -146,28 +156,54 @@ class Network(pulumi.ComponentResource):
             vpc_id=vpc.id,
             description="ECS tasks: app ports from the load balancer only",
             ingress=[
-                {"protocol": "tcp", "from_port": port, "to_port": port,
-                 "security_groups": [alb_sg.id], "description": f"ALB to {port}"}
+                {
+                    "protocol": "tcp",
+                    "from_port": port,
+                    "to_port": port,
+                    "security_groups": [alb_sg.id],
+                    "description": f"ALB to {port}",
+                }
                 for port in (8000, 8050)
             ],
-            egress=[{"protocol": "-1", "from_port": 0, "to_port": 0,
-                     "cidr_blocks": ["0.0.0.0/0"], "description": "AWS APIs, image pulls"}],
+            egress=[
+                {
+                    "protocol": "-1",
+                    "from_port": 0,
+                    "to_port": 0,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                    "description": "AWS APIs, image pulls",
+                }
+            ],
             opts=child,
         )
         database_sg = aws.ec2.SecurityGroup(
             f"{name}-db-sg",
             vpc_id=vpc.id,
             description="PostgreSQL from ECS tasks only",
-            ingress=[{"protocol": "tcp", "from_port": 5432, "to_port": 5432,
-                      "security_groups": [tasks_sg.id], "description": "tasks to PostgreSQL"}],
+            ingress=[
+                {
+                    "protocol": "tcp",
+                    "from_port": 5432,
+                    "to_port": 5432,
+                    "security_groups": [tasks_sg.id],
+                    "description": "tasks to PostgreSQL",
+                }
+            ],
             opts=child,
         )
         cache_sg = aws.ec2.SecurityGroup(
             f"{name}-cache-sg",
             vpc_id=vpc.id,
             description="Valkey/Redis from ECS tasks only",
-            ingress=[{"protocol": "tcp", "from_port": 6379, "to_port": 6379,
-                      "security_groups": [tasks_sg.id], "description": "tasks to cache"}],
+            ingress=[
+                {
+                    "protocol": "tcp",
+                    "from_port": 6379,
+                    "to_port": 6379,
+                    "security_groups": [tasks_sg.id],
+                    "description": "tasks to cache",
+                }
+            ],
             opts=child,
         )
 
@@ -179,6 +215,9 @@ class Network(pulumi.ComponentResource):
         self.database_sg_id = database_sg.id
         self.cache_sg_id = cache_sg.id
         self.register_outputs(
-            {"vpc_id": vpc.id, "private_subnet_ids": self.private_subnet_ids,
-             "public_subnet_ids": self.public_subnet_ids}
+            {
+                "vpc_id": vpc.id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "public_subnet_ids": self.public_subnet_ids,
+            }
         )

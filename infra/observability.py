@@ -58,19 +58,18 @@ class Alarms(pulumi.ComponentResource):
 
     topic_arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Alarms", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
 
-        topic = aws.sns.Topic(
-            f"{name}-topic", kms_master_key_id="alias/aws/sns", opts=child
-        )
+        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id="alias/aws/sns", opts=child)
         if cfg.alarm_email:
             aws.sns.TopicSubscription(
-                f"{name}-email", topic=topic.arn, protocol="email", endpoint=cfg.alarm_email,
+                f"{name}-email",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=cfg.alarm_email,
                 opts=child,
             )
         actions = [topic.arn]
@@ -100,8 +99,12 @@ class Alarms(pulumi.ComponentResource):
             metric_queries=[
                 alb_metric("errors", "HTTPCode_Target_5XX_Count"),
                 alb_metric("requests", "RequestCount"),
-                {"id": "rate", "expression": "100 * errors / MAX([requests, 1])",
-                 "label": "5xx %", "return_data": True},
+                {
+                    "id": "rate",
+                    "expression": "100 * errors / MAX([requests, 1])",
+                    "label": "5xx %",
+                    "return_data": True,
+                },
             ],
             alarm_actions=actions,
             ok_actions=actions,

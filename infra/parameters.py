@@ -28,15 +28,11 @@ class Parameters(pulumi.ComponentResource):
     path_arn: pulumi.Output[str]
     """ARN pattern that covers this stack's parameters and nothing else."""
 
-    def __init__(
-        self, name: str, args: ParametersArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ParametersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Parameters", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        admin_token = random.RandomPassword(
-            f"{name}-admin-token", length=48, special=False, opts=child
-        )
+        admin_token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
         console_password = random.RandomPassword(
             f"{name}-console-password", length=32, special=False, opts=child
         )

@@ -20,12 +20,23 @@ from infra import pricing
 from infra.mocks import REPO_ROOT, record
 
 SERVICE_OF_PREFIX: list[tuple[str, str]] = [
-    ("aws:ecs/", "compute"), ("aws:appautoscaling/", "compute"), ("aws:autoscaling/", "compute"),
-    ("aws:ec2/launchTemplate", "compute"), ("aws:ecr/", "compute"), ("docker-build:", "compute"),
-    ("aws:rds/", "database"), ("aws:elasticache/", "cache"),
-    ("aws:ec2/", "network"), ("aws:lb/", "network"), ("aws:route53/", "network"),
-    ("aws:s3/", "storage"), ("aws:cloudwatch/", "observability"), ("aws:sns/", "observability"),
-    ("aws:iam/", "security"), ("aws:ssm/", "security"), ("random:", "security"),
+    ("aws:ecs/", "compute"),
+    ("aws:appautoscaling/", "compute"),
+    ("aws:autoscaling/", "compute"),
+    ("aws:ec2/launchTemplate", "compute"),
+    ("aws:ecr/", "compute"),
+    ("docker-build:", "compute"),
+    ("aws:rds/", "database"),
+    ("aws:elasticache/", "cache"),
+    ("aws:ec2/", "network"),
+    ("aws:lb/", "network"),
+    ("aws:route53/", "network"),
+    ("aws:s3/", "storage"),
+    ("aws:cloudwatch/", "observability"),
+    ("aws:sns/", "observability"),
+    ("aws:iam/", "security"),
+    ("aws:ssm/", "security"),
+    ("random:", "security"),
 ]
 
 KEY_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -35,10 +46,20 @@ KEY_SETTINGS: dict[str, tuple[str, ...]] = {
     "aws:ecs/cluster:Cluster": ("name",),
     "aws:ecs/service:Service": ("name", "desiredCount"),
     "aws:ecs/taskDefinition:TaskDefinition": ("family", "cpu", "memory", "requiresCompatibilities"),
-    "aws:rds/instance:Instance": ("instanceClass", "engineVersion", "allocatedStorage", "multiAz",
-                                  "deletionProtection", "backupRetentionPeriod"),
-    "aws:elasticache/replicationGroup:ReplicationGroup": ("engine", "nodeType", "numCacheClusters",
-                                                          "automaticFailoverEnabled"),
+    "aws:rds/instance:Instance": (
+        "instanceClass",
+        "engineVersion",
+        "allocatedStorage",
+        "multiAz",
+        "deletionProtection",
+        "backupRetentionPeriod",
+    ),
+    "aws:elasticache/replicationGroup:ReplicationGroup": (
+        "engine",
+        "nodeType",
+        "numCacheClusters",
+        "automaticFailoverEnabled",
+    ),
     "aws:lb/loadBalancer:LoadBalancer": ("loadBalancerType", "enableDeletionProtection"),
     "aws:lb/listener:Listener": ("port", "protocol"),
     "aws:lb/targetGroup:TargetGroup": ("port", "targetType"),
@@ -83,8 +104,12 @@ class StackPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stack": self.stack, "total": self.total, "by_service": self.by_service(),
-            "source": self.source, "as_of": self.as_of, "usage": self.usage.__dict__,
+            "stack": self.stack,
+            "total": self.total,
+            "by_service": self.by_service(),
+            "source": self.source,
+            "as_of": self.as_of,
+            "usage": self.usage.__dict__,
             "rows": [row.__dict__ for row in self.rows],
         }
 
@@ -143,8 +168,10 @@ def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
             on_demand, spot = split.get("FARGATE", 0.0), split.get("FARGATE_SPOT", 0.0)
             cost = hours * hour * (on_demand + spot * pricing.FARGATE_SPOT_FACTOR)
             ec2_tasks += desired - on_demand - spot
-            note = (f"{desired:g} task(s) x {task['cpu']}/{task['memory']}: "
-                    f"{on_demand:g} on-demand, {spot:g} Spot at {pricing.FARGATE_SPOT_FACTOR:.0%}")
+            note = (
+                f"{desired:g} task(s) x {task['cpu']}/{task['memory']}: "
+                f"{on_demand:g} on-demand, {spot:g} Spot at {pricing.FARGATE_SPOT_FACTOR:.0%}"
+            )
             if desired - on_demand - spot:
                 note = f"{desired:g} task(s) on EC2 capacity (priced on the Auto Scaling group)"
         elif typ == "aws:rds/instance:Instance":
@@ -161,8 +188,9 @@ def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
             note = f"{nodes:g} node(s){', Valkey -20%' if factor < 1 else ''}"
         elif typ == "aws:lb/loadBalancer:LoadBalancer":
             ips = len(inputs.get("subnets") or [])
-            cost = hours * (pricing.ALB_HOUR + usage.alb_lcu * pricing.ALB_LCU_HOUR
-                            + ips * pricing.PUBLIC_IPV4_HOUR)
+            cost = hours * (
+                pricing.ALB_HOUR + usage.alb_lcu * pricing.ALB_LCU_HOUR + ips * pricing.PUBLIC_IPV4_HOUR
+            )
             note = f"{usage.alb_lcu:g} LCU average, {ips} public IPv4"
         elif typ == "aws:ec2/natGateway:NatGateway":
             data = usage.nat_data_gb / nat_count
@@ -204,15 +232,20 @@ def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
             itype = template[0]["inputs"]["instanceType"] if template else "unknown"
             count = max(float(asg.get("minSize") or 0), ec2_tasks)
             hourly = pricing.lookup(pricing.EC2_GPU_HOUR, itype, "EC2 instance type")
-            rows[i] = PlanRow(row.type, row.name, row.service, row.settings,
-                              round(hours * hourly * count, 2), f"{count:g} x {itype}")
+            rows[i] = PlanRow(
+                row.type,
+                row.name,
+                row.service,
+                row.settings,
+                round(hours * hourly * count, 2),
+                f"{count:g} x {itype}",
+            )
 
     components = sum(1 for r in rec["resources"] if not r["custom"])
     return StackPlan(stack, rows, usage, components=components)
 
 
-def plan_stack(stack: str, root: Path = REPO_ROOT,
-               overrides: Mapping[str, Any] | None = None) -> StackPlan:
+def plan_stack(stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None) -> StackPlan:
     """Run the program of `root` for `stack` under mocks and price every resource."""
     return price_resources(stack, record(stack, root, overrides))
 
@@ -227,9 +260,14 @@ def format_plan(plan: StackPlan) -> str:
         "",
     ]
     table = [header] + [
-        (row.service, short_type(row.type), row.name,
-         " ".join(f"{k}={v}" for k, v in row.settings.items()),
-         f"{row.monthly_usd:,.2f}", row.note)
+        (
+            row.service,
+            short_type(row.type),
+            row.name,
+            " ".join(f"{k}={v}" for k, v in row.settings.items()),
+            f"{row.monthly_usd:,.2f}",
+            row.note,
+        )
         for row in sorted(plan.rows, key=lambda r: (r.service, -r.monthly_usd, r.name))
     ]
     widths = [max(len(line[i]) for line in table) for i in range(4)]
@@ -263,7 +301,8 @@ def compare_plans(base: StackPlan | None, head: StackPlan, base_ref: str) -> Cos
     changes = [
         (typ, name, before.get((typ, name), 0.0), after.get((typ, name), 0.0))
         for typ, name in sorted(set(before) | set(after))
-        if (typ, name) not in before or (typ, name) not in after
+        if (typ, name) not in before
+        or (typ, name) not in after
         or round(before[(typ, name)] - after[(typ, name)], 2) != 0
     ]
     return CostDiff(head.stack, base_ref, base.total if base else 0.0, head.total, changes)
@@ -278,8 +317,7 @@ def format_diff(diff: CostDiff) -> str:
     ]
     for typ, name, before, after in diff.changes:
         what = "added" if before == 0 and after and True else ("removed" if after == 0 else "changed")
-        lines.append(f"  {what:8} {typ} {name}: {before:,.2f} -> {after:,.2f} "
-                     f"({after - before:+,.2f})")
+        lines.append(f"  {what:8} {typ} {name}: {before:,.2f} -> {after:,.2f} ({after - before:+,.2f})")
     if not diff.changes:
         lines.append("  no resource changed cost")
     return "\n".join(lines)
@@ -287,18 +325,18 @@ def format_diff(diff: CostDiff) -> str:
 
 def plan_at_ref(stack: str, ref: str, root: Path = REPO_ROOT) -> StackPlan | None:
     """The plan of `stack` at git revision `ref`, or None if the stack did not exist there."""
+
     def git(*args: str, cwd: Path = root) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     commit = git("rev-parse", "--verify", f"{ref}^{{commit}}")
     with tempfile.TemporaryDirectory(prefix="prethrift-plan-") as tmp:
         tree = Path(tmp) / "tree"
         git("worktree", "add", "--detach", "--quiet", str(tree), commit)
         try:
-            if not (tree / "infra" / "__main__.py").exists() or not (
-                tree / f"Pulumi.{stack}.yaml"
-            ).exists():
+            if not (tree / "infra" / "__main__.py").exists() or not (tree / f"Pulumi.{stack}.yaml").exists():
                 return None
             return plan_stack(stack, tree)
         finally:
@@ -308,24 +346,27 @@ def plan_at_ref(stack: str, ref: str, root: Path = REPO_ROOT) -> StackPlan | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prethrift plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name: a Pulumi.<stack>.yaml must exist")
-    parser.add_argument("--compare", metavar="REF",
-                        help="also print the cost difference against this git revision")
+    parser.add_argument(
+        "--compare", metavar="REF", help="also print the cost difference against this git revision"
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     ns = parser.parse_args(argv)
     try:
         plan = plan_stack(ns.stack)
-        diff = compare_plans(plan_at_ref(ns.stack, ns.compare), plan, ns.compare) \
-            if ns.compare else None
-    except (FileNotFoundError, RuntimeError, KeyError, ValueError,
-            subprocess.CalledProcessError) as exc:
+        diff = compare_plans(plan_at_ref(ns.stack, ns.compare), plan, ns.compare) if ns.compare else None
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError, subprocess.CalledProcessError) as exc:
         detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else exc
         print(f"prethrift plan: {detail}", file=sys.stderr)
         return 2
     if ns.json:
         out = plan.as_dict()
         if diff is not None:
-            out["compare"] = {"ref": diff.base_ref, "base_total": diff.base_total,
-                              "delta": diff.delta, "changes": diff.changes}
+            out["compare"] = {
+                "ref": diff.base_ref,
+                "base_total": diff.base_total,
+                "delta": diff.delta,
+                "changes": diff.changes,
+            }
         print(json.dumps(out, indent=2))
         return 0
     print(format_plan(plan))

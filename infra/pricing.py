@@ -58,28 +58,49 @@ EC2_GPU_HOUR: dict[str, float] = {
 }
 
 # Resource types with no charge of their own (or none until used, like SNS).
-FREE_TYPES = frozenset({
-    "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/routeTable:RouteTable",
-    "aws:ec2/routeTableAssociation:RouteTableAssociation", "aws:ec2/internetGateway:InternetGateway",
-    "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
-    "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy",
-    "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/instanceProfile:InstanceProfile",
-    "aws:ssm/parameter:Parameter", "random:index/randomPassword:RandomPassword",
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-    "aws:s3/bucketVersioning:BucketVersioning",
-    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
-    "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration", "aws:s3/bucketPolicy:BucketPolicy",
-    "aws:lb/targetGroup:TargetGroup", "aws:lb/listener:Listener", "aws:lb/listenerRule:ListenerRule",
-    "aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup",
-    "aws:elasticache/subnetGroup:SubnetGroup", "aws:ecs/cluster:Cluster",
-    "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders", "aws:ecs/taskDefinition:TaskDefinition",
-    "aws:ecs/capacityProvider:CapacityProvider", "aws:appautoscaling/target:Target",
-    "aws:appautoscaling/policy:Policy", "aws:ec2/launchTemplate:LaunchTemplate",
-    "aws:ecr/lifecyclePolicy:LifecyclePolicy", "docker-build:index:Image", "aws:sns/topic:Topic",
-    "aws:sns/topicSubscription:TopicSubscription", "aws:route53/record:Record",
-})
+FREE_TYPES = frozenset(
+    {
+        "aws:ec2/vpc:Vpc",
+        "aws:ec2/subnet:Subnet",
+        "aws:ec2/routeTable:RouteTable",
+        "aws:ec2/routeTableAssociation:RouteTableAssociation",
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "aws:iam/role:Role",
+        "aws:iam/rolePolicy:RolePolicy",
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "aws:iam/instanceProfile:InstanceProfile",
+        "aws:ssm/parameter:Parameter",
+        "random:index/randomPassword:RandomPassword",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:lb/targetGroup:TargetGroup",
+        "aws:lb/listener:Listener",
+        "aws:lb/listenerRule:ListenerRule",
+        "aws:rds/subnetGroup:SubnetGroup",
+        "aws:rds/parameterGroup:ParameterGroup",
+        "aws:elasticache/subnetGroup:SubnetGroup",
+        "aws:ecs/cluster:Cluster",
+        "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders",
+        "aws:ecs/taskDefinition:TaskDefinition",
+        "aws:ecs/capacityProvider:CapacityProvider",
+        "aws:appautoscaling/target:Target",
+        "aws:appautoscaling/policy:Policy",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+        "docker-build:index:Image",
+        "aws:sns/topic:Topic",
+        "aws:sns/topicSubscription:TopicSubscription",
+        "aws:route53/record:Record",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -95,12 +116,16 @@ class Usage:
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> Usage:
         raw = raw or {}
-        names = {"albLcu": "alb_lcu", "natDataGb": "nat_data_gb", "logsIngestGb": "logs_ingest_gb",
-                 "imagesGb": "images_gb", "ecrStorageGb": "ecr_storage_gb"}
+        names = {
+            "albLcu": "alb_lcu",
+            "natDataGb": "nat_data_gb",
+            "logsIngestGb": "logs_ingest_gb",
+            "imagesGb": "images_gb",
+            "ecrStorageGb": "ecr_storage_gb",
+        }
         unknown = set(raw) - set(names)
         if unknown:
-            raise ValueError(f"prethrift:planUsage has unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(names)}")
+            raise ValueError(f"prethrift:planUsage has unknown keys {sorted(unknown)}; known: {sorted(names)}")
         return cls(**{names[k]: float(v) for k, v in raw.items()})
 
 
@@ -128,6 +153,4 @@ def lookup(table: Mapping[str, float], key: str, what: str) -> float:
     try:
         return table[key]
     except KeyError:
-        raise KeyError(
-            f"no price for {what} {key!r} in infra/pricing.py; add it with its source"
-        ) from None
+        raise KeyError(f"no price for {what} {key!r} in infra/pricing.py; add it with its source") from None

@@ -35,9 +35,7 @@ class Registry(pulumi.ComponentResource):
     """`repo:tag@sha256:...`: tasks pin the digest that was pushed."""
     gpu_image_ref: pulumi.Output[str] | None
 
-    def __init__(
-        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Registry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -52,22 +50,33 @@ class Registry(pulumi.ComponentResource):
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=repo.name,
-            policy=json.dumps({"rules": [
+            policy=json.dumps(
                 {
-                    "rulePriority": 1,
-                    "description": "drop untagged layers after a week",
-                    "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                                  "countUnit": "days", "countNumber": 7},
-                    "action": {"type": "expire"},
-                },
-                {
-                    "rulePriority": 2,
-                    "description": f"keep the last {args.keep_images} images",
-                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                                  "countNumber": args.keep_images},
-                    "action": {"type": "expire"},
-                },
-            ]}),
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "drop untagged layers after a week",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": 7,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                        {
+                            "rulePriority": 2,
+                            "description": f"keep the last {args.keep_images} images",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": args.keep_images,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                    ]
+                }
+            ),
             opts=child,
         )
         token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
@@ -81,11 +90,13 @@ class Registry(pulumi.ComponentResource):
                 platforms=[docker_build.Platform.LINUX_AMD64],
                 push=True,
                 tags=[repo.repository_url.apply(lambda url: f"{url}:{args.image_tag}{suffix}")],
-                registries=[docker_build.RegistryArgs(
-                    address=repo.repository_url,
-                    username=token.user_name,
-                    password=token.password,
-                )],
+                registries=[
+                    docker_build.RegistryArgs(
+                        address=repo.repository_url,
+                        username=token.user_name,
+                        password=token.password,
+                    )
+                ],
                 opts=child,
             )
 

@@ -25,8 +25,13 @@ OTLP_HTTP = "http://127.0.0.1:4318"
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
     "api": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
     "worker": ("DATABASE_URL", "REDIS_URL", "SENTRY_DSN"),
-    "console": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN",
-                "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),
+    "console": (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+        "PRETHRIFT_CONSOLE_PASSWORD",
+        "SENTRY_DSN",
+    ),
 }
 SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
 SERVICE_SECRETS["migrate"] = ("DATABASE_URL", "SENTRY_DSN")
@@ -64,23 +69,38 @@ class ServicesArgs:
 
 def collector_config(metrics_log_group: str) -> str:
     """The ADOT collector's config: OTLP in on loopback, X-Ray and CloudWatch EMF out."""
-    return json.dumps({
-        "extensions": {"health_check": {}},
-        "receivers": {"otlp": {"protocols": {
-            "grpc": {"endpoint": "127.0.0.1:4317"},
-            "http": {"endpoint": "127.0.0.1:4318"},
-        }}},
-        "processors": {"batch/traces": {"timeout": "1s", "send_batch_size": 50},
-                       "batch/metrics": {"timeout": "60s"}},
-        "exporters": {"awsxray": {},
-                      "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group}},
-        "service": {"extensions": ["health_check"], "pipelines": {
-            "traces": {"receivers": ["otlp"], "processors": ["batch/traces"],
-                       "exporters": ["awsxray"]},
-            "metrics": {"receivers": ["otlp"], "processors": ["batch/metrics"],
-                        "exporters": ["awsemf"]},
-        }},
-    })
+    return json.dumps(
+        {
+            "extensions": {"health_check": {}},
+            "receivers": {
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": "127.0.0.1:4317"},
+                        "http": {"endpoint": "127.0.0.1:4318"},
+                    }
+                }
+            },
+            "processors": {
+                "batch/traces": {"timeout": "1s", "send_batch_size": 50},
+                "batch/metrics": {"timeout": "60s"},
+            },
+            "exporters": {
+                "awsxray": {},
+                "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
+            },
+            "service": {
+                "extensions": ["health_check"],
+                "pipelines": {
+                    "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
+                    "metrics": {
+                        "receivers": ["otlp"],
+                        "processors": ["batch/metrics"],
+                        "exporters": ["awsemf"],
+                    },
+                },
+            },
+        }
+    )
 
 
 def app_environment(
@@ -121,10 +141,14 @@ def container_definitions(
     log_group = args.log_groups[program]
 
     def logging(stream_prefix: str, group: pulumi.Input[str]) -> dict[str, Any]:
-        return {"logDriver": "awslogs", "options": {
-            "awslogs-group": group, "awslogs-region": args.region,
-            "awslogs-stream-prefix": stream_prefix,
-        }}
+        return {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": group,
+                "awslogs-region": args.region,
+                "awslogs-stream-prefix": stream_prefix,
+            },
+        }
 
     app: dict[str, Any] = {
         "name": program,
@@ -137,7 +161,8 @@ def container_definitions(
         ],
         "secrets": [
             {"name": name, "valueFrom": args.secret_arns[name]}
-            for name in SERVICE_SECRETS[program] if name in args.secret_arns
+            for name in SERVICE_SECRETS[program]
+            if name in args.secret_arns
         ],
         "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
         "linuxParameters": {"initProcessEnabled": True},
@@ -149,9 +174,16 @@ def container_definitions(
         app["portMappings"] = [{"containerPort": port, "protocol": "tcp"}]
     if program == "api":
         app["healthCheck"] = {
-            "command": ["CMD", "python", "-c",
-                        "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"],
-            "interval": 15, "timeout": 5, "retries": 3, "startPeriod": 120,
+            "command": [
+                "CMD",
+                "python",
+                "-c",
+                "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)",
+            ],
+            "interval": 15,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 120,
         }
     if gpus:
         app["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
@@ -160,20 +192,23 @@ def container_definitions(
     if program == "api":
         # `prethrift migrate` runs to completion before the API starts in every new task,
         # so a deployment never serves code ahead of its schema.
-        containers.append({
-            "name": "migrate",
-            "image": image,
-            "essential": False,
-            "command": ["migrate"],
-            "readonlyRootFilesystem": True,
-            "environment": app["environment"],
-            "secrets": [
-                {"name": name, "valueFrom": args.secret_arns[name]}
-                for name in SERVICE_SECRETS["migrate"] if name in args.secret_arns
-            ],
-            "mountPoints": app["mountPoints"],
-            "logConfiguration": logging("migrate", log_group),
-        })
+        containers.append(
+            {
+                "name": "migrate",
+                "image": image,
+                "essential": False,
+                "command": ["migrate"],
+                "readonlyRootFilesystem": True,
+                "environment": app["environment"],
+                "secrets": [
+                    {"name": name, "valueFrom": args.secret_arns[name]}
+                    for name in SERVICE_SECRETS["migrate"]
+                    if name in args.secret_arns
+                ],
+                "mountPoints": app["mountPoints"],
+                "logConfiguration": logging("migrate", log_group),
+            }
+        )
         app["dependsOn"].append({"containerName": "migrate", "condition": "SUCCESS"})
 
     collector: dict[str, Any] = {
@@ -182,10 +217,12 @@ def container_definitions(
         "essential": True,
         "readonlyRootFilesystem": True,
         "memoryReservation": 128,
-        "environment": [{
-            "name": "AOT_CONFIG_CONTENT",
-            "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(collector_config),
-        }],
+        "environment": [
+            {
+                "name": "AOT_CONFIG_CONTENT",
+                "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(collector_config),
+            }
+        ],
         "healthCheck": {"command": ["/healthcheck"], "interval": 15, "timeout": 5, "retries": 3},
         "logConfiguration": logging(program, args.log_groups["otel"]),
     }
@@ -198,9 +235,7 @@ class Services(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     service_names: dict[str, pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Services", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -256,9 +291,7 @@ class Services(pulumi.ComponentResource):
                 execution_role_arn=execution_role.arn,
                 task_role_arn=task_role.arn,
                 volumes=[{"name": "tmp"}],
-                container_definitions=container_definitions(
-                    args, program, command, args.image_ref, port
-                ),
+                container_definitions=container_definitions(args, program, command, args.image_ref, port),
                 opts=child,
             )
             services[program] = self._service(
@@ -282,12 +315,19 @@ class Services(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-            size = TaskSize(gpu_cfg.cpu, gpu_cfg.memory, gpu_cfg.desired_count,
-                            gpu_cfg.desired_count, gpu_cfg.desired_count)
+            size = TaskSize(
+                gpu_cfg.cpu, gpu_cfg.memory, gpu_cfg.desired_count, gpu_cfg.desired_count, gpu_cfg.desired_count
+            )
             services["gpu-worker"] = self._service(
-                name, args, "gpu-worker", cluster, task, size,
+                name,
+                args,
+                "gpu-worker",
+                cluster,
+                task,
+                size,
                 [{"capacity_provider": gpu.capacity_provider_name, "weight": 1, "base": 0}],
-                None, None,
+                None,
+                None,
             )
 
         for program, service in services.items():
@@ -299,73 +339,124 @@ class Services(pulumi.ComponentResource):
     def _strategy(capacity: CapacityStrategy) -> list[Any]:
         strategy: list[Any] = []
         if capacity.fargate_weight or capacity.fargate_base:
-            strategy.append({"capacity_provider": "FARGATE", "weight": capacity.fargate_weight,
-                             "base": capacity.fargate_base})
+            strategy.append(
+                {
+                    "capacity_provider": "FARGATE",
+                    "weight": capacity.fargate_weight,
+                    "base": capacity.fargate_base,
+                }
+            )
         if capacity.spot_weight:
-            strategy.append({"capacity_provider": "FARGATE_SPOT", "weight": capacity.spot_weight,
-                             "base": 0})
+            strategy.append({"capacity_provider": "FARGATE_SPOT", "weight": capacity.spot_weight, "base": 0})
         return strategy
 
     def _roles(self, name: str, args: ServicesArgs) -> tuple[aws.iam.Role, aws.iam.Role]:
         child = pulumi.ResourceOptions(parent=self)
-        trust = json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                           "Principal": {"Service": "ecs-tasks.amazonaws.com"}}],
-        })
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    }
+                ],
+            }
+        )
         secret_arns = sorted(args.secret_arns.items())
         execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=execution_role.id,
-            policy=pulumi.Output.json_dumps({
-                "Version": "2012-10-17",
-                "Statement": [
-                    # GetAuthorizationToken has no resource-level permissions.
-                    {"Sid": "EcrAuth", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken",
-                     "Resource": "*"},
-                    {"Sid": "PullImage", "Effect": "Allow",
-                     "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-                                "ecr:BatchGetImage"],
-                     "Resource": args.repository_arn},
-                    {"Sid": "WriteLogs", "Effect": "Allow",
-                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                     "Resource": [pulumi.Output.concat(arn, ":*")
-                                  for arn in args.log_group_arns.values()]},
-                    {"Sid": "ReadSecrets", "Effect": "Allow", "Action": "ssm:GetParameters",
-                     "Resource": [arn for _, arn in secret_arns]},
-                ],
-            }),
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        # GetAuthorizationToken has no resource-level permissions.
+                        {
+                            "Sid": "EcrAuth",
+                            "Effect": "Allow",
+                            "Action": "ecr:GetAuthorizationToken",
+                            "Resource": "*",
+                        },
+                        {
+                            "Sid": "PullImage",
+                            "Effect": "Allow",
+                            "Action": [
+                                "ecr:BatchCheckLayerAvailability",
+                                "ecr:GetDownloadUrlForLayer",
+                                "ecr:BatchGetImage",
+                            ],
+                            "Resource": args.repository_arn,
+                        },
+                        {
+                            "Sid": "WriteLogs",
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            "Resource": [
+                                pulumi.Output.concat(arn, ":*") for arn in args.log_group_arns.values()
+                            ],
+                        },
+                        {
+                            "Sid": "ReadSecrets",
+                            "Effect": "Allow",
+                            "Action": "ssm:GetParameters",
+                            "Resource": [arn for _, arn in secret_arns],
+                        },
+                    ],
+                }
+            ),
             opts=child,
         )
         task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(
             f"{name}-task-policy",
             role=task_role.id,
-            policy=pulumi.Output.json_dumps({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Sid": "ImagesObjects", "Effect": "Allow",
-                     "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                     "Resource": pulumi.Output.concat(args.images_bucket_arn, "/*")},
-                    {"Sid": "ImagesList", "Effect": "Allow", "Action": "s3:ListBucket",
-                     "Resource": args.images_bucket_arn},
-                    {"Sid": "StackParameters", "Effect": "Allow",
-                     "Action": ["ssm:GetParameter", "ssm:GetParameters",
-                                "ssm:GetParametersByPath"],
-                     "Resource": args.ssm_path_arn},
-                    # X-Ray has no resource-level permissions.
-                    {"Sid": "Traces", "Effect": "Allow",
-                     "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                                "xray:GetSamplingRules", "xray:GetSamplingTargets",
-                                "xray:GetSamplingStatisticSummaries"],
-                     "Resource": "*"},
-                    {"Sid": "EmfMetrics", "Effect": "Allow",
-                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents",
-                                "logs:DescribeLogStreams"],
-                     "Resource": pulumi.Output.concat(args.log_group_arns["metrics"], ":*")},
-                ],
-            }),
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ImagesObjects",
+                            "Effect": "Allow",
+                            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                            "Resource": pulumi.Output.concat(args.images_bucket_arn, "/*"),
+                        },
+                        {
+                            "Sid": "ImagesList",
+                            "Effect": "Allow",
+                            "Action": "s3:ListBucket",
+                            "Resource": args.images_bucket_arn,
+                        },
+                        {
+                            "Sid": "StackParameters",
+                            "Effect": "Allow",
+                            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+                            "Resource": args.ssm_path_arn,
+                        },
+                        # X-Ray has no resource-level permissions.
+                        {
+                            "Sid": "Traces",
+                            "Effect": "Allow",
+                            "Action": [
+                                "xray:PutTraceSegments",
+                                "xray:PutTelemetryRecords",
+                                "xray:GetSamplingRules",
+                                "xray:GetSamplingTargets",
+                                "xray:GetSamplingStatisticSummaries",
+                            ],
+                            "Resource": "*",
+                        },
+                        {
+                            "Sid": "EmfMetrics",
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                            "Resource": pulumi.Output.concat(args.log_group_arns["metrics"], ":*"),
+                        },
+                    ],
+                }
+            ),
             opts=child,
         )
         return execution_role, task_role
@@ -402,9 +493,7 @@ class Services(pulumi.ComponentResource):
             load_balancers=load_balancers,
             # Loading CLIP takes a while; /readyz answers 503 until it is done.
             health_check_grace_period_seconds=180 if load_balancers else None,
-            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
-                enable=True, rollback=True
-            ),
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
             deployment_minimum_healthy_percent=100,
             deployment_maximum_percent=200,
             enable_ecs_managed_tags=True,
@@ -418,8 +507,9 @@ class Services(pulumi.ComponentResource):
             ),
         )
         if size.max_count > size.min_count:
-            self._autoscaling(name, args, program, cluster, service, size, port is not None
-                              and program == "api")
+            self._autoscaling(
+                name, args, program, cluster, service, size, port is not None and program == "api"
+            )
         return service
 
     def _autoscaling(
@@ -451,7 +541,8 @@ class Services(pulumi.ComponentResource):
             target_tracking_scaling_policy_configuration={
                 "target_value": 60,
                 "predefined_metric_specification": {
-                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"},
+                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"
+                },
                 "scale_in_cooldown": 300,
                 "scale_out_cooldown": 60,
             },
@@ -469,7 +560,8 @@ class Services(pulumi.ComponentResource):
                     "predefined_metric_specification": {
                         "predefined_metric_type": "ALBRequestCountPerTarget",
                         "resource_label": pulumi.Output.concat(
-                            args.alb_arn_suffix, "/", args.api_target_group_arn_suffix),
+                            args.alb_arn_suffix, "/", args.api_target_group_arn_suffix
+                        ),
                     },
                     "scale_in_cooldown": 300,
                     "scale_out_cooldown": 60,

@@ -43,9 +43,7 @@ class Storage(pulumi.ComponentResource):
     logs_ready: list[pulumi.Resource]
     """Resources the ALB must wait for: it checks it may write logs when it is created."""
 
-    def __init__(
-        self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Storage", name, None, opts)
         cfg = args.config
 
@@ -61,26 +59,30 @@ class Storage(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-images-lifecycle",
             bucket=images.id,
-            rules=[{
-                "id": "expire-old-versions",
-                "status": "Enabled",
-                "filter": {},
-                "noncurrent_version_expiration": {"noncurrent_days": cfg.noncurrent_version_days},
-                "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-            }],
+            rules=[
+                {
+                    "id": "expire-old-versions",
+                    "status": "Enabled",
+                    "filter": {},
+                    "noncurrent_version_expiration": {"noncurrent_days": cfg.noncurrent_version_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                }
+            ],
             opts=pulumi.ResourceOptions(parent=images),
         )
         if cfg.cors_origins:
             aws.s3.BucketCorsConfiguration(
                 f"{name}-images-cors",
                 bucket=images.id,
-                cors_rules=[{
-                    "allowed_methods": ["GET", "PUT", "HEAD"],
-                    "allowed_origins": list(cfg.cors_origins),
-                    "allowed_headers": ["content-type", "content-md5", "x-amz-*"],
-                    "expose_headers": ["ETag"],
-                    "max_age_seconds": 3000,
-                }],
+                cors_rules=[
+                    {
+                        "allowed_methods": ["GET", "PUT", "HEAD"],
+                        "allowed_origins": list(cfg.cors_origins),
+                        "allowed_headers": ["content-type", "content-md5", "x-amz-*"],
+                        "expose_headers": ["ETag"],
+                        "max_age_seconds": 3000,
+                    }
+                ],
                 opts=pulumi.ResourceOptions(parent=images),
             )
 
@@ -90,24 +92,28 @@ class Storage(pulumi.ComponentResource):
 
         def alb_delivery(arn: str) -> list[dict[str, Any]]:
             # ALB access logs support SSE-S3 only, and are written by the region's ELB account.
-            return [{
-                "Sid": "AlbAccessLogs",
-                "Effect": "Allow",
-                "Principal": {"AWS": elb_account},
-                "Action": "s3:PutObject",
-                "Resource": f"{arn}/{prefix}/AWSLogs/{account_id}/*",
-            }]
+            return [
+                {
+                    "Sid": "AlbAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": elb_account},
+                    "Action": "s3:PutObject",
+                    "Resource": f"{arn}/{prefix}/AWSLogs/{account_id}/*",
+                }
+            ]
 
         logs, logs_policy = self._bucket(f"{name}-logs", True, sse="AES256", extra_statements=alb_delivery)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-logs-lifecycle",
             bucket=logs.id,
-            rules=[{
-                "id": "expire-access-logs",
-                "status": "Enabled",
-                "filter": {},
-                "expiration": {"days": args.access_log_days},
-            }],
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {},
+                    "expiration": {"days": args.access_log_days},
+                }
+            ],
             opts=pulumi.ResourceOptions(parent=logs),
         )
 
@@ -115,9 +121,7 @@ class Storage(pulumi.ComponentResource):
         self.images_bucket_arn = images.arn
         self.logs_bucket_name = logs.bucket
         self.logs_ready = [logs_policy]
-        self.register_outputs(
-            {"images_bucket": images.bucket, "logs_bucket": logs.bucket}
-        )
+        self.register_outputs({"images_bucket": images.bucket, "logs_bucket": logs.bucket})
 
     def _bucket(
         self,
@@ -126,9 +130,7 @@ class Storage(pulumi.ComponentResource):
         sse: str,
         extra_statements: Callable[[str], list[dict[str, Any]]],
     ) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
-        bucket = aws.s3.Bucket(
-            name, force_destroy=force_destroy, opts=pulumi.ResourceOptions(parent=self)
-        )
+        bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=bucket)
         block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access",
@@ -155,10 +157,12 @@ class Storage(pulumi.ComponentResource):
             f"{name}-policy",
             bucket=bucket.id,
             policy=bucket.arn.apply(
-                lambda arn: json.dumps({
-                    "Version": "2012-10-17",
-                    "Statement": [tls_only_statement(arn), *extra_statements(arn)],
-                })
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [tls_only_statement(arn), *extra_statements(arn)],
+                    }
+                )
             ),
             # The public access block must exist before a policy is attached.
             opts=pulumi.ResourceOptions(parent=bucket, depends_on=[block]),

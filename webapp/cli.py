@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -36,6 +37,23 @@ def _load_model(settings: Settings) -> ClipModel:
         return load_clip(settings.clip)
     except ModelLoadError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _load_model_for_development(settings: Settings) -> tuple[Settings, ClipModel]:
+    """Like _load_model, but `make run` on an offline machine goes on with random weights
+    (loudly), unless the user chose the weights explicitly."""
+    try:
+        return settings, load_clip(settings.clip)
+    except ModelLoadError as error:
+        if os.environ.get("PRETHRIFT_CLIP_PRETRAINED"):
+            raise click.ClickException(str(error)) from None
+        click.echo(
+            f"{error}\n\nThis development run goes on with random weights: uploads, photo search and the "
+            "console work, text similarity is meaningless. Set PRETHRIFT_CLIP_PRETRAINED to choose.\n",
+            err=True,
+        )
+        fallback = settings.model_copy(update={"clip": settings.clip.model_copy(update={"pretrained": "none"})})
+        return fallback, _load_model(fallback)
 
 
 async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -120,14 +138,15 @@ def run(demo_items: int) -> None:
     from webapp.runtime import embedded_defaults
 
     started = time.perf_counter()
-    with embedded_defaults(_settings()) as settings:
-        clip = _load_model(settings)
+    with embedded_defaults(_settings()) as configured:
+        settings, clip = _load_model_for_development(configured)
 
         async def main(stop: asyncio.Event) -> None:
             loaded = await _demo_if_empty(settings, demo_items)
             token = settings.admin_token.get_secret_value() if settings.admin_token else "(unset)"
             click.echo(
-                f"\nPrethrift is starting on http://{settings.host}:{settings.port}/docs "
+                f"\nPrethrift is starting: search page http://{settings.host}:{settings.port}/ , "
+                f"API docs http://{settings.host}:{settings.port}/docs "
                 f"({loaded} demo items queued; start-up took {time.perf_counter() - started:.1f}s)\n"
                 f"Admin token (for POST/DELETE /api/items): {token}\n"
                 f"Ops console: http://{settings.host}:{settings.console_port}/\n",

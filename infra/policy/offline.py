@@ -54,8 +54,7 @@ def policy_resources(record: Mapping[str, Any]) -> list[PolicyResource]:
     return list(by_urn.values())
 
 
-def enforcement(policy: ResourceValidationPolicy | StackValidationPolicy,
-                config: Mapping[str, Any]) -> str:
+def enforcement(policy: ResourceValidationPolicy | StackValidationPolicy, config: Mapping[str, Any]) -> str:
     level = config.get(policy.name)
     if isinstance(level, Mapping):
         level = level.get("enforcementLevel")
@@ -75,16 +74,18 @@ def evaluate(record: Mapping[str, Any], config: Mapping[str, Any] | None = None)
         if level == "disabled":
             continue
 
-        def report(message: str, urn: str | None = None, *, _name: str = policy.name,
-                   _level: str = level) -> None:
+        def report(
+            message: str, urn: str | None = None, *, _name: str = policy.name, _level: str = level
+        ) -> None:
             found.append(Violation(_name, _level, message, urn))
 
         if isinstance(policy, ResourceValidationPolicy):
             for r in record["resources"]:
                 if not r["custom"]:
                     continue
-                args = ResourceValidationArgs(r["type"], r["inputs"], r["urn"], r["name"],
-                                              _options(r["parent"]), None)
+                args = ResourceValidationArgs(
+                    r["type"], r["inputs"], r["urn"], r["name"], _options(r["parent"]), None
+                )
                 before = len(found)
                 result = policy.validate(args, report)
                 if inspect.isawaitable(result):

@@ -45,11 +45,18 @@ REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE_POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 
 # FSBP ECS.8 looks for these names; the rest are the app's secrets (they go in `secrets`).
-SECRET_ENV_NAMES = frozenset({
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECS_ENGINE_AUTH_DATA",
-    "DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN",
-    "PRETHRIFT_CONSOLE_PASSWORD",
-})
+SECRET_ENV_NAMES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "ECS_ENGINE_AUTH_DATA",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+        "SENTRY_DSN",
+        "PRETHRIFT_CONSOLE_PASSWORD",
+    }
+)
 SECRET_ENV_PATTERN = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY", re.IGNORECASE)
 
 
@@ -106,20 +113,25 @@ def _check_read_only(props: Props) -> list[str]:
     return [
         f"container {c.get('name')!r} needs readonlyRootFilesystem: true (mount a volume on "
         "/tmp for scratch space)"
-        for c in _containers(props) if c.get("readonlyRootFilesystem") is not True
+        for c in _containers(props)
+        if c.get("readonlyRootFilesystem") is not True
     ]
 
 
 def _check_logging(props: Props) -> list[str]:
     return [
         f"container {c.get('name')!r} has no logConfiguration; send its logs to CloudWatch"
-        for c in _containers(props) if not (c.get("logConfiguration") or {}).get("logDriver")
+        for c in _containers(props)
+        if not (c.get("logConfiguration") or {}).get("logDriver")
     ]
 
 
 def _check_public_access_block(props: Props) -> list[str]:
-    missing = [k for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                           "restrictPublicBuckets") if props.get(k) is not True]
+    missing = [
+        k
+        for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        if props.get(k) is not True
+    ]
     return _require(not missing, f"public access block must set {', '.join(missing)} to true")
 
 
@@ -130,8 +142,7 @@ def _denies_insecure_transport(policy: Any) -> bool:
     statements = document.get("Statement") or []
     for statement in statements if isinstance(statements, list) else [statements]:
         condition = (statement.get("Condition") or {}).get("Bool") or {}
-        if (statement.get("Effect") == "Deny"
-                and str(condition.get("aws:SecureTransport")).lower() == "false"):
+        if statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false":
             return True
     return False
 
@@ -141,97 +152,239 @@ def _check_http_listener(props: Props) -> list[str]:
         return []
     actions = props.get("defaultActions") or []
     redirects = all(
-        a.get("type") == "redirect" and (a.get("redirect") or {}).get("protocol") == "HTTPS"
-        for a in actions
+        a.get("type") == "redirect" and (a.get("redirect") or {}).get("protocol") == "HTTPS" for a in actions
     )
-    return _require(bool(actions) and redirects,
-                    f"HTTP listener on port {int(float(props.get('port') or 0))} must redirect to HTTPS")
+    return _require(
+        bool(actions) and redirects,
+        f"HTTP listener on port {int(float(props.get('port') or 0))} must redirect to HTTPS",
+    )
 
 
 def _check_bucket_acl(props: Props) -> list[str]:
-    return _require(not props.get("acl") and not props.get("grants"),
-                    "bucket must not use ACLs; use BucketOwnerEnforced ownership and policies")
+    return _require(
+        not props.get("acl") and not props.get("grants"),
+        "bucket must not use ACLs; use BucketOwnerEnforced ownership and policies",
+    )
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("rds-not-public", "RDS.2", "RDS instances are not publicly accessible", RDS,
-         lambda p: _require(p.get("publiclyAccessible") is not True,
-                            "RDS instance must set publiclyAccessible: false")),
-    Rule("rds-encrypted", "RDS.3", "RDS storage is encrypted at rest", RDS,
-         lambda p: _require(p.get("storageEncrypted") is True,
-                            "RDS instance must set storageEncrypted: true")),
-    Rule("rds-multi-az", "RDS.5", "RDS instances span two AZs", RDS,
-         lambda p: _require(p.get("multiAz") is True, "RDS instance should set multiAz: true"),
-         EnforcementLevel.ADVISORY),
-    Rule("rds-deletion-protection", "RDS.8", "RDS instances have deletion protection", RDS,
-         lambda p: _require(p.get("deletionProtection") is True,
-                            "RDS instance should set deletionProtection: true"),
-         EnforcementLevel.ADVISORY),
-    Rule("rds-backups", "RDS.11", "RDS automated backups kept at least 7 days", RDS,
-         lambda p: _require(float(p.get("backupRetentionPeriod") or 0) >= 7,
-                            "RDS instance must keep automated backups for at least 7 days")),
-    Rule("rds-minor-upgrades", "RDS.13", "RDS automatic minor version upgrades are on", RDS,
-         lambda p: _require(p.get("autoMinorVersionUpgrade") is not False,
-                            "RDS instance must keep autoMinorVersionUpgrade: true")),
-    Rule("s3-public-access-block", "S3.1/S3.8", "S3 public access is blocked",
-         PUBLIC_ACCESS_BLOCK, _check_public_access_block),
-    Rule("s3-tls-only", "S3.5", "S3 bucket policies deny requests without TLS", BUCKET_POLICY,
-         lambda p: _require(_denies_insecure_transport(p.get("policy")),
-                            "bucket policy must deny requests where aws:SecureTransport is false")),
-    Rule("s3-no-acls", "S3.12", "S3 ACLs are disabled", OWNERSHIP,
-         lambda p: _require((p.get("rule") or {}).get("objectOwnership") == "BucketOwnerEnforced",
-                            "bucket ownership must be BucketOwnerEnforced (ACLs disabled)")),
+    Rule(
+        "rds-not-public",
+        "RDS.2",
+        "RDS instances are not publicly accessible",
+        RDS,
+        lambda p: _require(
+            p.get("publiclyAccessible") is not True, "RDS instance must set publiclyAccessible: false"
+        ),
+    ),
+    Rule(
+        "rds-encrypted",
+        "RDS.3",
+        "RDS storage is encrypted at rest",
+        RDS,
+        lambda p: _require(p.get("storageEncrypted") is True, "RDS instance must set storageEncrypted: true"),
+    ),
+    Rule(
+        "rds-multi-az",
+        "RDS.5",
+        "RDS instances span two AZs",
+        RDS,
+        lambda p: _require(p.get("multiAz") is True, "RDS instance should set multiAz: true"),
+        EnforcementLevel.ADVISORY,
+    ),
+    Rule(
+        "rds-deletion-protection",
+        "RDS.8",
+        "RDS instances have deletion protection",
+        RDS,
+        lambda p: _require(
+            p.get("deletionProtection") is True, "RDS instance should set deletionProtection: true"
+        ),
+        EnforcementLevel.ADVISORY,
+    ),
+    Rule(
+        "rds-backups",
+        "RDS.11",
+        "RDS automated backups kept at least 7 days",
+        RDS,
+        lambda p: _require(
+            float(p.get("backupRetentionPeriod") or 0) >= 7,
+            "RDS instance must keep automated backups for at least 7 days",
+        ),
+    ),
+    Rule(
+        "rds-minor-upgrades",
+        "RDS.13",
+        "RDS automatic minor version upgrades are on",
+        RDS,
+        lambda p: _require(
+            p.get("autoMinorVersionUpgrade") is not False,
+            "RDS instance must keep autoMinorVersionUpgrade: true",
+        ),
+    ),
+    Rule(
+        "s3-public-access-block",
+        "S3.1/S3.8",
+        "S3 public access is blocked",
+        PUBLIC_ACCESS_BLOCK,
+        _check_public_access_block,
+    ),
+    Rule(
+        "s3-tls-only",
+        "S3.5",
+        "S3 bucket policies deny requests without TLS",
+        BUCKET_POLICY,
+        lambda p: _require(
+            _denies_insecure_transport(p.get("policy")),
+            "bucket policy must deny requests where aws:SecureTransport is false",
+        ),
+    ),
+    Rule(
+        "s3-no-acls",
+        "S3.12",
+        "S3 ACLs are disabled",
+        OWNERSHIP,
+        lambda p: _require(
+            (p.get("rule") or {}).get("objectOwnership") == "BucketOwnerEnforced",
+            "bucket ownership must be BucketOwnerEnforced (ACLs disabled)",
+        ),
+    ),
     Rule("s3-bucket-no-acl", "S3.12", "S3 buckets set no ACL or grants", BUCKET, _check_bucket_acl),
-    Rule("ecs-no-public-ip", "ECS.2", "ECS services do not assign public IPs", SERVICE,
-         lambda p: _require((p.get("networkConfiguration") or {}).get("assignPublicIp") is not True,
-                            "ECS service must set assignPublicIp: false")),
-    Rule("ecs-read-only-root", "ECS.5", "ECS containers have read-only root filesystems",
-         TASK_DEFINITION, _check_read_only),
-    Rule("ecs-no-secrets-in-env", "ECS.8", "secrets are not passed as environment variables",
-         TASK_DEFINITION, _check_env),
-    Rule("ecs-logging", "ECS.9", "ECS task definitions configure logging", TASK_DEFINITION,
-         _check_logging),
-    Rule("ecs-container-insights", "ECS.12", "ECS clusters have Container Insights on", CLUSTER,
-         lambda p: _require(any(s.get("name") == "containerInsights"
-                                and s.get("value") in ("enabled", "enhanced")
-                                for s in p.get("settings") or []),
-                            "ECS cluster must turn containerInsights on")),
-    Rule("elasticache-backups", "ElastiCache.1", "ElastiCache keeps automatic snapshots",
-         REPLICATION_GROUP,
-         lambda p: _require(float(p.get("snapshotRetentionLimit") or 0) >= 1,
-                            "replication group must set snapshotRetentionLimit >= 1")),
-    Rule("elasticache-failover", "ElastiCache.3", "ElastiCache fails over automatically",
-         REPLICATION_GROUP,
-         lambda p: _require(p.get("automaticFailoverEnabled") is True,
-                            "replication group should enable automatic failover (two nodes)"),
-         EnforcementLevel.ADVISORY),
-    Rule("elasticache-at-rest", "ElastiCache.4", "ElastiCache is encrypted at rest",
-         REPLICATION_GROUP,
-         lambda p: _require(p.get("atRestEncryptionEnabled") is True,
-                            "replication group must set atRestEncryptionEnabled: true")),
-    Rule("elasticache-in-transit", "ElastiCache.5", "ElastiCache is encrypted in transit",
-         REPLICATION_GROUP,
-         lambda p: _require(p.get("transitEncryptionEnabled") is True,
-                            "replication group must set transitEncryptionEnabled: true")),
-    Rule("elb-https-redirect", "ELB.1", "HTTP listeners redirect to HTTPS", LISTENER,
-         _check_http_listener, EnforcementLevel.ADVISORY),
-    Rule("elb-drop-invalid-headers", "ELB.4", "ALBs drop invalid HTTP headers", LOAD_BALANCER,
-         lambda p: _require(p.get("dropInvalidHeaderFields") is True,
-                            "load balancer must set dropInvalidHeaderFields: true")),
-    Rule("elb-access-logs", "ELB.5", "ALBs write access logs", LOAD_BALANCER,
-         lambda p: _require(bool((p.get("accessLogs") or {}).get("enabled"))
-                            and bool((p.get("accessLogs") or {}).get("bucket")),
-                            "load balancer must enable access logs to an S3 bucket")),
-    Rule("elb-deletion-protection", "ELB.6", "ALBs have deletion protection", LOAD_BALANCER,
-         lambda p: _require(p.get("enableDeletionProtection") is True,
-                            "load balancer should set enableDeletionProtection: true"),
-         EnforcementLevel.ADVISORY),
-    Rule("ecr-scan-on-push", "ECR.1", "ECR scans images on push", REPOSITORY,
-         lambda p: _require((p.get("imageScanningConfiguration") or {}).get("scanOnPush") is True,
-                            "repository must set imageScanningConfiguration.scanOnPush: true")),
-    Rule("ecr-immutable-tags", "ECR.2", "ECR tags are immutable", REPOSITORY,
-         lambda p: _require(p.get("imageTagMutability") == "IMMUTABLE",
-                            "repository must set imageTagMutability: IMMUTABLE")),
+    Rule(
+        "ecs-no-public-ip",
+        "ECS.2",
+        "ECS services do not assign public IPs",
+        SERVICE,
+        lambda p: _require(
+            (p.get("networkConfiguration") or {}).get("assignPublicIp") is not True,
+            "ECS service must set assignPublicIp: false",
+        ),
+    ),
+    Rule(
+        "ecs-read-only-root",
+        "ECS.5",
+        "ECS containers have read-only root filesystems",
+        TASK_DEFINITION,
+        _check_read_only,
+    ),
+    Rule(
+        "ecs-no-secrets-in-env",
+        "ECS.8",
+        "secrets are not passed as environment variables",
+        TASK_DEFINITION,
+        _check_env,
+    ),
+    Rule("ecs-logging", "ECS.9", "ECS task definitions configure logging", TASK_DEFINITION, _check_logging),
+    Rule(
+        "ecs-container-insights",
+        "ECS.12",
+        "ECS clusters have Container Insights on",
+        CLUSTER,
+        lambda p: _require(
+            any(
+                s.get("name") == "containerInsights" and s.get("value") in ("enabled", "enhanced")
+                for s in p.get("settings") or []
+            ),
+            "ECS cluster must turn containerInsights on",
+        ),
+    ),
+    Rule(
+        "elasticache-backups",
+        "ElastiCache.1",
+        "ElastiCache keeps automatic snapshots",
+        REPLICATION_GROUP,
+        lambda p: _require(
+            float(p.get("snapshotRetentionLimit") or 0) >= 1,
+            "replication group must set snapshotRetentionLimit >= 1",
+        ),
+    ),
+    Rule(
+        "elasticache-failover",
+        "ElastiCache.3",
+        "ElastiCache fails over automatically",
+        REPLICATION_GROUP,
+        lambda p: _require(
+            p.get("automaticFailoverEnabled") is True,
+            "replication group should enable automatic failover (two nodes)",
+        ),
+        EnforcementLevel.ADVISORY,
+    ),
+    Rule(
+        "elasticache-at-rest",
+        "ElastiCache.4",
+        "ElastiCache is encrypted at rest",
+        REPLICATION_GROUP,
+        lambda p: _require(
+            p.get("atRestEncryptionEnabled") is True, "replication group must set atRestEncryptionEnabled: true"
+        ),
+    ),
+    Rule(
+        "elasticache-in-transit",
+        "ElastiCache.5",
+        "ElastiCache is encrypted in transit",
+        REPLICATION_GROUP,
+        lambda p: _require(
+            p.get("transitEncryptionEnabled") is True,
+            "replication group must set transitEncryptionEnabled: true",
+        ),
+    ),
+    Rule(
+        "elb-https-redirect",
+        "ELB.1",
+        "HTTP listeners redirect to HTTPS",
+        LISTENER,
+        _check_http_listener,
+        EnforcementLevel.ADVISORY,
+    ),
+    Rule(
+        "elb-drop-invalid-headers",
+        "ELB.4",
+        "ALBs drop invalid HTTP headers",
+        LOAD_BALANCER,
+        lambda p: _require(
+            p.get("dropInvalidHeaderFields") is True, "load balancer must set dropInvalidHeaderFields: true"
+        ),
+    ),
+    Rule(
+        "elb-access-logs",
+        "ELB.5",
+        "ALBs write access logs",
+        LOAD_BALANCER,
+        lambda p: _require(
+            bool((p.get("accessLogs") or {}).get("enabled"))
+            and bool((p.get("accessLogs") or {}).get("bucket")),
+            "load balancer must enable access logs to an S3 bucket",
+        ),
+    ),
+    Rule(
+        "elb-deletion-protection",
+        "ELB.6",
+        "ALBs have deletion protection",
+        LOAD_BALANCER,
+        lambda p: _require(
+            p.get("enableDeletionProtection") is True, "load balancer should set enableDeletionProtection: true"
+        ),
+        EnforcementLevel.ADVISORY,
+    ),
+    Rule(
+        "ecr-scan-on-push",
+        "ECR.1",
+        "ECR scans images on push",
+        REPOSITORY,
+        lambda p: _require(
+            (p.get("imageScanningConfiguration") or {}).get("scanOnPush") is True,
+            "repository must set imageScanningConfiguration.scanOnPush: true",
+        ),
+    ),
+    Rule(
+        "ecr-immutable-tags",
+        "ECR.2",
+        "ECR tags are immutable",
+        REPOSITORY,
+        lambda p: _require(
+            p.get("imageTagMutability") == "IMMUTABLE", "repository must set imageTagMutability: IMMUTABLE"
+        ),
+    ),
 )
 
 
@@ -240,12 +393,16 @@ def _linked(resource: PolicyResource, target: PolicyResource, key: str) -> bool:
     if any(dep.urn == target.urn for dep in resource.dependencies or []):
         return True
     value = resource.props.get(key)
-    return value is not None and value in (target.props.get("bucket"), target.props.get("name"),
-                                           target.props.get("id"))
+    return value is not None and value in (
+        target.props.get("bucket"),
+        target.props.get("name"),
+        target.props.get("id"),
+    )
 
 
-def _every(kind: str, companion: str, key: str, message: str
-           ) -> Callable[[list[PolicyResource]], list[tuple[str, str]]]:
+def _every(
+    kind: str, companion: str, key: str, message: str
+) -> Callable[[list[PolicyResource]], list[tuple[str, str]]]:
     def check(resources: list[PolicyResource]) -> list[tuple[str, str]]:
         companions = [r for r in resources if r.resource_type == companion]
         return [
@@ -253,20 +410,35 @@ def _every(kind: str, companion: str, key: str, message: str
             for r in resources
             if r.resource_type == kind and not any(_linked(c, r, key) for c in companions)
         ]
+
     return check
 
 
 STACK_RULES: tuple[StackRule, ...] = (
-    StackRule("s3-every-bucket-blocks-public-access", "S3.8",
-              "every bucket has a public access block",
-              _every(BUCKET, PUBLIC_ACCESS_BLOCK, "bucket", "bucket has no public access block")),
-    StackRule("s3-every-bucket-tls-only", "S3.5", "every bucket has a TLS-only policy",
-              _every(BUCKET, BUCKET_POLICY, "bucket", "bucket has no bucket policy")),
-    StackRule("s3-every-bucket-no-acls", "S3.12", "every bucket has ACLs disabled",
-              _every(BUCKET, OWNERSHIP, "bucket", "bucket has no ownership controls")),
-    StackRule("ecr-lifecycle", "ECR.3", "every ECR repository has a lifecycle policy",
-              _every(REPOSITORY, LIFECYCLE_POLICY, "repository",
-                     "repository has no lifecycle policy")),
+    StackRule(
+        "s3-every-bucket-blocks-public-access",
+        "S3.8",
+        "every bucket has a public access block",
+        _every(BUCKET, PUBLIC_ACCESS_BLOCK, "bucket", "bucket has no public access block"),
+    ),
+    StackRule(
+        "s3-every-bucket-tls-only",
+        "S3.5",
+        "every bucket has a TLS-only policy",
+        _every(BUCKET, BUCKET_POLICY, "bucket", "bucket has no bucket policy"),
+    ),
+    StackRule(
+        "s3-every-bucket-no-acls",
+        "S3.12",
+        "every bucket has ACLs disabled",
+        _every(BUCKET, OWNERSHIP, "bucket", "bucket has no ownership controls"),
+    ),
+    StackRule(
+        "ecr-lifecycle",
+        "ECR.3",
+        "every ECR repository has a lifecycle policy",
+        _every(REPOSITORY, LIFECYCLE_POLICY, "repository", "repository has no lifecycle policy"),
+    ),
 )
 
 

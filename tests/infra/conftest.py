@@ -16,8 +16,7 @@ Record = dict[str, Any]
 
 # prod with the optional GPU worker and a Sentry DSN: the branches the stack files leave off.
 GPU_OVERRIDES = {
-    "gpuWorker": {"enabled": True, "instanceType": "g5.xlarge", "maxInstances": 2,
-                  "desiredCount": 1},
+    "gpuWorker": {"enabled": True, "instanceType": "g5.xlarge", "maxInstances": 2, "desiredCount": 1},
     "sentryDsn": "https://key@sentry.example/1",
 }
 
@@ -50,8 +49,11 @@ def containers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def task_for(rec: Record, program: str) -> dict[str, Any]:
-    tasks = [t for t in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition")
-             if t["inputs"]["family"].endswith(f"-{program}")]
+    tasks = [
+        t
+        for t in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition")
+        if t["inputs"]["family"].endswith(f"-{program}")
+    ]
     assert len(tasks) == 1, program
     return tasks[0]
 

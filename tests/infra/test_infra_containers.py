@@ -32,8 +32,13 @@ def _compose() -> dict[str, Any]:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    done = subprocess.run([tool("hadolint"), "--failure-threshold", "info", "Dockerfile"],
-                          cwd=REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [tool("hadolint"), "--failure-threshold", "info", "Dockerfile"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -52,17 +57,24 @@ def test_dockerfile_shape() -> None:
     assert "CLIP_MODEL=ViT-B-32" in text and "CLIP_PRETRAINED=laion2b_s34b_b79k" in text
     assert 'ENTRYPOINT ["prethrift"]' in runtime and 'CMD ["serve"]' in runtime
     ignored = (REPO / ".dockerignore").read_text().splitlines()
-    assert ignored[ignored.index("*") + 1:] and "!webapp/" in ignored and "!infra/" not in ignored
+    assert ignored[ignored.index("*") + 1 :] and "!webapp/" in ignored and "!infra/" not in ignored
 
 
-@pytest.mark.parametrize(("schema", "paths"), [
-    ("vendor.compose-spec", [REPO / "compose.yaml"]),
-    ("vendor.github-workflows", WORKFLOWS),
-])
+@pytest.mark.parametrize(
+    ("schema", "paths"),
+    [
+        ("vendor.compose-spec", [REPO / "compose.yaml"]),
+        ("vendor.github-workflows", WORKFLOWS),
+    ],
+)
 def test_files_match_their_published_schema(schema: str, paths: list[Path]) -> None:
     assert paths
-    done = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, paths)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", schema, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -134,8 +146,11 @@ def test_workflows_preview_and_deploy_through_oidc() -> None:
     pulumi = next(s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions@"))
     assert pulumi["with"]["command"] == "preview" and pulumi["with"]["comment-on-pr"] is True
     assert pulumi["with"]["policyPacks"] == "infra/policy"
-    assert any(str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials")
-               and "role-to-assume" in s["with"] for s in steps)
+    assert any(
+        str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials")
+        and "role-to-assume" in s["with"]
+        for s in steps
+    )
     assert "python -m infra.plan" in str(preview["cost"]["steps"])
     assert "--compare" in str(preview["cost"]["steps"])
 

@@ -41,11 +41,14 @@ def test_every_resource_is_listed_and_the_big_ones_priced(records: dict[str, Rec
         assert len(plan.rows) == len(custom)
         assert not [r for r in plan.rows if "no price rule" in r.note]
         priced = {r.type for r in plan.rows if r.monthly_usd > 0}
-        assert {"aws:ecs/service:Service", "aws:rds/instance:Instance",
-                "aws:elasticache/replicationGroup:ReplicationGroup",
-                "aws:lb/loadBalancer:LoadBalancer", "aws:ec2/natGateway:NatGateway"} <= priced
-        assert set(plan.by_service()) >= {"compute", "database", "cache", "network", "storage",
-                                          "observability"}
+        assert {
+            "aws:ecs/service:Service",
+            "aws:rds/instance:Instance",
+            "aws:elasticache/replicationGroup:ReplicationGroup",
+            "aws:lb/loadBalancer:LoadBalancer",
+            "aws:ec2/natGateway:NatGateway",
+        } <= priced
+        assert set(plan.by_service()) >= {"compute", "database", "cache", "network", "storage", "observability"}
         assert plan.total == pytest.approx(sum(plan.by_service().values()), abs=0.05)
 
 
@@ -53,24 +56,22 @@ def test_costs_follow_the_stack_sizing(records: dict[str, Record]) -> None:
     dev = {r.name: r for r in price_resources("dev", records["dev"]).rows}
     prod = {r.name: r for r in price_resources("prod", records["prod"]).rows}
     # prod RDS: db.t4g.medium Multi-AZ with 50 GB gp3 stored twice.
-    assert prod["database-postgres"].monthly_usd == pytest.approx(
-        2 * (HOURS * 0.065 + 50 * 0.115), abs=0.01)
+    assert prod["database-postgres"].monthly_usd == pytest.approx(2 * (HOURS * 0.065 + 50 * 0.115), abs=0.01)
     # dev API: one 1 vCPU / 3 GB task, all on Spot at the plan's 50%.
-    assert dev["services-api"].monthly_usd == pytest.approx(
-        HOURS * (0.04048 + 3 * 0.004445) * 0.5, abs=0.01)
+    assert dev["services-api"].monthly_usd == pytest.approx(HOURS * (0.04048 + 3 * 0.004445) * 0.5, abs=0.01)
     # prod API: two 2 vCPU / 4 GB tasks, both inside the on-demand base of 2.
-    assert prod["services-api"].monthly_usd == pytest.approx(
-        2 * HOURS * (2 * 0.04048 + 4 * 0.004445), abs=0.01)
+    assert prod["services-api"].monthly_usd == pytest.approx(2 * HOURS * (2 * 0.04048 + 4 * 0.004445), abs=0.01)
     assert sum(1 for n in prod if n.startswith("network-nat-") and not n.endswith("eip")) == 3
     gpu = {r.name: r for r in price_resources("prod", records["gpu"]).rows}
     assert gpu["services-gpu-asg"].monthly_usd == pytest.approx(HOURS * 1.006, abs=0.01)
-    assert price_resources("prod", records["prod"]).total > \
-        price_resources("dev", records["dev"]).total
+    assert price_resources("prod", records["prod"]).total > price_resources("dev", records["dev"]).total
 
 
 def test_capacity_split_matches_ecs_semantics() -> None:
-    strategy = [{"capacityProvider": "FARGATE", "base": 2, "weight": 1},
-                {"capacityProvider": "FARGATE_SPOT", "weight": 2}]
+    strategy = [
+        {"capacityProvider": "FARGATE", "base": 2, "weight": 1},
+        {"capacityProvider": "FARGATE_SPOT", "weight": 2},
+    ]
     assert pricing.split_capacity(5, strategy) == {"FARGATE": 3.0, "FARGATE_SPOT": 2.0}
     assert pricing.split_capacity(1, strategy) == {"FARGATE": 1.0, "FARGATE_SPOT": 0.0}
 
@@ -93,14 +94,17 @@ def test_main_prints_inventory_and_total(capsys: pytest.CaptureFixture[str]) -> 
 def _git_repo(tmp_path: Path) -> Path:
     """A throwaway repository with this checkout's program and stack files committed."""
     repo = tmp_path / "repo"
-    shutil.copytree(REPO / "infra", repo / "infra",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "infra", repo / "infra", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "Dockerfile"):
         shutil.copy(REPO / name, repo / name)
 
     def git(*args: str) -> None:
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                       cwd=repo, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
 
     git("init", "-q", "-b", "main")
     git("add", ".")
@@ -121,21 +125,26 @@ def test_compare_against_a_git_revision(git_repo: Path) -> None:
     changed = {(name, before, after) for _, name, before, after in diff.changes}
     before_rds = HOURS * 0.0325 + 20 * 0.115
     after_rds = 2 * (HOURS * 0.065 + 20 * 0.115)
-    assert [(n, pytest.approx(b, abs=0.01), pytest.approx(a, abs=0.01)) for n, b, a in changed] \
-        == [("database-postgres", before_rds, after_rds)]
+    assert [(n, pytest.approx(b, abs=0.01), pytest.approx(a, abs=0.01)) for n, b, a in changed] == [
+        ("database-postgres", before_rds, after_rds)
+    ]
     assert diff.delta == pytest.approx(after_rds - before_rds, abs=0.02)
     text = format_diff(diff)
     assert "against HEAD" in text and "database-postgres" in text and "+" in text
     # The worktree is cleaned up.
-    listed = subprocess.run(["git", "worktree", "list"], cwd=git_repo, capture_output=True,
-                            text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "worktree", "list"], cwd=git_repo, capture_output=True, text=True, check=True
+    ).stdout
     assert len(listed.strip().splitlines()) == 1
 
 
 def test_compare_with_a_revision_that_had_no_stack(git_repo: Path) -> None:
     (git_repo / "Pulumi.dev.yaml").rename(git_repo / "Pulumi.qa.yaml")
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
-                    "-qam", "rename"], cwd=git_repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "rename"],
+        cwd=git_repo,
+        check=True,
+    )
     head = plan_stack("qa", git_repo)
     assert plan_at_ref("qa", "HEAD~1", git_repo) is None
     diff = compare_plans(None, head, "HEAD~1")

@@ -17,8 +17,10 @@ from infra.policy.rules import RULES, STACK_RULES, policies
 from tests.infra.conftest import Record
 
 README = Path(__file__).resolve().parents[2] / "infra" / "README.md"
-ROW = re.compile(r"^\| (?P<control>[\w./]+) \| (?P<rule>[a-z0-9-]+) \| (?P<type>[\w:/]+) \| "
-                 r"(?P<property>[^|]+) \| (?P<dev>pass|advisory) \| (?P<prod>pass|advisory) \|$")
+ROW = re.compile(
+    r"^\| (?P<control>[\w./]+) \| (?P<rule>[a-z0-9-]+) \| (?P<type>[\w:/]+) \| "
+    r"(?P<property>[^|]+) \| (?P<dev>pass|advisory) \| (?P<prod>pass|advisory) \|$"
+)
 
 
 def fsbp_table() -> list[dict[str, str]]:
@@ -32,6 +34,7 @@ def _containers(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, A
         defs = json.loads(inputs["containerDefinitions"])
         edit(defs[0])
         inputs["containerDefinitions"] = json.dumps(defs)
+
     return mutate
 
 
@@ -55,22 +58,23 @@ BREAK: dict[str, Callable[[dict[str, Any]], None] | str] = {
     "ecs-no-public-ip": _set(networkConfiguration={"assignPublicIp": True, "subnets": []}),
     "ecs-read-only-root": _containers(lambda c: c.update(readonlyRootFilesystem=False)),
     "ecs-no-secrets-in-env": _containers(
-        lambda c: c["environment"].append({"name": "DATABASE_URL", "value": "postgresql://x"})),
+        lambda c: c["environment"].append({"name": "DATABASE_URL", "value": "postgresql://x"})
+    ),
     "ecs-logging": _containers(lambda c: c.pop("logConfiguration")),
     "ecs-container-insights": _set(settings=[]),
     "elasticache-backups": _set(snapshotRetentionLimit=0),
     "elasticache-failover": _set(automaticFailoverEnabled=False),
     "elasticache-at-rest": _set(atRestEncryptionEnabled=False),
     "elasticache-in-transit": _set(transitEncryptionEnabled=False),
-    "elb-https-redirect": _set(protocol="HTTP", port=80,
-                               defaultActions=[{"type": "forward", "targetGroupArn": "arn"}]),
+    "elb-https-redirect": _set(
+        protocol="HTTP", port=80, defaultActions=[{"type": "forward", "targetGroupArn": "arn"}]
+    ),
     "elb-drop-invalid-headers": _set(dropInvalidHeaderFields=False),
     "elb-access-logs": _set(accessLogs={"enabled": False}),
     "elb-deletion-protection": _set(enableDeletionProtection=False),
     "ecr-scan-on-push": _set(imageScanningConfiguration={"scanOnPush": False}),
     "ecr-immutable-tags": _set(imageTagMutability="MUTABLE"),
-    "s3-every-bucket-blocks-public-access":
-        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "s3-every-bucket-blocks-public-access": "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "s3-every-bucket-tls-only": "aws:s3/bucketPolicy:BucketPolicy",
     "s3-every-bucket-no-acls": "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
     "ecr-lifecycle": "aws:ecr/lifecyclePolicy:LifecyclePolicy",
@@ -117,34 +121,71 @@ def test_stacks_meet_their_policy_config(records: dict[str, Record]) -> None:
     assert not evaluate(records["prod"], load_config("prod"))
     dev = evaluate(records["dev"], load_config("dev"))
     assert dev and all(v.level == "advisory" for v in dev)
-    assert {v.policy for v in dev} == {"rds-multi-az", "rds-deletion-protection",
-                                       "elasticache-failover", "elb-https-redirect",
-                                       "elb-deletion-protection"}
+    assert {v.policy for v in dev} == {
+        "rds-multi-az",
+        "rds-deletion-protection",
+        "elasticache-failover",
+        "elb-https-redirect",
+        "elb-deletion-protection",
+    }
 
 
 def test_deliberately_bad_resource_is_reported(records: dict[str, Record]) -> None:
     bad = copy.deepcopy(records["dev"])
     urn = "urn:pulumi:dev::prethrift::prethrift:infra:Database$aws:rds/instance:Instance::rogue"
-    bad["resources"].append({
-        "urn": urn, "type": "aws:rds/instance:Instance", "name": "rogue", "custom": True,
-        "parent": None, "dependencies": [], "secret_inputs": [], "state": {"arn": "arn:rogue"},
-        "inputs": {"engine": "postgres", "instanceClass": "db.t4g.micro",
-                   "publiclyAccessible": True, "storageEncrypted": False,
-                   "backupRetentionPeriod": 0},
-    })
-    bad["resources"].append({
-        "urn": urn + "-task", "type": "aws:ecs/taskDefinition:TaskDefinition", "name": "rogue-task",
-        "custom": True, "parent": None, "dependencies": [], "secret_inputs": [],
-        "state": {"arn": "arn:rogue-task"},
-        "inputs": {"family": "rogue", "containerDefinitions": json.dumps([{
-            "name": "app", "image": "x",
-            "environment": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "abc"},
-                            {"name": "STRIPE_API_TOKEN", "value": "abc"}]}])},
-    })
+    bad["resources"].append(
+        {
+            "urn": urn,
+            "type": "aws:rds/instance:Instance",
+            "name": "rogue",
+            "custom": True,
+            "parent": None,
+            "dependencies": [],
+            "secret_inputs": [],
+            "state": {"arn": "arn:rogue"},
+            "inputs": {
+                "engine": "postgres",
+                "instanceClass": "db.t4g.micro",
+                "publiclyAccessible": True,
+                "storageEncrypted": False,
+                "backupRetentionPeriod": 0,
+            },
+        }
+    )
+    bad["resources"].append(
+        {
+            "urn": urn + "-task",
+            "type": "aws:ecs/taskDefinition:TaskDefinition",
+            "name": "rogue-task",
+            "custom": True,
+            "parent": None,
+            "dependencies": [],
+            "secret_inputs": [],
+            "state": {"arn": "arn:rogue-task"},
+            "inputs": {
+                "family": "rogue",
+                "containerDefinitions": json.dumps(
+                    [
+                        {
+                            "name": "app",
+                            "image": "x",
+                            "environment": [
+                                {"name": "AWS_SECRET_ACCESS_KEY", "value": "abc"},
+                                {"name": "STRIPE_API_TOKEN", "value": "abc"},
+                            ],
+                        }
+                    ]
+                ),
+            },
+        }
+    )
     mandatory = {(v.policy, v.urn) for v in evaluate(bad) if v.level == "mandatory"}
     assert {("rds-not-public", urn), ("rds-encrypted", urn), ("rds-backups", urn)} <= mandatory
-    assert {("ecs-no-secrets-in-env", urn + "-task"), ("ecs-read-only-root", urn + "-task"),
-            ("ecs-logging", urn + "-task")} <= mandatory
+    assert {
+        ("ecs-no-secrets-in-env", urn + "-task"),
+        ("ecs-read-only-root", urn + "-task"),
+        ("ecs-logging", urn + "-task"),
+    } <= mandatory
     messages = [v.message for v in evaluate(bad) if v.policy == "ecs-no-secrets-in-env"]
     assert any("STRIPE_API_TOKEN" in m for m in messages)
 
@@ -158,5 +199,4 @@ def test_pack_config_names_real_policies() -> None:
     assert set(prod) == advisory and set(prod.values()) == {"mandatory"}
     main = (README.parent / "policy" / "__main__.py").read_text()
     assert "PolicyPack(" in main
-    assert "PolicyPack(" not in (README.parent / "policy" / "rules.py").read_text().replace(
-        "`PolicyPack`", "")
+    assert "PolicyPack(" not in (README.parent / "policy" / "rules.py").read_text().replace("`PolicyPack`", "")

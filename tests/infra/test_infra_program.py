@@ -11,8 +11,18 @@ import pytest
 from infra.config import ConfigError, from_mapping
 from tests.infra.conftest import Record, containers, of_type, one, task_for, walk
 
-LAYERS = {"Network", "Storage", "Database", "Cache", "Parameters", "Registry", "LoadBalancer",
-          "Logs", "Services", "Alarms"}
+LAYERS = {
+    "Network",
+    "Storage",
+    "Database",
+    "Cache",
+    "Parameters",
+    "Registry",
+    "LoadBalancer",
+    "Logs",
+    "Services",
+    "Alarms",
+}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -21,13 +31,20 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
     components = {r["type"].rsplit(":", 1)[-1] for r in rec["resources"] if not r["custom"]}
     assert components == LAYERS
     counts = {
-        "aws:ec2/vpc:Vpc": 1, "aws:rds/instance:Instance": 1,
-        "aws:elasticache/replicationGroup:ReplicationGroup": 1, "aws:s3/bucket:Bucket": 2,
-        "aws:lb/loadBalancer:LoadBalancer": 1, "aws:ecs/cluster:Cluster": 1,
-        "aws:ecs/service:Service": 3, "aws:ecs/taskDefinition:TaskDefinition": 3,
-        "aws:ecr/repository:Repository": 1, "aws:ecr/lifecyclePolicy:LifecyclePolicy": 1,
-        "docker-build:index:Image": 1, "aws:ssm/parameter:Parameter": 4,
-        "aws:sns/topic:Topic": 1, "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
+        "aws:ec2/vpc:Vpc": 1,
+        "aws:rds/instance:Instance": 1,
+        "aws:elasticache/replicationGroup:ReplicationGroup": 1,
+        "aws:s3/bucket:Bucket": 2,
+        "aws:lb/loadBalancer:LoadBalancer": 1,
+        "aws:ecs/cluster:Cluster": 1,
+        "aws:ecs/service:Service": 3,
+        "aws:ecs/taskDefinition:TaskDefinition": 3,
+        "aws:ecr/repository:Repository": 1,
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy": 1,
+        "docker-build:index:Image": 1,
+        "aws:ssm/parameter:Parameter": 4,
+        "aws:sns/topic:Topic": 1,
+        "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
     }
     for typ, n in counts.items():
         assert len(of_type(rec, typ)) == n, typ
@@ -37,8 +54,7 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
             assert "prethrift:infra:" in (r["parent"] or ""), r["name"]
 
 
-def test_network_follows_the_stack_files(records: dict[str, Record],
-                                         stack_files: dict[str, Any]) -> None:
+def test_network_follows_the_stack_files(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack, nats in (("dev", 1), ("prod", 3)):
         rec, net = records[stack], stack_files[stack]["prethrift:network"]
         assert one(rec, "aws:ec2/vpc:Vpc")["inputs"]["cidrBlock"] == net["cidr"]
@@ -47,10 +63,10 @@ def test_network_follows_the_stack_files(records: dict[str, Record],
         assert len({s["inputs"]["availabilityZone"] for s in subnets}) == net["azCount"] >= 2
         assert not any(s["inputs"]["mapPublicIpOnLaunch"] for s in subnets)
         assert len(of_type(rec, "aws:ec2/natGateway:NatGateway")) == nats
-        private_routes = [rt for rt in of_type(rec, "aws:ec2/routeTable:RouteTable")
-                          if "private" in rt["name"]]
+        private_routes = [rt for rt in of_type(rec, "aws:ec2/routeTable:RouteTable") if "private" in rt["name"]]
         assert {rt["inputs"]["routes"][0]["natGatewayId"] for rt in private_routes} == {
-            f"network-nat-{i}-id" for i in range(nats)}
+            f"network-nat-{i}-id" for i in range(nats)
+        }
 
 
 def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
@@ -65,8 +81,10 @@ def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dic
         assert db["engine"] == "postgres" and db["storageEncrypted"] is True
         assert db["publiclyAccessible"] is False and db["performanceInsightsEnabled"] is True
         assert db["parameterGroupName"] and db["autoMinorVersionUpgrade"] is True
-    assert records["prod"]["resources"] and one(records["prod"], "aws:rds/instance:Instance")[
-        "inputs"]["multiAz"] is True
+    assert (
+        records["prod"]["resources"]
+        and one(records["prod"], "aws:rds/instance:Instance")["inputs"]["multiAz"] is True
+    )
 
 
 def test_cache_failover_only_with_two_nodes(records: dict[str, Record]) -> None:
@@ -83,8 +101,7 @@ def test_cache_failover_only_with_two_nodes(records: dict[str, Record]) -> None:
 
 def test_generated_secrets_never_leak(records: dict[str, Record]) -> None:
     for rec in records.values():
-        generated = {r["state"]["result"] for r in
-                     of_type(rec, "random:index/randomPassword:RandomPassword")}
+        generated = {r["state"]["result"] for r in of_type(rec, "random:index/randomPassword:RandomPassword")}
         assert len(generated) >= 4
         for r in rec["resources"]:
             plain = {k: v for k, v in r["inputs"].items() if k not in r["secret_inputs"]}
@@ -93,8 +110,7 @@ def test_generated_secrets_never_leak(records: dict[str, Record]) -> None:
         assert not any(s in json.dumps(rec["outputs"]) for s in generated)
         for p in of_type(rec, "aws:ssm/parameter:Parameter"):
             assert p["inputs"]["type"] == "SecureString" and "value" in p["secret_inputs"]
-    assert set(records["prod"]["outputs"]) >= {"url", "console_url", "images_bucket",
-                                               "cluster", "services"}
+    assert set(records["prod"]["outputs"]) >= {"url", "console_url", "images_bucket", "cluster", "services"}
 
 
 def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record]) -> None:
@@ -102,8 +118,10 @@ def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record
 
     known = known_env_vars()
     for key, rec in records.items():
-        params = {p["inputs"]["name"].rsplit("/", 1)[-1]: p["state"]["arn"]
-                  for p in of_type(rec, "aws:ssm/parameter:Parameter")}
+        params = {
+            p["inputs"]["name"].rsplit("/", 1)[-1]: p["state"]["arn"]
+            for p in of_type(rec, "aws:ssm/parameter:Parameter")
+        }
         for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
             for name, c in containers(task).items():
                 if name == "otel-collector":
@@ -113,14 +131,18 @@ def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record
                 assert env <= known, f"{key}/{name}: unknown env {env - known}"
                 assert set(secrets) <= known
                 assert not env & set(secrets), f"{name} has a secret in plain env"
-                assert {"DATABASE_URL", "SENTRY_DSN", "PRETHRIFT_ADMIN_TOKEN",
-                        "PRETHRIFT_CONSOLE_PASSWORD", "REDIS_URL"}.isdisjoint(env)
+                assert {
+                    "DATABASE_URL",
+                    "SENTRY_DSN",
+                    "PRETHRIFT_ADMIN_TOKEN",
+                    "PRETHRIFT_CONSOLE_PASSWORD",
+                    "REDIS_URL",
+                }.isdisjoint(env)
                 for secret, arn in secrets.items():
                     assert params[secret] == arn
                 assert "DATABASE_URL" in secrets
     prod_api = containers(task_for(records["prod"], "api"))["api"]
-    assert {s["name"] for s in prod_api["secrets"]} == {
-        "DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN"}
+    assert {s["name"] for s in prod_api["secrets"]} == {"DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN"}
     gpu_api = containers(task_for(records["gpu"], "api"))["api"]
     assert "SENTRY_DSN" in {s["name"] for s in gpu_api["secrets"]}
     console = containers(task_for(records["prod"], "console"))["console"]
@@ -155,16 +177,16 @@ def test_commands_ports_and_health_agree_with_the_app(records: dict[str, Record]
         assert "otel-collector" in containers(task)
 
 
-def test_services_are_private_with_rollback_and_autoscaling(records: dict[str, Record],
-                                                            stack_files: dict[str, Any]) -> None:
+def test_services_are_private_with_rollback_and_autoscaling(
+    records: dict[str, Record], stack_files: dict[str, Any]
+) -> None:
     for stack in ("dev", "prod"):
         rec, cap = records[stack], stack_files[stack]["prethrift:capacity"]
         cluster = one(rec, "aws:ecs/cluster:Cluster")["inputs"]
         assert {"name": "containerInsights", "value": "enhanced"} in cluster["settings"]
         providers = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["inputs"]
         assert {"FARGATE", "FARGATE_SPOT"} <= set(providers["capacityProviders"])
-        weights = {s["capacityProvider"]: s["weight"]
-                   for s in providers["defaultCapacityProviderStrategies"]}
+        weights = {s["capacityProvider"]: s["weight"] for s in providers["defaultCapacityProviderStrategies"]}
         assert weights.get("FARGATE_SPOT", 0) == cap["spotWeight"]
         for svc in of_type(rec, "aws:ecs/service:Service"):
             i = svc["inputs"]
@@ -180,13 +202,13 @@ def test_services_are_private_with_rollback_and_autoscaling(records: dict[str, R
         api_task = task_for(rec, "api")["inputs"]
         assert (api_task["cpu"], api_task["memory"]) == (
             str(stack_files[stack]["prethrift:api"]["cpu"]),
-            str(stack_files[stack]["prethrift:api"]["memory"]))
+            str(stack_files[stack]["prethrift:api"]["memory"]),
+        )
 
 
 def test_load_balancer_https_in_prod_and_explicit_http_in_dev(records: dict[str, Record]) -> None:
     def listeners(rec: Record) -> dict[int, dict[str, Any]]:
-        return {int(li["inputs"]["port"]): li["inputs"]
-                for li in of_type(rec, "aws:lb/listener:Listener")}
+        return {int(li["inputs"]["port"]): li["inputs"] for li in of_type(rec, "aws:lb/listener:Listener")}
 
     prod = listeners(records["prod"])
     assert prod[443]["protocol"] == "HTTPS" and prod[443]["certificateArn"].startswith("arn:aws:acm:")
@@ -214,9 +236,14 @@ def test_iam_least_privilege(records: dict[str, Record]) -> None:
     bucket = next(b for b in of_type(rec, "aws:s3/bucket:Bucket") if "images" in b["name"])
     bucket_arn = bucket["state"]["arn"]
     param_arns = sorted(p["state"]["arn"] for p in of_type(rec, "aws:ssm/parameter:Parameter"))
-    wildcard_ok = {"ecr:GetAuthorizationToken", "xray:PutTraceSegments",
-                   "xray:PutTelemetryRecords", "xray:GetSamplingRules",
-                   "xray:GetSamplingTargets", "xray:GetSamplingStatisticSummaries"}
+    wildcard_ok = {
+        "ecr:GetAuthorizationToken",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "xray:GetSamplingStatisticSummaries",
+    }
     for name in ("services-task-policy", "services-execution-policy"):
         for st in _statements(rec, name):
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
@@ -239,11 +266,12 @@ def test_storage_bucket_guard_rails(records: dict[str, Record], stack_files: dic
         versioning = one(rec, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
         assert versioning["versioningConfiguration"]["status"] == "Enabled"
         cors = one(rec, "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")["inputs"]
-        assert cors["corsRules"][0]["allowedOrigins"] == \
-            stack_files[stack]["prethrift:storage"]["corsOrigins"]
+        assert cors["corsRules"][0]["allowedOrigins"] == stack_files[stack]["prethrift:storage"]["corsOrigins"]
         assert "PUT" in cors["corsRules"][0]["allowedMethods"]
-        lifecycles = [lc["inputs"]["rules"][0] for lc in
-                      of_type(rec, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")]
+        lifecycles = [
+            lc["inputs"]["rules"][0]
+            for lc in of_type(rec, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+        ]
         assert any("noncurrentVersionExpiration" in rule for rule in lifecycles)
         assert len(of_type(rec, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")) == 2
 
@@ -280,20 +308,21 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
     assert worker["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
     assert {"name": "PRETHRIFT_CLIP_DEVICE", "value": "cuda"} in worker["environment"]
     assert worker["image"].endswith(":local-gpu@sha256:" + "0" * 64)
-    service = next(s for s in of_type(rec, "aws:ecs/service:Service")
-                   if s["inputs"]["name"] == "gpu-worker")
-    assert service["inputs"]["capacityProviderStrategies"][0]["capacityProvider"] == \
-        provider["inputs"]["name"]
+    service = next(s for s in of_type(rec, "aws:ecs/service:Service") if s["inputs"]["name"] == "gpu-worker")
+    assert service["inputs"]["capacityProviderStrategies"][0]["capacityProvider"] == provider["inputs"]["name"]
 
 
-@pytest.mark.parametrize(("section", "values", "message"), [
-    ("loadBalancer", {"plainHttp": False}, "certificateArn"),
-    ("api", {"cpu": 1024, "memory": 512}, "not a Fargate size"),
-    ("database", {"engineVersion": "15"}, "16 or newer"),
-    ("database", {"backupRetentionDays": 1}, "RDS.11"),
-    ("network", {"azCount": 1}, "at least 2"),
-    ("cache", {"nodeTyp": "x"}, "not a known setting"),
-])
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("loadBalancer", {"plainHttp": False}, "certificateArn"),
+        ("api", {"cpu": 1024, "memory": 512}, "not a Fargate size"),
+        ("database", {"engineVersion": "15"}, "16 or newer"),
+        ("database", {"backupRetentionDays": 1}, "RDS.11"),
+        ("network", {"azCount": 1}, "at least 2"),
+        ("cache", {"nodeTyp": "x"}, "not a known setting"),
+    ],
+)
 def test_config_refuses_unsafe_values(section: str, values: dict[str, Any], message: str) -> None:
     raw: dict[str, Any] = {"loadBalancer": {"plainHttp": True}}
     raw[section] = {**raw.get(section, {}), **values}
