@@ -178,7 +178,10 @@ async def _warm_up(
     async with services.pool.acquire() as connection:
         await ensure_vector_index(connection, clip.model_key, clip.dim)
     services.queries = VectorQueries(
-        clip.model_key, clip.dim, exact_scan_max_rows=services.settings.database.exact_scan_max_rows
+        clip.model_key,
+        clip.dim,
+        exact_scan_max_rows=services.settings.database.exact_scan_max_rows,
+        filtered_ef_search=services.settings.database.filtered_ef_search,
     )
     log.info("ready", model_key=clip.model_key)
     if services.settings.worker.inline:
