@@ -156,6 +156,10 @@ async def test_exact_brand_and_model_rank_first_in_hybrid(app: Quart, client: Qu
     assert all(i["score"] is not None and i["relevance"] is not None for i in hybrid["items"])
     relevance = [i["relevance"] for i in hybrid["items"]]
     assert relevance == sorted(relevance, reverse=True)
+    # With no word-for-word match there is nothing to fuse: hybrid is the semantic ranking.
+    unmatched = await get(client, q="velvet opera gloves", limit=7, offset=3)
+    semantic = await get(client, q="velvet opera gloves", limit=7, offset=3, mode="semantic")
+    assert [i["id"] for i in unmatched["items"]] == [i["id"] for i in semantic["items"]]
 
 
 async def test_min_score_cuts_weak_semantic_matches(app: Quart, client: QuartClient) -> None:

@@ -22,6 +22,7 @@ VectorSource = Callable[[], Awaitable[np.ndarray]]
 RRF_K = 60
 # Ranked candidates per list before fusing or re-sorting; pages past it are empty.
 CANDIDATES = 200
+SEMANTIC_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,20 @@ async def _compute(
             embedding.cancel()
     else:
         vector = await text_vector(services, text)
-    depth = max(CANDIDATES // 2, end)
+    if not keyword and request.sort is Sort.RELEVANCE and request.min_score is None:
+        # Nothing to fuse (most long queries match no listing word for word): the page comes
+        # straight from the index, as in semantic mode. Same query, same choice on every page.
+        async with services.pool.acquire() as connection:
+            hits = await queries.nearest(
+                connection, vector, limit=request.limit, offset=request.offset, filters=filters
+            )
+        await _store(services, key, hits)
+        yield "final", hits
+        return
+    # Fused and re-sorted rankings are built over a fixed candidate set, so that every page
+    # of a query cuts the same list: no item twice, none skipped.
     async with services.pool.acquire() as connection:
-        semantic = await queries.nearest(connection, vector, limit=depth, filters=filters)
+        semantic = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
         missing = [h.id for h in keyword if h.id not in {s.id for s in semantic}]
         scores = await queries.scores(connection, vector, missing)
     ranked = fuse(semantic, keyword, scores) if request.mode is Mode.HYBRID else semantic
