@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from quart.datastructures import FileStorage
 from quart.testing import QuartClient
 from werkzeug.datastructures import Headers
 
+from tests.conftest import ADMIN_TOKEN
 from webapp.app import create_app
 from webapp.config import Settings
 from webapp.context import Services
@@ -63,6 +65,24 @@ async def upload(
         files={"image": image_file(data, filename)},
         headers=Headers(headers or {}),
     )
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a `prethrift` subprocess needs to use this test's services."""
+    assert settings.database.url and settings.redis.url and settings.storage.bucket
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database.url.get_secret_value(),
+        "REDIS_URL": settings.redis.url.get_secret_value(),
+        "IMAGES_BUCKET": settings.storage.bucket,
+        "AWS_ENDPOINT_URL": settings.storage.endpoint_url or "",
+        "PRETHRIFT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PRETHRIFT_CLIP_MODEL": "prethrift-tiny",
+        "PRETHRIFT_CLIP_PRETRAINED": "none",
+        "PRETHRIFT_DATA_DIR": str(settings.data_dir),
+    }
+    env.update(extra)
+    return env
 
 
 def services_of(app: Quart) -> Services:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,25 +10,8 @@ from pathlib import Path
 import asyncpg
 import boto3
 
-from tests.conftest import ADMIN_TOKEN
-from tests.webapp.conftest import photo
+from tests.webapp.conftest import photo, service_env
 from webapp.config import Settings
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    assert settings.database.url and settings.storage.bucket and settings.redis.url
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database.url.get_secret_value(),
-        "REDIS_URL": settings.redis.url.get_secret_value(),
-        "IMAGES_BUCKET": settings.storage.bucket,
-        "AWS_ENDPOINT_URL": settings.storage.endpoint_url or "",
-        "PRETHRIFT_ADMIN_TOKEN": ADMIN_TOKEN,
-        "PRETHRIFT_CLIP_MODEL": "prethrift-tiny",
-        "PRETHRIFT_CLIP_PRETRAINED": "none",
-    }
-    env.update(extra)
-    return env
 
 
 def prethrift(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -73,7 +55,7 @@ async def test_ingest_loads_good_rows_and_reports_the_rest(settings: Settings, t
         writer.writeheader()
         writer.writerows(rows)
 
-    result = prethrift("ingest", str(catalog), "--images", str(images), env=cli_env(settings))
+    result = prethrift("ingest", str(catalog), "--images", str(images), env=service_env(settings))
     assert result.returncode == 1, result.stderr  # some rows failed
     assert "loaded 3, skipped 1 (already listed), failed 4" in result.stdout
     assert "line 6: The file is not an image we can read" in result.stdout
@@ -90,13 +72,13 @@ async def test_ingest_loads_good_rows_and_reports_the_rest(settings: Settings, t
 def test_ingest_refuses_a_csv_without_the_needed_columns(settings: Settings, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.csv"
     catalog.write_text("name,cost\nshirt,3\n")
-    result = prethrift("ingest", str(catalog), "--images", str(tmp_path), env=cli_env(settings))
+    result = prethrift("ingest", str(catalog), "--images", str(tmp_path), env=service_env(settings))
     assert result.returncode == 1
     assert "lacks the column(s) title, price, image" in result.stderr
 
 
 async def test_demo_catalog_then_worker_makes_it_searchable(settings: Settings) -> None:
-    env = cli_env(settings)
+    env = service_env(settings)
     result = prethrift("demo", "--items", "12", env=env)
     assert result.returncode == 0, result.stderr
     assert "loaded 12, skipped 0 (already listed), failed 0" in result.stdout
@@ -135,7 +117,9 @@ def test_secrets_come_from_ssm_parameter_store(settings: Settings, s3_endpoint: 
     ssm.put_parameter(
         Name=f"{prefix}/PRETHRIFT_ADMIN_TOKEN", Value="from-ssm-token-123456", Type="SecureString"
     )
-    env = cli_env(settings, PRETHRIFT_SSM_PREFIX=prefix, AWS_ENDPOINT_URL=s3_endpoint, AWS_REGION="us-east-1")
+    env = service_env(
+        settings, PRETHRIFT_SSM_PREFIX=prefix, AWS_ENDPOINT_URL=s3_endpoint, AWS_REGION="us-east-1"
+    )
     del env["DATABASE_URL"]
     del env["PRETHRIFT_ADMIN_TOKEN"]
     env["ENVIRONMENT"] = "production"

@@ -14,25 +14,9 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.webapp.conftest import listing, photo
+from tests.webapp.conftest import listing, photo, service_env
 from webapp.cache import free_port
 from webapp.config import Settings
-
-
-def service_env(settings: Settings, port: int) -> dict[str, str]:
-    assert settings.database.url and settings.redis.url and settings.storage.bucket
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database.url.get_secret_value(),
-        "REDIS_URL": settings.redis.url.get_secret_value(),
-        "IMAGES_BUCKET": settings.storage.bucket,
-        "AWS_ENDPOINT_URL": settings.storage.endpoint_url or "",
-        "PRETHRIFT_ADMIN_TOKEN": ADMIN_TOKEN,
-        "PRETHRIFT_CLIP_MODEL": "prethrift-tiny",
-        "PRETHRIFT_CLIP_PRETRAINED": "none",
-        "PRETHRIFT_PORT": str(port),
-        "PRETHRIFT_DATA_DIR": str(settings.data_dir),
-    }
 
 
 @pytest.fixture(name="server")
@@ -42,7 +26,7 @@ def _server(settings: Settings, tmp_path: Path) -> Iterator[str]:
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "webapp.cli", "serve"],
-            env=service_env(settings, port),
+            env=service_env(settings, PRETHRIFT_PORT=str(port)),
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
@@ -95,7 +79,7 @@ async def test_upload_becomes_ready_and_is_found_through_a_real_socket(server: s
 
 
 def test_serve_refuses_to_start_without_loadable_weights(settings: Settings) -> None:
-    env = service_env(settings, free_port())
+    env = service_env(settings, PRETHRIFT_PORT=str(free_port()))
     env["PRETHRIFT_CLIP_PRETRAINED"] = "/nonexistent/clip.pt"
     result = subprocess.run(
         [sys.executable, "-m", "webapp.cli", "serve"], env=env, capture_output=True, text=True, timeout=120

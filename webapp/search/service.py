@@ -141,18 +141,6 @@ async def _compute(
         yield "final", hits
         return
 
-    plain_page = request.mode is Mode.SEMANTIC and request.sort is Sort.RELEVANCE and request.min_score is None
-    if plain_page:
-        # The common case goes straight to the index for exactly this page.
-        vector = await text_vector(services, text)
-        async with services.pool.acquire() as connection:
-            hits = await queries.nearest(
-                connection, vector, limit=request.limit, offset=request.offset, filters=filters
-            )
-        await _store(services, key, hits)
-        yield "final", hits
-        return
-
     keyword: list[Hit] = []
     if request.mode is Mode.HYBRID:
         embedding = asyncio.create_task(text_vector(services, text))
@@ -167,8 +155,9 @@ async def _compute(
     else:
         vector = await text_vector(services, text)
     if not keyword and request.sort is Sort.RELEVANCE and request.min_score is None:
-        # Nothing to fuse (most long queries match no listing word for word): the page comes
-        # straight from the index, as in semantic mode. Same query, same choice on every page.
+        # Nothing to fuse or re-sort (semantic mode, or a hybrid query that matches no listing
+        # word for word, as most long ones): this very page comes straight from the index.
+        # Same query, same choice on every page.
         async with services.pool.acquire() as connection:
             hits = await queries.nearest(
                 connection, vector, limit=request.limit, offset=request.offset, filters=filters
