@@ -26,7 +26,7 @@ from webapp.runtime import open_services
 from webapp.search.repo import VectorQueries
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.storage import ImageNotFound, LocalStorage
-from webapp.suggest.repo import QueryLog
+from webapp.suggest.repo import QueryLog, Suggester
 from webapp.suggest.routes import blueprint as suggest_blueprint
 from webapp.telemetry import REQUEST_LATENCY, init_sentry
 from webapp.tracing import TracingMiddleware, name_request_span
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
             services.query_log = QueryLog(services.pool)
+            services.suggester = Suggester(services.pool)
             query_log = asyncio.create_task(services.query_log.run(stop))
             # The model loads in the background so /healthz answers at once; /readyz waits.
             warmup = asyncio.create_task(_warm_up(services, clip, stop, recorder))

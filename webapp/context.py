@@ -12,7 +12,7 @@ from webapp.config import Settings
 from webapp.embedder import Embedder
 from webapp.search.repo import VectorQueries
 from webapp.storage import Storage
-from webapp.suggest.repo import QueryLog
+from webapp.suggest.repo import QueryLog, Suggester
 
 
 @dataclass
@@ -27,6 +27,7 @@ class Services:
     queries: VectorQueries | None = None
     # Searches shoppers ran, for suggestions; set while serving.
     query_log: QueryLog | None = None
+    suggester: Suggester | None = None
 
 
 def services() -> Services:

@@ -16,7 +16,7 @@ from quart import Websocket
 from webapp.context import Services
 from webapp.schemas import Printable
 from webapp.search.service import normalise_query
-from webapp.suggest.repo import MAX_QUERY_CHARS, completions
+from webapp.suggest.repo import MAX_QUERY_CHARS
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +46,6 @@ class TokenBucket:
 
 
 class SuggestSession:
-    PREVIEW_ITEMS = 4
-
     def __init__(
         self, services: Services, websocket: Websocket, *, rate: float = 15.0, burst: float = 30.0
     ) -> None:
@@ -102,21 +100,19 @@ class SuggestSession:
         prefix = normalise_query(frame.q)
         suggestions: list[str] = []
         items: list[dict[str, Any]] = []
-        queries = self.services.queries
-        if prefix:
-            async with self.services.pool.acquire() as connection:
-                suggestions = await completions(connection, prefix)
-                if queries is not None:
-                    hits = await queries.keyword(connection, prefix, limit=self.PREVIEW_ITEMS, prefix=True)
-                    items = [
-                        {
-                            "id": h.id,
-                            "title": h.title,
-                            "size": h.size,
-                            "price": str(h.price),
-                            "currency": h.currency.strip(),
-                            "image_url": await self.services.storage.url(h.image_key),
-                        }
-                        for h in hits
-                    ]
+        suggester = self.services.suggester
+        if prefix and suggester is not None:
+            answer = await suggester.suggest(prefix, self.services.queries)
+            suggestions = answer.completions
+            items = [
+                {
+                    "id": h.id,
+                    "title": h.title,
+                    "size": h.size,
+                    "price": str(h.price),
+                    "currency": h.currency.strip(),
+                    "image_url": await self.services.storage.url(h.image_key),
+                }
+                for h in answer.items
+            ]
         await self._send({"seq": frame.seq, "suggestions": suggestions, "items": items})
