@@ -21,7 +21,7 @@ from webapp.db import ensure_vector_index
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
 from webapp.items.routes import blueprint as items_blueprint
-from webapp.metrics_store import MetricsRecorder, MetricsSettings, MetricsWriter
+from webapp.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.runtime import open_services
 from webapp.search.repo import VectorQueries
 from webapp.search.routes import blueprint as search_blueprint
@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     init_sentry(settings)
     configure_tracing(settings.telemetry)
     app.asgi_app = TracingMiddleware(app.asgi_app)  # type: ignore[method-assign,assignment]
-    metrics_settings = MetricsSettings()
+    metrics_settings = settings.metrics
     recorder = MetricsRecorder() if metrics_settings.enabled else None
     QuartSchema(
         app,

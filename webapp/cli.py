@@ -174,7 +174,7 @@ async def _demo_if_empty(settings: Settings, count: int) -> int:
 def worker() -> None:
     """Run the embedding worker until SIGTERM (production runs it as its own service)."""
     from webapp.db import ensure_vector_index
-    from webapp.metrics_store import MetricsRecorder, MetricsSettings, MetricsWriter
+    from webapp.metrics_store import MetricsRecorder, MetricsWriter
     from webapp.runtime import embedded_defaults, open_services
     from webapp.tracing import configure as configure_tracing
     from webapp.worker import EmbeddingWorker
@@ -184,7 +184,7 @@ def worker() -> None:
 
         async def work(stop: asyncio.Event) -> None:
             configure_tracing(settings.telemetry)
-            metrics = MetricsSettings()
+            metrics = settings.metrics
             recorder = MetricsRecorder() if metrics.enabled else None
             async with open_services(settings) as services:
                 services.embedder.attach(clip)

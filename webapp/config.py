@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 from pathlib import Path
 from typing import Any, Self
 
@@ -119,6 +120,18 @@ class TelemetrySettings(BaseSettings):
     resource_attributes: str | None = Field(default=None, validation_alias="OTEL_RESOURCE_ATTRIBUTES")
 
 
+class MetricsSettings(BaseSettings):
+    """How this process writes to the metrics store (``PRETHRIFT_METRICS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_METRICS_", extra="ignore", env_ignore_empty=True)
+
+    enabled: bool = True
+    flush_interval_s: float = Field(default=10.0, gt=0)
+    retention_days: int = Field(default=14, ge=1)
+    # Names this process in the rows it writes; replicas never overwrite each other's counts.
+    replica: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRETHRIFT_", extra="ignore", populate_by_name=True, env_ignore_empty=True
@@ -142,6 +155,7 @@ class Settings(BaseSettings):
     clip: ClipSettings = Field(default_factory=ClipSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("admin_token")
     @classmethod
@@ -206,8 +220,9 @@ def _env_names(model: type[BaseSettings]) -> set[str]:
 
 def known_env_vars() -> set[str]:
     """Every environment variable the programs read (compose and ECS are checked against it)."""
-    # boto reads the standard credential variables itself.
-    return _env_names(Settings) | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    # boto reads the credential variables itself; OpenTelemetry's sampler argument is read by
+    # webapp/tracing.py as the OpenTelemetry specification names it.
+    return _env_names(Settings) | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "OTEL_TRACES_SAMPLER_ARG"}
 
 
 def load_settings(**overrides: Any) -> Settings:

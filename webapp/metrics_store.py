@@ -14,8 +14,6 @@ import asyncio
 import bisect
 import contextlib
 import math
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +24,8 @@ from typing import Self
 import asyncpg
 import structlog
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from webapp.config import MetricsSettings
 
 log = structlog.get_logger(__name__)
 
@@ -40,18 +38,6 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
     8000, 10000, 15000, 20000, 30000, 60000,
 )  # fmt: skip
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1
-
-
-class MetricsSettings(BaseSettings):
-    """How this process writes to the metrics store (``PRETHRIFT_METRICS_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_METRICS_", extra="ignore", env_ignore_empty=True)
-
-    enabled: bool = True
-    flush_interval_s: float = Field(default=10.0, gt=0)
-    retention_days: int = Field(default=14, ge=1)
-    # Names this process in the rows it writes; replicas never overwrite each other's counts.
-    replica: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
 def bucket_of(ms: float) -> int:

@@ -17,12 +17,12 @@ from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import Attributes
 
 from webapp.config import TelemetrySettings
@@ -171,21 +171,49 @@ def tracer(name: str) -> trace.Tracer:
 
 
 class TracingMiddleware:
-    """ASGI middleware that traces requests while tracing is on and steps aside otherwise."""
+    """ASGI middleware: one server span per request while tracing is on; steps aside otherwise.
 
-    def __init__(self, app: ASGIApp, excluded_urls: str = "/healthz,/readyz,/metrics") -> None:
-        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    Leaner than opentelemetry-instrumentation-asgi, which cost ~0.45 ms a request here (header
+    and URL attribute extraction, per-message spans, its own duration metrics): on a cache hit
+    that is a third of the request. This keeps what traces need: the caller's context from
+    ``traceparent``, a SERVER span named by route (see :func:`name_request_span`), the status.
+    """
 
+    def __init__(
+        self, app: ASGIApp, excluded_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
+    ) -> None:
         self.app = app
-        self.traced = OpenTelemetryMiddleware(
-            app, excluded_urls=excluded_urls, exclude_spans=["receive", "send"]
-        )
+        self.excluded_paths = excluded_paths
+        self._tracer = tracer(__name__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if _switch.on and scope["type"] in ("http", "websocket"):
-            await self.traced(scope, receive, send)
-        else:
+        kind = scope["type"]
+        if not _switch.on or kind not in ("http", "websocket") or scope["path"] in self.excluded_paths:
             await self.app(scope, receive, send)
+            return
+        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", ())}
+        method = scope.get("method", "WEBSOCKET")
+        attributes = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", ""),
+        }
+        with self._tracer.start_as_current_span(
+            f"{method} {scope['path']}",
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        ) as span:
+
+            async def traced_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(StatusCode.ERROR)
+                await send(message)
+
+            await self.app(scope, receive, traced_send)
 
 
 def name_request_span(method: str, route: str) -> None:
