@@ -167,7 +167,7 @@ def record_in_process(
                     "authorizationToken": "bW9jaw==",
                     "proxyEndpoint": "https://ecr",
                 }, []
-            raise NotImplementedError(f"infra/mocks.py has no answer for invoke {token}")
+            raise LookupError(f"infra/mocks.py has no answer for invoke {token}; add one")
 
     class Monitor(pulumi_mocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)

@@ -218,9 +218,7 @@ def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
             note = f"{usage.ecr_storage_gb:g} GB stored"
         elif typ == "aws:ecs/cluster:Cluster":
             note = "Container Insights is usage-priced; not modelled"
-        elif typ in pricing.FREE_TYPES:
-            pass
-        elif typ != "aws:autoscaling/group:Group":
+        elif typ not in pricing.FREE_TYPES and typ != "aws:autoscaling/group:Group":
             note = "no price rule; add one to infra/plan.py"
         rows.append(PlanRow(typ, r["name"], service_of(typ), _settings(r), round(cost, 2), note))
 

@@ -31,7 +31,7 @@ R = TypeVar("R")
 
 
 class ModelLoadError(RuntimeError):
-    pass
+    """The configured weights could not be loaded; the message says how to proceed."""
 
 
 def _register_bundled_configs() -> None:

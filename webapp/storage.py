@@ -26,7 +26,7 @@ class Storage(Protocol):
 
 
 class ImageNotFound(Exception):
-    pass
+    """No stored image under this key."""
 
 
 class LocalStorage:
