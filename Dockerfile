@@ -19,10 +19,9 @@ RUN python -m venv /opt/venv \
     && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
         "torch>=2.4,<2.15" "torchvision<0.30"
 COPY . .
-# The deploy tooling (Pulumi SDKs) ships in the same distribution but never runs in a task.
-RUN pip install --no-cache-dir . \
-    && pip uninstall --yes pulumi pulumi-aws pulumi-awsx pulumi-policy pulumi-docker \
-        pulumi-docker-build pulumi-random
+# The Pulumi SDKs stay: the ops console's Cost page runs the program under mocks (no CLI,
+# no cloud calls) to project each stack's cost from the stack files copied below.
+RUN pip install --no-cache-dir .
 # Weights baked into the image: tasks start warm and never reach the model hub.
 RUN python -c "import open_clip; open_clip.create_model_and_transforms('${CLIP_MODEL}', pretrained='${CLIP_PRETRAINED}')" \
     && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
@@ -41,6 +40,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HOME=/opt/hf \
     HF_HUB_OFFLINE=1 \
+    PYTHONPATH=/app \
     TMPDIR=/tmp \
     MPLCONFIGDIR=/tmp \
     PRETHRIFT_HOST=0.0.0.0 \
@@ -48,6 +48,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PRETHRIFT_CLIP_MODEL=${CLIP_MODEL} \
     PRETHRIFT_CLIP_PRETRAINED=${CLIP_PRETRAINED}
 WORKDIR /app
+# infra/ and the stack files side by side, as in the repository, for the console's cost plan.
+COPY --chown=root:root infra/ /app/infra/
+COPY --chown=root:root Pulumi.yaml Pulumi.dev.yaml Pulumi.prod.yaml /app/
 USER 10001:10001
 EXPOSE 8000 8050
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
