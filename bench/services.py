@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,13 +85,11 @@ class ServerProcess:
                     raise RuntimeError(
                         f"server {self.name} exited with code {self.process.returncode}; see {self.log_path}"
                     )
-                try:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(self.base_url + "/readyz") as response:
                         if response.status == 200:
                             body: dict[str, object] = await response.json()
                             return body
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
                 await asyncio.sleep(0.5)
         self.stop()
         raise RuntimeError(f"server {self.name} was not ready within {timeout_s:.0f} s; see {self.log_path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,11 +36,9 @@ def _server(settings: Settings, tmp_path: Path) -> Iterator[str]:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()[-3000:]
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             time.sleep(0.2)
         else:
             raise AssertionError("server did not become ready in 90 s")

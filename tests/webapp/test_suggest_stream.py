@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,12 +46,12 @@ async def _live(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[tuple
     base = f"127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=f"http://{base}") as http:
         for _ in range(300):
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if (await http.get("/readyz")).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the live server did not become ready")
     yield app, base
     stop.set()
     await server
