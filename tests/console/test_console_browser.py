@@ -14,13 +14,12 @@ import pytest
 from pydantic import SecretStr
 from quart.testing import QuartClient
 
-from tests.webapp.conftest import photo, services_of, upload, wait_ready
+from tests.webapp.conftest import photo, run_worker_until_idle, services_of, upload, wait_ready
 from webapp.app import create_app
 from webapp.cache import free_port
 from webapp.config import Settings
 from webapp.embedder import ClipModel
 from webapp.metrics_store import MetricsWriter
-from webapp.worker import EmbeddingWorker
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -53,16 +52,7 @@ async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str]
     s3 = boto3.client("s3", endpoint_url=settings.storage.endpoint_url, region_name="us-east-1")
     s3.delete_object(Bucket=settings.storage.bucket, Key=lost["image_key"])
     writer: MetricsWriter = app.extensions["metrics_writer"]  # type: ignore[attr-defined]
-    worker = EmbeddingWorker(s.pool, s.embedder, s.storage, settings.worker, writer.recorder)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    for _ in range(400):
-        async with s.pool.acquire() as connection:
-            if not await connection.fetchval("SELECT count(*) FROM items WHERE status = 'pending'"):
-                break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await running
+    await run_worker_until_idle(app, writer.recorder)
     for q in ("denim jacket", "red dress", "denim jacket", "wool coat", "red dress", "linen shirt"):
         assert (await client.get("/api/search", query_string={"q": q})).status_code == 200
     assert (await client.get("/api/items/1/similar")).status_code == 200

@@ -18,6 +18,7 @@ from webapp.config import Settings
 from webapp.context import Services
 from webapp.demo import COLOURS, KINDS, PATTERNS, draw_garment
 from webapp.embedder import ClipModel
+from webapp.metrics_store import MetricsRecorder
 from webapp.worker import EmbeddingWorker
 
 
@@ -83,6 +84,21 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+async def run_worker_until_idle(app: Quart, recorder: MetricsRecorder | None, polls: int = 400) -> None:
+    """Run the real worker loop (which records its metrics) until nothing is pending."""
+    s = services_of(app)
+    worker = EmbeddingWorker(s.pool, s.embedder, s.storage, s.settings.worker, recorder)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(polls):
+        async with s.pool.acquire() as connection:
+            if not await connection.fetchval("SELECT count(*) FROM items WHERE status = 'pending'"):
+                break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
 
 
 def services_of(app: Quart) -> Services:

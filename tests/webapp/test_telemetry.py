@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -18,12 +17,11 @@ from opentelemetry.trace import SpanKind
 from quart import Quart
 from quart.testing import QuartClient
 
-from tests.webapp.conftest import photo, services_of, upload
+from tests.webapp.conftest import photo, run_worker_until_idle, upload
 from webapp import tracing
 from webapp.config import TelemetrySettings
 from webapp.metrics_store import MetricsBatch, MetricsRecorder, MetricsWriter, prune, write_batch
 from webapp.telemetry import configure_logging
-from webapp.worker import EmbeddingWorker
 
 
 @pytest.fixture(name="spans")
@@ -110,17 +108,7 @@ async def test_metrics_store_counts_real_traffic(
     recorder = writer.recorder
     for seed in range(3):
         assert (await upload(client, photo(seed), auth, title=f"Item {seed}")).status_code == 202
-    s = services_of(app)
-    worker = EmbeddingWorker(s.pool, s.embedder, s.storage, s.settings.worker, recorder)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    for _ in range(200):
-        async with s.pool.acquire() as connection:
-            if not await connection.fetchval("SELECT count(*) FROM items WHERE status = 'pending'"):
-                break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await running
+    await run_worker_until_idle(app, recorder)
     for q in ("red dress", "red dress", "blue coat"):
         assert (await client.get("/api/search", query_string={"q": q})).status_code == 200
     assert (await client.get("/api/search", query_string={"q": "x", "limit": 0})).status_code == 422
