@@ -1,0 +1,192 @@
+"""Container definitions for the ECS tasks: the app container, its environment and secrets,
+and the OpenTelemetry collector sidecar. Pure functions of their inputs, used by service.py."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+
+if TYPE_CHECKING:
+    from infra.service import ServicesArgs
+
+COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
+OTLP_HTTP = "http://127.0.0.1:4318"
+
+# Which secrets each program needs: a program gets no secret it does not use.
+SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
+    "api": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
+    "worker": ("DATABASE_URL", "REDIS_URL", "SENTRY_DSN"),
+    "console": (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+        "PRETHRIFT_CONSOLE_PASSWORD",
+        "SENTRY_DSN",
+    ),
+}
+SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
+SERVICE_SECRETS["migrate"] = ("DATABASE_URL", "SENTRY_DSN")
+
+
+def collector_config(metrics_log_group: str) -> str:
+    """The ADOT collector's config: OTLP in on loopback, X-Ray and CloudWatch EMF out."""
+    return json.dumps(
+        {
+            "extensions": {"health_check": {}},
+            "receivers": {
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": "127.0.0.1:4317"},
+                        "http": {"endpoint": "127.0.0.1:4318"},
+                    }
+                }
+            },
+            "processors": {
+                "batch/traces": {"timeout": "1s", "send_batch_size": 50},
+                "batch/metrics": {"timeout": "60s"},
+            },
+            "exporters": {
+                "awsxray": {},
+                "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
+            },
+            "service": {
+                "extensions": ["health_check"],
+                "pipelines": {
+                    "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
+                    "metrics": {
+                        "receivers": ["otlp"],
+                        "processors": ["batch/metrics"],
+                        "exporters": ["awsemf"],
+                    },
+                },
+            },
+        }
+    )
+
+
+def app_environment(
+    args: ServicesArgs, program: str, port: int | None, device: str = "cpu"
+) -> dict[str, pulumi.Input[str]]:
+    """Plain (non-secret) environment of an app container, by the names the app reads."""
+    env: dict[str, pulumi.Input[str]] = {
+        "ENVIRONMENT": args.app.environment,
+        "AWS_REGION": args.region,
+        "IMAGES_BUCKET": args.images_bucket_name,
+        "LOG_LEVEL": args.app.log_level,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP_HTTP,
+        "OTEL_SERVICE_NAME": f"prethrift-{program}",
+        "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment={args.stack},service.namespace=prethrift",
+        "PRETHRIFT_CLIP_MODEL": args.app.clip_model,
+        "PRETHRIFT_CLIP_PRETRAINED": args.app.clip_pretrained,
+        "PRETHRIFT_CLIP_DEVICE": device,
+        # The worker is its own service here; the API must not embed inline as well.
+        "PRETHRIFT_WORKER_INLINE": "false",
+    }
+    if program == "api":
+        env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
+    if program == "console":
+        env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
+    return env | args.extra_env
+
+
+def container_definitions(
+    args: ServicesArgs,
+    program: str,
+    command: list[str],
+    image: pulumi.Input[str],
+    port: int | None,
+    device: str = "cpu",
+    gpus: int = 0,
+) -> pulumi.Output[str]:
+    """The task's containers: the app (read-only root, secrets from SSM) and the collector."""
+    log_group = args.log_groups[program]
+
+    def logging(stream_prefix: str, group: pulumi.Input[str]) -> dict[str, Any]:
+        return {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": group,
+                "awslogs-region": args.region,
+                "awslogs-stream-prefix": stream_prefix,
+            },
+        }
+
+    app: dict[str, Any] = {
+        "name": program,
+        "image": image,
+        "essential": True,
+        "command": command,
+        "readonlyRootFilesystem": True,
+        "environment": [
+            {"name": k, "value": v} for k, v in sorted(app_environment(args, program, port, device).items())
+        ],
+        "secrets": [
+            {"name": name, "valueFrom": args.secret_arns[name]}
+            for name in SERVICE_SECRETS[program]
+            if name in args.secret_arns
+        ],
+        "mountPoints": [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}],
+        "linuxParameters": {"initProcessEnabled": True},
+        "stopTimeout": 30,
+        "logConfiguration": logging(program, log_group),
+        "dependsOn": [{"containerName": "otel-collector", "condition": "START"}],
+    }
+    if port is not None:
+        app["portMappings"] = [{"containerPort": port, "protocol": "tcp"}]
+    if program == "api":
+        app["healthCheck"] = {
+            "command": [
+                "CMD",
+                "python",
+                "-c",
+                "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)",
+            ],
+            "interval": 15,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 120,
+        }
+    if gpus:
+        app["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
+
+    containers = [app]
+    if program == "api":
+        # `prethrift migrate` runs to completion before the API starts in every new task,
+        # so a deployment never serves code ahead of its schema.
+        containers.append(
+            {
+                "name": "migrate",
+                "image": image,
+                "essential": False,
+                "command": ["migrate"],
+                "readonlyRootFilesystem": True,
+                "environment": app["environment"],
+                "secrets": [
+                    {"name": name, "valueFrom": args.secret_arns[name]}
+                    for name in SERVICE_SECRETS["migrate"]
+                    if name in args.secret_arns
+                ],
+                "mountPoints": app["mountPoints"],
+                "logConfiguration": logging("migrate", log_group),
+            }
+        )
+        app["dependsOn"].append({"containerName": "migrate", "condition": "SUCCESS"})
+
+    collector: dict[str, Any] = {
+        "name": "otel-collector",
+        "image": COLLECTOR_IMAGE,
+        "essential": True,
+        "readonlyRootFilesystem": True,
+        "memoryReservation": 128,
+        "environment": [
+            {
+                "name": "AOT_CONFIG_CONTENT",
+                "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(collector_config),
+            }
+        ],
+        "healthCheck": {"command": ["/healthcheck"], "interval": 15, "timeout": 5, "retries": 3},
+        "logConfiguration": logging(program, args.log_groups["otel"]),
+    }
+    return pulumi.Output.json_dumps([*containers, collector])
