@@ -33,6 +33,7 @@ from bench.load import (
     search_params,
     websocket_typing,
 )
+from bench.report import figures, print_table
 from bench.services import DATA, REPO, CpuMeter, ServerProcess, load_average, postmaster_pid, server_rss_mb
 from webapp.cache import LocalRedisServer, find_redis_server
 from webapp.config import ClipSettings
@@ -41,15 +42,6 @@ from webapp.db import EmbeddedPostgres
 RESULTS = REPO / "bench" / "results"
 MODEL = "ViT-B-32"
 DIM = 512
-
-# The issue's targets on the 2-core machine.
-TARGET_SPEEDUP = 8.0
-TARGET_P99_AT_80PCT_MS = 150.0
-TARGET_RECALL = 0.95
-TARGET_INDEX_P50_MS = 5.0
-TARGET_FILTERED_RECALL = 0.9
-TARGET_CACHED_P99_MS = 5.0
-TARGET_SUGGEST_P99_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -265,129 +257,6 @@ async def run_path(
     finally:
         server.stop()
     return out
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "MISS")
-
-
-def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(figure, measured, target, verdict) rows for the table."""
-    rows: list[tuple[str, str, str, str]] = []
-    stock, opt = report["stock"], report["optimised"]
-    stock_by_level = {r["concurrency"]: r for r in stock["closed_loop"]}
-    for o in opt["closed_loop"]:
-        s = stock_by_level.get(o["concurrency"])
-        if s is None:
-            rows.append(
-                (f"uncached q/s, concurrency {o['concurrency']} (optimised only)", f"{o['qps']:.1f}", "", "")
-            )
-            rows.append(("  p50 / p95 / p99 ms", f"{o['p50_ms']} / {o['p95_ms']} / {o['p99_ms']}", "", ""))
-            continue
-        ratio = o["qps"] / s["qps"] if s["qps"] else None
-        rows.append(
-            (
-                f"uncached q/s, concurrency {s['concurrency']} (stock | optimised)",
-                f"{s['qps']:.1f} | {o['qps']:.1f}  (x{ratio:.1f})" if ratio else f"{s['qps']} | {o['qps']}",
-                "",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "  p50 / p95 / p99 ms (stock | optimised)",
-                f"{s['p50_ms']} / {s['p95_ms']} / {s['p99_ms']} | "
-                f"{o['p50_ms']} / {o['p95_ms']} / {o['p99_ms']}",
-                "",
-                "",
-            )
-        )
-    speedup = report["ratios"]["max_qps_optimised_over_stock"]
-    rows.append(
-        (
-            "max uncached q/s: optimised / stock",
-            f"{opt['max_qps']:.1f} / {stock['max_qps']:.1f} = x{speedup:.2f}" if speedup else "n/a",
-            f">= x{TARGET_SPEEDUP:g}",
-            verdict(speedup >= TARGET_SPEEDUP if speedup else None),
-        )
-    )
-    ol = opt.get("open_loop_80pct", {})
-    p99 = ol.get("p99_ms")
-    rows.append(
-        (
-            f"p99 at 80% of optimised max (open loop, {ol.get('offered_rate')} q/s offered)",
-            f"{p99} ms (achieved {ol.get('qps')} q/s, {ol.get('errors')} errors)",
-            f"<= {TARGET_P99_AT_80PCT_MS:g} ms",
-            verdict(p99 is not None and p99 <= TARGET_P99_AT_80PCT_MS and not ol.get("errors")),
-        )
-    )
-    rec = report["recall"]
-    un = rec["unfiltered"]
-    rows.append(
-        (
-            f"recall@10, unfiltered (ef_search {rec['hnsw.ef_search']})",
-            f"{un['recall_at_10']:.3f}",
-            f">= {TARGET_RECALL}",
-            verdict(un["recall_at_10"] >= TARGET_RECALL),
-        )
-    )
-    rows.append(
-        (
-            "index query time p50 (p99), unfiltered",
-            f"{un['p50_ms']} ms ({un['p99_ms']} ms)",
-            f"<= {TARGET_INDEX_P50_MS:g} ms",
-            verdict(un["p50_ms"] <= TARGET_INDEX_P50_MS),
-        )
-    )
-    if "filtered_10pct" in rec:
-        for label, target in (("filtered_10pct", TARGET_FILTERED_RECALL), ("filtered_1pct", None)):
-            f = rec[label]
-            rows.append(
-                (
-                    f"recall@10, {f['filter']} ({f['selectivity']:.1%} of items)",
-                    f"{f['recall_at_10']:.3f}, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
-                    f"{f['short_pages']} short pages",
-                    f">= {target}" if target else "(no target)",
-                    verdict(f["recall_at_10"] >= target) if target else "",
-                )
-            )
-    else:
-        rows.append(("recall@10, filtered 10%", str(rec["filtered"]), f">= {TARGET_FILTERED_RECALL}", "n/a"))
-    c = opt.get("cached", {})
-    rows.append(
-        (
-            f"cached query latency p50 (p99), {c.get('ok')} repeats",
-            f"{c.get('p50_ms')} ms ({c.get('p99_ms')} ms)",
-            f"p99 <= {TARGET_CACHED_P99_MS:g} ms",
-            verdict(c.get("p99_ms") <= TARGET_CACHED_P99_MS if c.get("p99_ms") is not None else None),
-        )
-    )
-    s = opt.get("suggest", {})
-    if s.get("available"):
-        rows.append(
-            (
-                f"suggestion round trip p50 (p99), {s['sockets_opened']} sockets",
-                f"{s['p50_ms']} ms ({s['p99_ms']} ms); {s['frames_answered']}/{s['frames_sent']} answered, "
-                f"{s['error_frames']} error frames",
-                f"p99 <= {TARGET_SUGGEST_P99_MS:g} ms",
-                verdict(
-                    s["p99_ms"] is not None
-                    and s["p99_ms"] <= TARGET_SUGGEST_P99_MS
-                    and s["sockets_opened"] == report["plan"]["sockets"]
-                ),
-            )
-        )
-    else:
-        rows.append(("suggestion round trip p99", f"not available: {s.get('reason')}", "<= 50 ms", "n/a"))
-    return rows
-
-
-def print_table(rows: list[tuple[str, str, str, str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    print()
-    for figure, measured, target, mark in rows:
-        print(f"{figure:<{widths[0]}}  {measured:<{widths[1]}}  {target:<{widths[2]}}  {mark}")
-    print()
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
