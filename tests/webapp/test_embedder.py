@@ -15,8 +15,9 @@ from quart import Quart
 
 from tests.webapp.conftest import image_file, photo, services_of, upload, wait_ready
 from webapp.app import create_app
+from webapp.batcher import MicroBatcher, Overloaded
 from webapp.config import ClipSettings, Settings
-from webapp.embedder import ClipModel, MicroBatcher, ModelLoadError, Overloaded, load_clip
+from webapp.embedder import ClipModel, ModelLoadError, load_clip
 from webapp.images import decode_rgb
 from webapp.worker import EmbeddingWorker
 
