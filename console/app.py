@@ -45,6 +45,12 @@ def create_console(config: ConsoleConfig, database: MetricsDatabase | None = Non
     return app
 
 
+def close_console(app: Dash) -> None:
+    """Release what create_console opened (its database pool); call after serving stops."""
+    state: ConsoleState = app.server.extensions[EXTENSION]
+    state.database.close()
+
+
 def _require_password(server: flask.Flask, password: str) -> None:
     expected = password.encode()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.mocks import REPO_ROOT
+from infra.stacks import REPO_ROOT
 from webapp.config import Settings
 
 

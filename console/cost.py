@@ -12,8 +12,8 @@ from typing import Any
 import structlog
 from cachetools import TTLCache
 
-from infra.mocks import REPO_ROOT, list_stacks
 from infra.plan import StackPlan, plan_stack
+from infra.stacks import REPO_ROOT, list_stacks
 
 log = structlog.get_logger(__name__)
 

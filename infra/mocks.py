@@ -19,27 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from infra.stacks import REPO_ROOT, list_stacks, read_stack_file
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["REPO_ROOT", "list_stacks", "read_stack_file", "record", "record_in_process"]
+
 ACCOUNT_ID = "123456789012"
 SECRET_MARK = "[secret]"
-
-
-def read_stack_file(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
-    """The `config:` map of `Pulumi.<stack>.yaml` (mocks do not read stack files)."""
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; stacks are {list_stacks(root)}")
-    data = yaml.safe_load(path.read_text()) or {}
-    config = data.get("config") or {}
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: `config:` must be a mapping")
-    return config
-
-
-def list_stacks(root: Path = REPO_ROOT) -> list[str]:
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
 def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:

@@ -17,21 +17,17 @@ from quart_schema import Info, QuartSchema, hide
 
 from webapp.config import Settings
 from webapp.context import Services
-from webapp.db import ensure_vector_index
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
-from webapp.runtime import open_services
-from webapp.search.repo import VectorQueries
+from webapp.runtime import open_services, prepare_model, run_worker
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.storage import ImageNotFound, LocalStorage
-from webapp.suggest.repo import QueryLog, Suggester
 from webapp.suggest.routes import blueprint as suggest_blueprint
 from webapp.telemetry import REQUEST_LATENCY, init_sentry
 from webapp.tracing import TracingMiddleware, name_request_span
 from webapp.tracing import configure as configure_tracing
-from webapp.worker import EmbeddingWorker
 
 log = structlog.get_logger(__name__)
 
@@ -63,27 +59,23 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
 
     @app.while_serving  # type: ignore[type-var]
     async def lifespan() -> AsyncIterator[None]:
-        async with open_services(settings) as services:
-            if clip is not None:
-                services.model_key = clip.model_key
+        async with open_services(settings, clip) as services:
             app.extensions["prethrift"] = services
             services.cache.recorder = recorder
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
-            services.query_log = QueryLog(services.pool)
-            services.suggester = Suggester(services.pool)
             query_log = asyncio.create_task(services.query_log.run(stop))
             # The model loads in the background so /healthz answers at once; /readyz waits.
-            warmup = asyncio.create_task(_warm_up(services, clip, stop, recorder))
+            background = asyncio.create_task(_after_start(services, stop, recorder))
             async with writer or contextlib.nullcontext():
                 try:
                     yield
                 finally:
                     stop.set()
-                    warmup.cancel()
+                    background.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await warmup
+                        await background
                     await query_log
 
     @app.before_request
@@ -126,8 +118,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def readyz() -> Response:
         services: Services | None = app.extensions.get("prethrift")
         problems = []
-        if services is None or services.queries is None:
-            problems.append("model loading")
+        if services is None or not services.readiness.model_ready:
+            failed = services is not None and services.readiness.model_failed
+            problems.append("model failed to load" if failed else "model loading")
         if services is not None:
             try:
                 async with asyncio.timeout(2):
@@ -164,27 +157,13 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     return app
 
 
-async def _warm_up(
-    services: Services, clip: ClipModel | None, stop: asyncio.Event, recorder: MetricsRecorder | None = None
-) -> None:
-    embedder = services.embedder
+async def _after_start(services: Services, stop: asyncio.Event, recorder: MetricsRecorder | None) -> None:
+    """Load the model (search answers 503 until then), then run the inline worker if configured."""
     try:
-        if clip is None:
-            clip = await embedder.load()
-        else:
-            embedder.attach(clip)
+        await prepare_model(services)
     except Exception:
+        services.readiness.model_failed = True
         log.exception("model failed to load; the service stays not-ready")
         return
-    async with services.pool.acquire() as connection:
-        await ensure_vector_index(connection, clip.model_key, clip.dim)
-    services.queries = VectorQueries(
-        clip.model_key,
-        clip.dim,
-        exact_scan_max_rows=services.settings.database.exact_scan_max_rows,
-        filtered_ef_search=services.settings.database.filtered_ef_search,
-    )
-    log.info("ready", model_key=clip.model_key)
     if services.settings.worker.inline:
-        worker = EmbeddingWorker(services.pool, embedder, services.storage, services.settings.worker, recorder)
-        await worker.run(stop)
+        await run_worker(services, stop, recorder)

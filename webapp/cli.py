@@ -1,38 +1,53 @@
-"""The ``prethrift`` command line: serve, worker, migrate, ingest, demo, run, plan."""
+"""The ``prethrift`` command line: serve, worker, migrate, console, ingest, demo, run, plan.
+
+One function per command, and each imports what it uses inside it: ``migrate``, ``console``
+and ``plan`` start without the model code (torch), and webapp never imports console at load.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
-from pydantic import ValidationError
 
-from webapp.config import Settings, load_settings
-from webapp.embedder import ClipModel, ModelLoadError, load_clip
-from webapp.telemetry import configure_logging
+from webapp.config import Program, Settings
+
+if TYPE_CHECKING:
+    from webapp.embedder import ClipModel
 
 log = structlog.get_logger("prethrift")
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(program: Program, **overrides: Any) -> Settings:
+    """Settings for ``program``, or a message naming what is wrong (never a secret's value)."""
+    from pydantic import ValidationError
+
+    from webapp.config import SettingsError, check_program_settings, describe_settings_error, load_settings
+    from webapp.telemetry import configure_logging
+
     try:
         settings = load_settings(**overrides)
     except ValidationError as error:
-        raise click.ClickException(f"invalid configuration:\n{error}") from None
+        raise click.ClickException(describe_settings_error(error)) from None
+    try:
+        check_program_settings(settings, program)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from None
     configure_logging(settings.telemetry.log_level, json_logs=not sys.stderr.isatty())
     return settings
 
 
 def _load_model(settings: Settings) -> ClipModel:
+    from webapp.embedder import ModelLoadError, load_clip
+
     try:
         return load_clip(settings.clip)
     except ModelLoadError as error:
@@ -42,6 +57,8 @@ def _load_model(settings: Settings) -> ClipModel:
 def _load_model_for_development(settings: Settings) -> tuple[Settings, ClipModel]:
     """Like _load_model, but `make run` on an offline machine goes on with random weights
     (loudly), unless the user chose the weights explicitly."""
+    from webapp.embedder import ModelLoadError, load_clip
+
     try:
         return settings, load_clip(settings.clip)
     except ModelLoadError as error:
@@ -88,10 +105,9 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from console.app import create_console
+    from console.app import close_console, create_console
     from console.config import ConsoleConfig
-    from console.state import EXTENSION
-    from webapp.runtime import run_migrations
+    from webapp.db import run_migrations
 
     try:
         console_config = ConsoleConfig.from_settings(settings)
@@ -107,25 +123,27 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await serve(app.server, config, shutdown_trigger=stop.wait, mode="wsgi")
     finally:
-        await asyncio.to_thread(app.server.extensions[EXTENSION].database.close)
+        await asyncio.to_thread(close_console, app)
 
 
 @main.command()
 def console() -> None:
     """Serve the ops console (latency, caches, cost, ingest) on PRETHRIFT_HOST:PRETHRIFT_CONSOLE_PORT
     (127.0.0.1:8050); it asks for PRETHRIFT_CONSOLE_PASSWORD, which is required outside development."""
-    from webapp.runtime import embedded_defaults
+    from webapp.embedded import embedded_defaults
+    from webapp.telemetry import init_sentry
 
-    with embedded_defaults(_settings()) as settings:
+    with embedded_defaults(_settings(Program.CONSOLE), Program.CONSOLE) as settings:
+        init_sentry(settings)
         asyncio.run(_until_signalled(lambda stop: _serve_console(settings, stop)))
 
 
 @main.command()
 def serve() -> None:
     """Serve the API with Hypercorn (and the embedding worker, unless PRETHRIFT_WORKER_INLINE=false)."""
-    from webapp.runtime import embedded_defaults
+    from webapp.embedded import embedded_defaults
 
-    with embedded_defaults(_settings()) as settings:
+    with embedded_defaults(_settings(Program.API), Program.API) as settings:
         clip = _load_model(settings)
         asyncio.run(_until_signalled(lambda stop: _serve(settings, clip, stop)))
 
@@ -135,10 +153,10 @@ def serve() -> None:
 def run(demo_items: int) -> None:
     """Development: embedded services, migrations, a demo catalog if empty, then serve the API
     and the ops console."""
-    from webapp.runtime import embedded_defaults
+    from webapp.embedded import embedded_defaults
 
     started = time.perf_counter()
-    with embedded_defaults(_settings()) as configured:
+    with embedded_defaults(_settings(Program.API), Program.API) as configured:
         settings, clip = _load_model_for_development(configured)
 
         async def main(stop: asyncio.Event) -> None:
@@ -173,29 +191,25 @@ async def _demo_if_empty(settings: Settings, count: int) -> int:
 @main.command()
 def worker() -> None:
     """Run the embedding worker until SIGTERM (production runs it as its own service)."""
-    from webapp.db import ensure_vector_index
-    from webapp.metrics_store import MetricsRecorder, MetricsWriter
-    from webapp.runtime import embedded_defaults, open_services
-    from webapp.tracing import configure as configure_tracing
-    from webapp.worker import EmbeddingWorker
+    import contextlib
 
-    with embedded_defaults(_settings()) as settings:
+    from webapp.embedded import embedded_defaults
+    from webapp.metrics_store import MetricsRecorder, MetricsWriter
+    from webapp.runtime import open_services, run_worker
+    from webapp.telemetry import init_sentry
+    from webapp.tracing import configure as configure_tracing
+
+    with embedded_defaults(_settings(Program.WORKER), Program.WORKER) as settings:
         clip = _load_model(settings)
 
         async def work(stop: asyncio.Event) -> None:
+            init_sentry(settings)
             configure_tracing(settings.telemetry)
-            metrics = settings.metrics
-            recorder = MetricsRecorder() if metrics.enabled else None
-            async with open_services(settings) as services:
-                services.embedder.attach(clip)
-                async with services.pool.acquire() as connection:
-                    await ensure_vector_index(connection, clip.model_key, clip.dim)
-                worker = EmbeddingWorker(
-                    services.pool, services.embedder, services.storage, settings.worker, recorder
-                )
-                writer = MetricsWriter(services.pool, recorder, metrics) if recorder else None
+            recorder = MetricsRecorder() if settings.metrics.enabled else None
+            async with open_services(settings, clip) as services:
+                writer = MetricsWriter(services.pool, recorder, settings.metrics) if recorder else None
                 async with writer or contextlib.nullcontext():
-                    await worker.run(stop)
+                    await run_worker(services, stop, recorder)
 
         asyncio.run(_until_signalled(work))
 
@@ -203,9 +217,10 @@ def worker() -> None:
 @main.command()
 def migrate() -> None:
     """Apply database migrations."""
-    from webapp.runtime import embedded_defaults, run_migrations
+    from webapp.db import run_migrations
+    from webapp.embedded import embedded_defaults
 
-    with embedded_defaults(_settings()) as settings:
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         assert settings.database.url is not None
         applied = asyncio.run(run_migrations(settings.database.url.get_secret_value()))
         click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
@@ -232,15 +247,15 @@ def _load_with(settings: Settings, loader: Callable[[Any], Awaitable[Any]]) -> A
 def ingest(catalog: Path, images: Path) -> None:
     """Bulk-load CATALOG.csv (columns: title, price, image, and optionally description, brand,
     category, size, colour, condition, currency). Items are embedded by the worker."""
+    from webapp.embedded import embedded_defaults
     from webapp.ingest import load_rows as load
     from webapp.ingest import read_catalog
-    from webapp.runtime import embedded_defaults
 
     try:
         rows = list(read_catalog(catalog, images))
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    with embedded_defaults(_settings()) as settings:
+    with embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
         summary = _load_with(settings, lambda services: load(services, rows, total=len(rows)))
     for line in summary.lines():
         click.echo(line)
@@ -252,10 +267,10 @@ def ingest(catalog: Path, images: Path) -> None:
 @click.option("--items", "count", default=60, show_default=True, type=click.IntRange(1, 100_000))
 def demo(count: int) -> None:
     """Load a synthetic catalog of drawn garments (embedded by the worker)."""
+    from webapp.embedded import embedded_defaults
     from webapp.ingest import load_demo
-    from webapp.runtime import embedded_defaults
 
-    with embedded_defaults(_settings()) as settings:
+    with embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
         summary = _load_with(settings, lambda services: load_demo(services, count))
     for line in summary.lines():
         click.echo(line)
@@ -268,7 +283,7 @@ def export_weights(output: Path) -> None:
     (then set PRETHRIFT_CLIP_PRETRAINED to that path)."""
     import torch
 
-    settings = _settings()
+    settings = _settings(Program.EXPORT)
     clip = _load_model(settings)
     torch.save(clip.model.state_dict(), output)
     click.echo(f"saved {settings.clip.model} weights to {output}")

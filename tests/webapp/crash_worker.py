@@ -29,8 +29,7 @@ async def main() -> None:
         raise AssertionError("unreachable")
 
     clip.encode_images = die  # type: ignore[method-assign]
-    async with open_services(settings) as services:
-        services.embedder.attach(clip)
+    async with open_services(settings, clip) as services:
         worker = EmbeddingWorker(services.pool, services.embedder, services.storage, settings.worker)
         await worker.process_batch()
 

@@ -126,3 +126,27 @@ def test_secrets_come_from_ssm_parameter_store(settings: Settings, s3_endpoint: 
     result = prethrift("migrate", env=env)
     assert result.returncode == 0, result.stderr
     assert "none pending" in result.stdout  # it reached the already-migrated test database
+
+
+# Runs a command in-process, then says whether the model library was imported on the way.
+_IMPORTS_OF = """
+import sys
+from webapp.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+except SystemExit as stop:
+    code = stop.code
+else:
+    code = 0
+print("exit", code, "torch" if "torch" in sys.modules else "no-torch")
+"""
+
+
+def test_migrate_and_plan_start_without_the_model_code(settings: Settings) -> None:
+    env = service_env(settings)
+    for command in (["migrate"], ["plan", "dev"]):
+        result = subprocess.run(
+            [sys.executable, "-c", _IMPORTS_OF, *command], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stderr
+        assert "exit 0 no-torch" in result.stdout, (command, result.stdout[-2000:], result.stderr[-2000:])
