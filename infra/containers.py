@@ -14,20 +14,16 @@ if TYPE_CHECKING:
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 OTLP_HTTP = "http://127.0.0.1:4318"
 
-# Which secrets each program needs: a program gets no secret it does not use.
+# Which secrets each program uses: a program gets no secret it does not read (the app's
+# per-program requirements are webapp.config.REQUIRED_SETTINGS). The worker never touches the
+# cache, and migrate only the database.
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
     "api": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
-    "worker": ("DATABASE_URL", "REDIS_URL", "SENTRY_DSN"),
-    "console": (
-        "DATABASE_URL",
-        "REDIS_URL",
-        "PRETHRIFT_ADMIN_TOKEN",
-        "PRETHRIFT_CONSOLE_PASSWORD",
-        "SENTRY_DSN",
-    ),
+    "worker": ("DATABASE_URL", "SENTRY_DSN"),
+    "console": ("DATABASE_URL", "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),
+    "migrate": ("DATABASE_URL",),
 }
 SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
-SERVICE_SECRETS["migrate"] = ("DATABASE_URL", "SENTRY_DSN")
 
 
 def collector_config(metrics_log_group: str) -> str:

@@ -7,11 +7,12 @@ and ``plan`` start without the model code (torch), and webapp never imports cons
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,23 @@ def _load_model_for_development(settings: Settings) -> tuple[Settings, ClipModel
         )
         fallback = settings.model_copy(update={"clip": settings.clip.model_copy(update={"pretrained": "none"})})
         return fallback, _load_model(fallback)
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database that cannot be reached is a one-line error naming the setting, not a trace.
+
+    The driver's messages name the host and user, never the password in the DSN.
+    """
+    import asyncpg
+
+    try:
+        yield
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise click.ClickException(
+            f"cannot use the database in DATABASE_URL ({type(error).__name__}: {error}); "
+            "check the host, port, user and password, and that the server accepts connections"
+        ) from None
 
 
 async def _until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -135,7 +153,8 @@ def console() -> None:
 
     with embedded_defaults(_settings(Program.CONSOLE), Program.CONSOLE) as settings:
         init_sentry(settings)
-        asyncio.run(_until_signalled(lambda stop: _serve_console(settings, stop)))
+        with _database_errors():
+            asyncio.run(_until_signalled(lambda stop: _serve_console(settings, stop)))
 
 
 @main.command()
@@ -145,7 +164,8 @@ def serve() -> None:
 
     with embedded_defaults(_settings(Program.API), Program.API) as settings:
         clip = _load_model(settings)
-        asyncio.run(_until_signalled(lambda stop: _serve(settings, clip, stop)))
+        with _database_errors():
+            asyncio.run(_until_signalled(lambda stop: _serve(settings, clip, stop)))
 
 
 @main.command()
@@ -191,8 +211,6 @@ async def _demo_if_empty(settings: Settings, count: int) -> int:
 @main.command()
 def worker() -> None:
     """Run the embedding worker until SIGTERM (production runs it as its own service)."""
-    import contextlib
-
     from webapp.embedded import embedded_defaults
     from webapp.metrics_store import MetricsRecorder, MetricsWriter
     from webapp.runtime import open_services, run_worker
@@ -211,7 +229,8 @@ def worker() -> None:
                 async with writer or contextlib.nullcontext():
                     await run_worker(services, stop, recorder)
 
-        asyncio.run(_until_signalled(work))
+        with _database_errors():
+            asyncio.run(_until_signalled(work))
 
 
 @main.command()
@@ -222,7 +241,8 @@ def migrate() -> None:
 
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         assert settings.database.url is not None
-        applied = asyncio.run(run_migrations(settings.database.url.get_secret_value()))
+        with _database_errors():
+            applied = asyncio.run(run_migrations(settings.database.url.get_secret_value()))
         click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 

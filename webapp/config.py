@@ -22,6 +22,16 @@ class Environment(enum.StrEnum):
     PRODUCTION = "production"
 
 
+def _require_scheme(value: SecretStr | None, schemes: tuple[str, ...], example: str) -> SecretStr | None:
+    """Check a secret URL's scheme; the message shows the expected form, never the value."""
+    if value is None:
+        return None
+    scheme = value.get_secret_value().partition("://")[0].lower()
+    if scheme not in schemes:
+        raise ValueError(f"must be a URL of the form {example} (the scheme is not one of {', '.join(schemes)})")
+    return value
+
+
 class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRETHRIFT_DB_", extra="ignore", populate_by_name=True, env_ignore_empty=True
@@ -33,6 +43,14 @@ class DatabaseSettings(BaseSettings):
     )
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _require_scheme(
+            value, ("postgresql", "postgres"), "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        )
+
     # HNSW search breadth; pgvector's default is 40 (FACTS: recall 0.99 on clustered data).
     ef_search: int = Field(default=60, ge=10, le=1000)
     # Filtered vector search scans at most this many matching items exactly; more go via HNSW.
@@ -50,6 +68,12 @@ class RedisSettings(BaseSettings):
     url: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "PRETHRIFT_REDIS_URL")
     )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _require_scheme(value, ("redis", "rediss", "unix"), "rediss://:PASSWORD@HOST:6379/0")
+
     # Redis must never make a search slow: short timeouts and a pause after a failure.
     timeout_s: float = Field(default=0.25, gt=0)
     retry_after_s: float = Field(default=5.0, ge=0)
@@ -118,6 +142,23 @@ class TelemetrySettings(BaseSettings):
     otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     service_name: str = Field(default="prethrift", validation_alias="OTEL_SERVICE_NAME")
     resource_attributes: str | None = Field(default=None, validation_alias="OTEL_RESOURCE_ATTRIBUTES")
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _sentry_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        from sentry_sdk.utils import BadDsn, Dsn
+
+        try:
+            Dsn(value.get_secret_value())
+        except BadDsn:
+            # BadDsn's own text can quote parts of the DSN; this one never does.
+            raise ValueError(
+                "is not a Sentry DSN (https://KEY@HOST/PROJECT); copy it from the Sentry project's "
+                "Settings > Client Keys (DSN)"
+            ) from None
+        return value
 
 
 class MetricsSettings(BaseSettings):
