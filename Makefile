@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CODE := $(wildcard webapp console infra tests bench)
 PACKAGES := $(wildcard webapp console infra)
 
-.PHONY: run test lint typecheck console bench clean
+.PHONY: run test lint typecheck chromium console bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/prethrift run
 
-## Lint, type-check and run every test.
-test: lint typecheck
+## Lint, type-check and run every test (the browser tests need Debian's Chromium: installed here
+## when root or password-less sudo allows, otherwise they fail and print the install command).
+test: lint typecheck chromium
 	$(BIN)/pytest
+
+chromium:
+	scripts/install-chromium.sh --if-possible
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)
