@@ -23,7 +23,7 @@ from PIL import Image
 
 from webapp.batcher import MicroBatcher
 from webapp.config import ClipSettings
-from webapp.errors import ApiError
+from webapp.errors import ModelNotReady
 from webapp.tracing import tracer
 
 log = structlog.get_logger(__name__)
@@ -283,17 +283,17 @@ class Embedder:
     @property
     def model(self) -> ClipModel:
         if self.clip is None:
-            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+            raise ModelNotReady()
         return self.clip
 
     async def embed_text(self, text: str) -> np.ndarray:
         if self._text is None:
-            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+            raise ModelNotReady()
         return await self._text.submit(text, self.settings.deadline_s)
 
     async def embed_image(self, image: Image.Image) -> np.ndarray:
         if self._image is None:
-            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+            raise ModelNotReady()
         return await self._image.submit(image, self.settings.deadline_s * 3)
 
     async def embed_images_direct(self, images: list[Image.Image]) -> np.ndarray:
