@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian's Chromium for the browser tests (tests/webapp/test_page.py, tests/console/): Playwright
+# Debian's Chromium for the browser tests (tests/webapp/test_search_page.py, tests/console/): Playwright
 # drives it at /usr/bin/chromium because `playwright install` cannot download a browser here.
 #
 #   scripts/install-chromium.sh                  install it, or fail saying how (CI: .ci/run)
@@ -12,7 +12,7 @@ set -euo pipefail
 CHROMIUM=/usr/bin/chromium
 INSTALL="sudo apt-get update && sudo apt-get install -y chromium"
 
-if [ -x "$CHROMIUM" ]; then
+if [ -x "$CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then
     exit 0
 fi
 

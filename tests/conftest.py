@@ -8,6 +8,7 @@ same isolated data, which a per-test rollback could not give a multi-connection 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -185,10 +186,10 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(name="chromium", scope="session")
 def _chromium() -> str:
-    """The Chromium executable ($PRETHRIFT_TEST_CHROMIUM, default Debian's /usr/bin/chromium).
-
-    A missing browser fails the test: a skip would let a run pass that never opened a page."""
-    executable = os.environ.get("PRETHRIFT_TEST_CHROMIUM", "/usr/bin/chromium")
+    """The Chromium executable: $PRETHRIFT_TEST_CHROMIUM, else `chromium` on PATH (Debian's
+    /usr/bin/chromium). A missing browser fails the test: a skip would let a run pass that never
+    opened a page."""
+    executable = os.environ.get("PRETHRIFT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not os.access(executable, os.X_OK):
         pytest.fail(
             f"Chromium is not installed at {executable}, so this browser test cannot run. "
