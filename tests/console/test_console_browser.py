@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 from quart.testing import QuartClient
 
+from tests.conftest import CHROMIUM_FLAGS
 from tests.webapp.conftest import photo, run_worker_until_idle, services_of, upload, wait_ready
 from webapp.app import create_app
 from webapp.cache import free_port
@@ -21,11 +22,6 @@ from webapp.config import Settings
 from webapp.embedder import ClipModel
 from webapp.metrics_store import MetricsWriter
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "console-test-password"
 # page path -> the charts it must draw with data
@@ -35,10 +31,6 @@ PAGES = {
     "/cost": ["cost-by-service", "cost-per-thousand"],
     "/ingest": ["ingest-queue", "ingest-rate"],
 }
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run)"
-)
 
 
 async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str], app: object) -> None:
@@ -61,7 +53,11 @@ async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str]
 
 
 async def test_every_console_page_draws_the_traffic(
-    settings: Settings, tiny_clip: ClipModel, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    tiny_clip: ClipModel,
+    auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    chromium: str,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -96,7 +92,7 @@ async def test_every_console_page_draws_the_traffic(
                 await asyncio.sleep(0.05)
         ARTIFACTS.mkdir(exist_ok=True)
         async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             context = await browser.new_context(
                 http_credentials={"username": "ops", "password": PASSWORD},
                 viewport={"width": 1280, "height": 1400},

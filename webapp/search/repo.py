@@ -142,8 +142,9 @@ class VectorQueries:
         if filters is None or not filters.active or exact:
             rows = await connection.fetch(sql, *params)
         else:
-            # Left alone, the planner picks a full scan for mid-selectivity filters (FACTS:
-            # 59 ms at 10%); HNSW's iterative scan keeps reading until the page is full.
+            # Left alone, the planner picks a full scan for mid-selectivity filters; HNSW's
+            # iterative scan (pgvector 0.8+, README "Iterative Index Scans") keeps reading until
+            # the page is full.
             async with connection.transaction():
                 for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
                     await connection.execute(f"SET LOCAL {setting} = off")

@@ -11,7 +11,7 @@ import numpy as np
 
 from webapp.cache import query_key
 from webapp.context import Services
-from webapp.errors import ApiError
+from webapp.errors import ApiError, ModelNotReady
 from webapp.images import check_image, decode_rgb
 from webapp.items.repo import catalog_version
 from webapp.search.filters import Mode, SearchFilters, Sort
@@ -50,7 +50,7 @@ def normalise_query(text: str) -> str:
 
 def _queries(services: Services) -> VectorQueries:
     if services.queries is None:
-        raise ApiError(503, "not_ready", "The search model is still loading; retry shortly.")
+        raise ModelNotReady()
     return services.queries
 
 

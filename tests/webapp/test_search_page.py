@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 from playwright.async_api import async_playwright, expect
 from quart import Quart
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, CHROMIUM_FLAGS
 from tests.webapp.conftest import listing, photo, services_of
 from tests.webapp.test_suggest_stream import _live  # noqa: F401  (the live-server fixture)
 from webapp.worker import EmbeddingWorker
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 
 ITEMS = [
     ("Faded denim jacket", "outerwear", "M", "34.50"),
@@ -39,7 +25,7 @@ ITEMS = [
 ]
 
 
-async def test_search_page_in_chromium(live: tuple[Quart, str], tmp_path: Path) -> None:
+async def test_search_page_in_chromium(live: tuple[Quart, str], tmp_path: Path, chromium: str) -> None:
     app, base = live
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with httpx.AsyncClient(base_url=f"http://{base}") as http:
@@ -61,7 +47,7 @@ async def test_search_page_in_chromium(live: tuple[Quart, str], tmp_path: Path) 
 
     ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = await browser.new_page(viewport={"width": 1200, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
