@@ -4,12 +4,13 @@ and the OpenTelemetry collector sidecar. Pure functions of their inputs, used by
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
-if TYPE_CHECKING:
-    from infra.service import ServicesArgs
+from infra.config import AppConfig
+from infra.ports import API_PORT
 
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 OTLP_HTTP = "http://127.0.0.1:4318"
@@ -28,6 +29,21 @@ SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
 }
 SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
 SERVICE_SECRETS["migrate"] = ("DATABASE_URL", "SENTRY_DSN")
+
+
+@dataclass(frozen=True)
+class ContainerArgs:
+    """What the container definitions read: the app settings, where logs go, which secrets exist."""
+
+    stack: str
+    region: str
+    app: AppConfig
+    images_bucket_name: pulumi.Input[str]
+    secret_arns: dict[str, pulumi.Output[str]]
+    """SSM parameter ARN by environment variable name; a program gets those it needs."""
+    log_groups: dict[str, pulumi.Output[str]]
+    """Log group name by stream: each program, `otel` and `metrics`."""
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def collector_config(metrics_log_group: str) -> str:
@@ -67,7 +83,7 @@ def collector_config(metrics_log_group: str) -> str:
 
 
 def app_environment(
-    args: ServicesArgs, program: str, port: int | None, device: str = "cpu"
+    args: ContainerArgs, program: str, port: int | None, device: str = "cpu"
 ) -> dict[str, pulumi.Input[str]]:
     """Plain (non-secret) environment of an app container, by the names the app reads."""
     env: dict[str, pulumi.Input[str]] = {
@@ -92,7 +108,7 @@ def app_environment(
 
 
 def container_definitions(
-    args: ServicesArgs,
+    args: ContainerArgs,
     program: str,
     command: list[str],
     image: pulumi.Input[str],
@@ -141,7 +157,7 @@ def container_definitions(
                 "CMD",
                 "python",
                 "-c",
-                "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)",
+                f"import urllib.request as u; u.urlopen('http://127.0.0.1:{API_PORT}/healthz', timeout=3)",
             ],
             "interval": 15,
             "timeout": 5,

@@ -13,10 +13,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import LoadBalancerConfig
+from infra.ports import API_PORT, CONSOLE_PORT
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-API_PORT = 8000
-CONSOLE_PORT = 8050
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import NetworkConfig
+from infra.ports import APP_PORTS
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ class Network(pulumi.ComponentResource):
                     "security_groups": [alb_sg.id],
                     "description": f"ALB to {port}",
                 }
-                for port in (8000, 8050)
+                for port in APP_PORTS
             ],
             egress=[
                 {

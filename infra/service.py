@@ -14,10 +14,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra import iam
 from infra.config import AppConfig, CapacityStrategy, GpuWorkerConfig, TaskSize
-from infra.containers import container_definitions
+from infra.containers import ContainerArgs, container_definitions
 from infra.gpu import GpuCapacity, GpuCapacityArgs
-from infra.loadbalancer import API_PORT, CONSOLE_PORT
+from infra.ports import API_PORT, CONSOLE_PORT
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,15 @@ class Services(pulumi.ComponentResource):
         )
 
         execution_role, task_role = self._roles(name, args)
+        containers = ContainerArgs(
+            stack=args.stack,
+            region=args.region,
+            app=args.app,
+            images_bucket_name=args.images_bucket_name,
+            secret_arns=args.secret_arns,
+            log_groups=args.log_groups,
+            extra_env=args.extra_env,
+        )
 
         specs: list[tuple[str, TaskSize, list[str], int | None, pulumi.Output[str] | None]] = [
             ("api", args.api, ["serve"], API_PORT, args.api_target_group_arn),
@@ -112,7 +122,7 @@ class Services(pulumi.ComponentResource):
                 execution_role_arn=execution_role.arn,
                 task_role_arn=task_role.arn,
                 volumes=[{"name": "tmp"}],
-                container_definitions=container_definitions(args, program, command, args.image_ref, port),
+                container_definitions=container_definitions(containers, program, command, args.image_ref, port),
                 opts=child,
             )
             services[program] = self._service(
@@ -173,60 +183,13 @@ class Services(pulumi.ComponentResource):
 
     def _roles(self, name: str, args: ServicesArgs) -> tuple[aws.iam.Role, aws.iam.Role]:
         child = pulumi.ResourceOptions(parent=self)
-        trust = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": "sts:AssumeRole",
-                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                    }
-                ],
-            }
-        )
-        secret_arns = sorted(args.secret_arns.items())
+        trust = json.dumps(iam.ECS_TASKS_TRUST)
         execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=execution_role.id,
             policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        # GetAuthorizationToken has no resource-level permissions.
-                        {
-                            "Sid": "EcrAuth",
-                            "Effect": "Allow",
-                            "Action": "ecr:GetAuthorizationToken",
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "PullImage",
-                            "Effect": "Allow",
-                            "Action": [
-                                "ecr:BatchCheckLayerAvailability",
-                                "ecr:GetDownloadUrlForLayer",
-                                "ecr:BatchGetImage",
-                            ],
-                            "Resource": args.repository_arn,
-                        },
-                        {
-                            "Sid": "WriteLogs",
-                            "Effect": "Allow",
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                            "Resource": [
-                                pulumi.Output.concat(arn, ":*") for arn in args.log_group_arns.values()
-                            ],
-                        },
-                        {
-                            "Sid": "ReadSecrets",
-                            "Effect": "Allow",
-                            "Action": "ssm:GetParameters",
-                            "Resource": [arn for _, arn in secret_arns],
-                        },
-                    ],
-                }
+                iam.execution_policy(args.repository_arn, args.log_group_arns, args.secret_arns)
             ),
             opts=child,
         )
@@ -235,48 +198,19 @@ class Services(pulumi.ComponentResource):
             f"{name}-task-policy",
             role=task_role.id,
             policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ImagesObjects",
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                            "Resource": pulumi.Output.concat(args.images_bucket_arn, "/*"),
-                        },
-                        {
-                            "Sid": "ImagesList",
-                            "Effect": "Allow",
-                            "Action": "s3:ListBucket",
-                            "Resource": args.images_bucket_arn,
-                        },
+                iam.task_policy(
+                    "api",
+                    args.images_bucket_arn,
+                    args.log_group_arns["metrics"],
+                    [
                         {
                             "Sid": "StackParameters",
                             "Effect": "Allow",
                             "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
                             "Resource": args.ssm_path_arn,
-                        },
-                        # X-Ray has no resource-level permissions.
-                        {
-                            "Sid": "Traces",
-                            "Effect": "Allow",
-                            "Action": [
-                                "xray:PutTraceSegments",
-                                "xray:PutTelemetryRecords",
-                                "xray:GetSamplingRules",
-                                "xray:GetSamplingTargets",
-                                "xray:GetSamplingStatisticSummaries",
-                            ],
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "EmfMetrics",
-                            "Effect": "Allow",
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                            "Resource": pulumi.Output.concat(args.log_group_arns["metrics"], ":*"),
-                        },
+                        }
                     ],
-                }
+                )
             ),
             opts=child,
         )
