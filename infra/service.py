@@ -142,7 +142,7 @@ class Services(pulumi.ComponentResource):
                 task_role_arn=task_role.arn,
                 volumes=[{"name": "tmp"}],
                 container_definitions=container_definitions(
-                    args, "gpu-worker", ["worker"], args.gpu_image_ref, None, device="cuda", gpus=1
+                    containers, "gpu-worker", ["worker"], args.gpu_image_ref, None, device="cuda", gpus=1
                 ),
                 opts=child,
             )
