@@ -46,40 +46,54 @@ class ContainerArgs:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def collector_config(metrics_log_group: str) -> str:
-    """The ADOT collector's config: OTLP in on loopback, X-Ray and CloudWatch EMF out."""
-    return json.dumps(
-        {
-            "extensions": {"health_check": {}},
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": "127.0.0.1:4317"},
-                        "http": {"endpoint": "127.0.0.1:4318"},
-                    }
+def collector_config(metrics_log_group: str, scrape: str | None = None) -> str:
+    """The ADOT collector's config: OTLP in on loopback (and, with `scrape`, the app's Prometheus
+    /metrics on loopback), X-Ray and CloudWatch EMF out."""
+    config: dict[str, Any] = {
+        "extensions": {"health_check": {}},
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": "127.0.0.1:4317"},
+                    "http": {"endpoint": "127.0.0.1:4318"},
                 }
-            },
-            "processors": {
-                "batch/traces": {"timeout": "1s", "send_batch_size": 50},
-                "batch/metrics": {"timeout": "60s"},
-            },
-            "exporters": {
-                "awsxray": {},
-                "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
-            },
-            "service": {
-                "extensions": ["health_check"],
-                "pipelines": {
-                    "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
-                    "metrics": {
-                        "receivers": ["otlp"],
-                        "processors": ["batch/metrics"],
-                        "exporters": ["awsemf"],
-                    },
+            }
+        },
+        "processors": {
+            "batch/traces": {"timeout": "1s", "send_batch_size": 50},
+            "batch/metrics": {"timeout": "60s"},
+        },
+        "exporters": {
+            "awsxray": {},
+            "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
+        },
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
+                "metrics": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch/metrics"],
+                    "exporters": ["awsemf"],
                 },
             },
+        },
+    }
+    if scrape:
+        config["receivers"]["prometheus"] = {
+            "config": {
+                "scrape_configs": [
+                    {
+                        "job_name": "prethrift",
+                        "scrape_interval": "60s",
+                        "metrics_path": "/metrics",
+                        "static_configs": [{"targets": [scrape]}],
+                    }
+                ]
+            }
         }
-    )
+        config["service"]["pipelines"]["metrics"]["receivers"].append("prometheus")
+    return json.dumps(config)
 
 
 def app_environment(
@@ -99,6 +113,8 @@ def app_environment(
         "PRETHRIFT_CLIP_DEVICE": device,
         # The worker is its own service here; the API must not embed inline as well.
         "PRETHRIFT_WORKER_INLINE": "false",
+        # Parent-based ratio sampling (webapp/tracing.py); X-Ray bills per trace recorded.
+        "OTEL_TRACES_SAMPLER_ARG": str(args.app.trace_sample_ratio),
     }
     if program == "api":
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
@@ -190,16 +206,22 @@ def container_definitions(
         )
         app["dependsOn"].append({"containerName": "migrate", "condition": "SUCCESS"})
 
+    # The API serves Prometheus metrics; its collector scrapes them on loopback (the ALB
+    # answers 404 for /metrics, so they are never public) and ships them as EMF.
+    scrape = f"127.0.0.1:{port}" if program == "api" and port else None
     collector: dict[str, Any] = {
         "name": "otel-collector",
         "image": COLLECTOR_IMAGE,
-        "essential": True,
+        # Telemetry is best effort: a collector crash must not stop the app's task.
+        "essential": False,
         "readonlyRootFilesystem": True,
         "memoryReservation": 128,
         "environment": [
             {
                 "name": "AOT_CONFIG_CONTENT",
-                "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(collector_config),
+                "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(
+                    lambda group: collector_config(group, scrape)
+                ),
             }
         ],
         "healthCheck": {"command": ["/healthcheck"], "interval": 15, "timeout": 5, "retries": 3},

@@ -36,6 +36,9 @@ SERVICE_OF_PREFIX: list[tuple[str, str]] = [
     ("aws:sns/", "observability"),
     ("aws:iam/", "security"),
     ("aws:ssm/", "security"),
+    ("aws:kms/", "security"),
+    ("aws:cognito/", "security"),
+    ("aws:acm/", "network"),
     ("random:", "security"),
 ]
 
@@ -251,6 +254,14 @@ def _alarm(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
     return Cost(metrics * pricing.ALARM_METRIC_MONTH, f"{metrics} metric(s)")
 
 
+def _kms_key(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    return Cost(pricing.KMS_KEY_MONTH, "customer managed key; requests within the free tier")
+
+
+def _composite_alarm(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    return Cost(pricing.COMPOSITE_ALARM_MONTH, "composite alarm")
+
+
 def _ecr(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
     gb = ctx.usage.ecr_storage_gb
     return Cost(gb * pricing.ECR_GB_MONTH, f"{gb:g} GB stored")
@@ -281,6 +292,8 @@ PRICE_RULES: dict[str, Rule] = {
     "aws:cloudwatch/logGroup:LogGroup": _log_group,
     "aws:cloudwatch/metricAlarm:MetricAlarm": _alarm,
     "aws:ecr/repository:Repository": _ecr,
+    "aws:kms/key:Key": _kms_key,
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": _composite_alarm,
     "aws:ecs/cluster:Cluster": _cluster,
     "aws:autoscaling/group:Group": _gpu_group,
 }

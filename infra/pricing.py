@@ -51,6 +51,8 @@ S3_STANDARD_GB_MONTH = 0.023
 LOGS_INGEST_GB = 0.50
 ALARM_METRIC_MONTH = 0.10  # list: standard-resolution alarm, per metric it evaluates
 ECR_GB_MONTH = 0.10  # list
+KMS_KEY_MONTH = 1.00  # list: https://aws.amazon.com/kms/pricing/ (customer managed key, us-east-1)
+COMPOSITE_ALARM_MONTH = 0.50  # list: https://aws.amazon.com/cloudwatch/pricing/ (us-east-1)
 EC2_GPU_HOUR: dict[str, float] = {
     "g4dn.xlarge": 0.526,  # list
     "g5.xlarge": 1.006,  # list
@@ -99,6 +101,15 @@ FREE_TYPES = frozenset(
         "aws:sns/topic:Topic",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:route53/record:Record",
+        "aws:kms/alias:Alias",
+        "aws:sns/topicPolicy:TopicPolicy",
+        # Public ACM certificates are free: https://aws.amazon.com/certificate-manager/pricing/
+        "aws:acm/certificate:Certificate",
+        "aws:acm/certificateValidation:CertificateValidation",
+        # Cognito: the first 10,000 monthly active users are free (a handful of operators here).
+        "aws:cognito/userPool:UserPool",
+        "aws:cognito/userPoolClient:UserPoolClient",
+        "aws:cognito/userPoolDomain:UserPoolDomain",
     }
 )
 

@@ -41,6 +41,7 @@ class ServicesArgs:
     alb_arn_suffix: pulumi.Output[str]
     api_target_group_arn_suffix: pulumi.Output[str]
     listeners: list[aws.lb.Listener]
+    console_route: list[pulumi.Resource]
     images_bucket_name: pulumi.Output[str]
     images_bucket_arn: pulumi.Output[str]
     secret_arns: dict[str, pulumi.Output[str]]
@@ -84,7 +85,7 @@ class Services(pulumi.ComponentResource):
         if gpu is not None:
             providers.append(gpu.capacity_provider_name)
         fargate_strategy = self._strategy(args.capacity)
-        aws.ecs.ClusterCapacityProviders(
+        capacity = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity",
             cluster_name=cluster.name,
             capacity_providers=providers,
@@ -92,7 +93,7 @@ class Services(pulumi.ComponentResource):
             opts=child,
         )
 
-        execution_role, task_role = self._roles(name, args)
+        execution_role = self._execution_role(name, args)
         containers = ContainerArgs(
             stack=args.stack,
             region=args.region,
@@ -120,13 +121,13 @@ class Services(pulumi.ComponentResource):
                 requires_compatibilities=["FARGATE"],
                 runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
                 execution_role_arn=execution_role.arn,
-                task_role_arn=task_role.arn,
+                task_role_arn=self._task_role(name, args, program).arn,
                 volumes=[{"name": "tmp"}],
                 container_definitions=container_definitions(containers, program, command, args.image_ref, port),
                 opts=child,
             )
             services[program] = self._service(
-                name, args, program, cluster, task, size, fargate_strategy, port, target_group
+                name, args, program, cluster, task, size, fargate_strategy, port, target_group, capacity
             )
 
         if gpu is not None and args.gpu_image_ref is not None:
@@ -139,7 +140,7 @@ class Services(pulumi.ComponentResource):
                 network_mode="awsvpc",
                 requires_compatibilities=["EC2"],
                 execution_role_arn=execution_role.arn,
-                task_role_arn=task_role.arn,
+                task_role_arn=self._task_role(name, args, "gpu-worker").arn,
                 volumes=[{"name": "tmp"}],
                 container_definitions=container_definitions(
                     containers, "gpu-worker", ["worker"], args.gpu_image_ref, None, device="cuda", gpus=1
@@ -159,6 +160,7 @@ class Services(pulumi.ComponentResource):
                 [{"capacity_provider": gpu.capacity_provider_name, "weight": 1, "base": 0}],
                 None,
                 None,
+                capacity,
             )
 
         for program, service in services.items():
@@ -181,40 +183,37 @@ class Services(pulumi.ComponentResource):
             strategy.append({"capacity_provider": "FARGATE_SPOT", "weight": capacity.spot_weight, "base": 0})
         return strategy
 
-    def _roles(self, name: str, args: ServicesArgs) -> tuple[aws.iam.Role, aws.iam.Role]:
+    def _execution_role(self, name: str, args: ServicesArgs) -> aws.iam.Role:
+        """One execution role: ECS pulls the image, writes logs and injects the secrets."""
         child = pulumi.ResourceOptions(parent=self)
-        trust = json.dumps(iam.ECS_TASKS_TRUST)
-        execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust, opts=child)
+        role = aws.iam.Role(
+            f"{name}-execution-role", assume_role_policy=json.dumps(iam.ECS_TASKS_TRUST), opts=child
+        )
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
-            role=execution_role.id,
+            role=role.id,
             policy=pulumi.Output.json_dumps(
                 iam.execution_policy(args.repository_arn, args.log_group_arns, args.secret_arns)
             ),
             opts=child,
         )
-        task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=trust, opts=child)
+        return role
+
+    def _task_role(self, name: str, args: ServicesArgs, program: str) -> aws.iam.Role:
+        """One task role per program, with only what that program calls; no SSM read."""
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-{program}-task-role", assume_role_policy=json.dumps(iam.ECS_TASKS_TRUST), opts=child
+        )
         aws.iam.RolePolicy(
-            f"{name}-task-policy",
-            role=task_role.id,
+            f"{name}-{program}-task-policy",
+            role=role.id,
             policy=pulumi.Output.json_dumps(
-                iam.task_policy(
-                    "api",
-                    args.images_bucket_arn,
-                    args.log_group_arns["metrics"],
-                    [
-                        {
-                            "Sid": "StackParameters",
-                            "Effect": "Allow",
-                            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-                            "Resource": args.ssm_path_arn,
-                        }
-                    ],
-                )
+                iam.task_policy(program, args.images_bucket_arn, args.log_group_arns["metrics"])
             ),
             opts=child,
         )
-        return execution_role, task_role
+        return role
 
     def _service(
         self,
@@ -227,6 +226,7 @@ class Services(pulumi.ComponentResource):
         strategy: list[Any],
         port: int | None,
         target_group: pulumi.Output[str] | None,
+        capacity: aws.ecs.ClusterCapacityProviders,
     ) -> aws.ecs.Service:
         load_balancers: Any = (
             [{"target_group_arn": target_group, "container_name": program, "container_port": port}]
@@ -254,9 +254,18 @@ class Services(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             enable_execute_command=False,
+            # `pulumi up` returns when the new tasks are healthy, or fails (and the circuit
+            # breaker rolls back), so the smoke test that follows sees the new version.
+            wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=list(args.listeners),
+                # Created after (and destroyed before) the capacity providers and the routes that
+                # send it traffic, so neither a create nor a destroy can race.
+                depends_on=[
+                    capacity,
+                    *args.listeners,
+                    *(args.console_route if program == "console" else []),
+                ],
                 # Autoscaling owns the running count after the first deployment.
                 ignore_changes=["desiredCount"],
             ),
