@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,24 +23,22 @@ def _free_port() -> int:
 
 
 @pytest.fixture(name="api_url")
-def _api_url(settings: Settings) -> Iterator[str]:
+def _api_url(settings: Settings, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     env = service_env(settings, PRETHRIFT_HOST="127.0.0.1", PRETHRIFT_PORT=str(port))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "webapp.cli", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "webapp.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def test_smoke_passes_against_a_serving_api(api_url: str) -> None:
