@@ -49,6 +49,10 @@ IMAGE_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Where the deploy workflow records each stack's cost plan in its images bucket.
+DEPLOYED_PLANS_PREFIX = "deploy/"
+
+
 def execution_policy(
     repository_arn: pulumi.Input[str],
     log_group_arns: Mapping[str, pulumi.Input[str]],
@@ -106,6 +110,16 @@ def task_policy(
             # Without ListBucket a missing key answers 403 instead of 404.
             {"Sid": "ImagesList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": images_bucket_arn},
         ]
+    if program == "console":
+        # The Cost page reads the plan each deploy records (console/cost.py), nothing else.
+        statements.append(
+            {
+                "Sid": "DeployedPlans",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": pulumi.Output.concat(images_bucket_arn, f"/{DEPLOYED_PLANS_PREFIX}*"),
+            }
+        )
     statements += [
         _TRACES,
         {

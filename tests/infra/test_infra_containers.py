@@ -58,9 +58,18 @@ def test_dockerfile_shape() -> None:
     assert 'ENTRYPOINT ["prethrift"]' in runtime and 'CMD ["serve"]' in runtime
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert ignored[ignored.index("*") + 1 :] and "!webapp/" in ignored
-    # The console plans stack costs offline inside the image: program and stack files ship.
-    assert {"!infra/", "!Pulumi.yaml", "!Pulumi.*.yaml"} <= set(ignored)
+    # The console reads the plan's data shapes from infra/ and lists the stack files.
+    assert {"!infra/", "!Pulumi.yaml", "!Pulumi.*.yaml", "!requirements.lock"} <= set(ignored)
     assert "COPY --chown=root:root infra/ /app/infra/" in runtime and "PYTHONPATH=/app" in runtime
+    # Locked versions, and no Pulumi SDKs in the image: the console reads the recorded plan.
+    build = text.split("AS runtime", 1)[0]
+    assert build.count("-c requirements.lock") == 2
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("pulumi")]
+    assert "pulumi-aws>=7,<8" in project["optional-dependencies"]["infra"]
+    assert "prethrift[infra]" in project["optional-dependencies"]["dev"]
 
 
 @pytest.mark.parametrize(

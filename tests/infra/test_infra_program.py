@@ -314,8 +314,10 @@ def test_iam_least_privilege(records: dict[str, Record]) -> None:
     assert api["ImagesList"]["Resource"] == bucket_arn
     worker = {st["Sid"]: st for st in _statements(rec, "services-worker-task-policy")}
     assert worker["ImagesObjects"]["Action"] == ["s3:GetObject"]
-    console = {st["Sid"] for st in _statements(rec, "services-console-task-policy")}
+    console = {st["Sid"]: st for st in _statements(rec, "services-console-task-policy")}
     assert "ImagesObjects" not in console
+    assert console["DeployedPlans"]["Action"] == "s3:GetObject"
+    assert console["DeployedPlans"]["Resource"] == f"{bucket_arn}/deploy/*"
     execution = {st["Sid"]: st for st in _statements(rec, "services-execution-policy")}
     assert sorted(execution["ReadSecrets"]["Resource"]) == param_arns
     repo = one(rec, "aws:ecr/repository:Repository")["state"]["arn"]
