@@ -14,14 +14,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH \
     HF_HOME=/opt/hf
 WORKDIR /src
+# Every version comes from the lock file (pip constraints, `==` pins), as in CI: prod never
+# picks up a release that the tests did not see.
+COPY requirements.lock ./
 # torch from the PyTorch index first: the CPU wheel is a fraction of the default CUDA build.
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" \
+    && pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" -c requirements.lock \
         "torch>=2.4,<2.15" "torchvision<0.30"
 COPY . .
-# The Pulumi SDKs stay: the ops console's Cost page runs the program under mocks (no CLI,
-# no cloud calls) to project each stack's cost from the stack files copied below.
-RUN pip install --no-cache-dir .
+# No Pulumi SDKs (the `infra` extra): the console's Cost page reads the plan the deploy
+# recorded (s3://IMAGES_BUCKET/deploy/plan-<stack>.json) instead of running the program.
+RUN pip install --no-cache-dir -c requirements.lock .
 # Weights baked into the image: tasks start warm and never reach the model hub.
 RUN python -c "import open_clip; open_clip.create_model_and_transforms('${CLIP_MODEL}', pretrained='${CLIP_PRETRAINED}')" \
     && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
@@ -48,7 +51,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PRETHRIFT_CLIP_MODEL=${CLIP_MODEL} \
     PRETHRIFT_CLIP_PRETRAINED=${CLIP_PRETRAINED}
 WORKDIR /app
-# infra/ and the stack files side by side, as in the repository, for the console's cost plan.
+# infra/ (the plan's data shapes and price table, no Pulumi) and the stack files (the
+# console's stack list), side by side as in the repository.
 COPY --chown=root:root infra/ /app/infra/
 COPY --chown=root:root Pulumi.yaml Pulumi.dev.yaml Pulumi.prod.yaml /app/
 USER 10001:10001

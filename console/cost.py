@@ -1,19 +1,29 @@
-"""Costs per stack: projected from the stack files by the offline plan (infra/plan.py, the one
-price table in infra/pricing.py), and actual spend from AWS Cost Explorer when connected."""
+"""Costs per stack: the plan recorded at deploy time (infra/plan.py's JSON, written by the
+deploy workflow to ``s3://<IMAGES_BUCKET>/deploy/plan-<stack>.json``), and actual spend from
+AWS Cost Explorer when connected.
+
+A deployed console never runs the Pulumi program (the image has no Pulumi SDKs); only in
+development (``ENVIRONMENT=development``, ``make run``) does it plan the stack files offline."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from cachetools import TTLCache
 
-from infra.plan import StackPlan, plan_stack
+from infra.plan import StackPlan
 from infra.stacks import REPO_ROOT, list_stacks
+
+if TYPE_CHECKING:
+    from webapp.config import Environment
 
 log = structlog.get_logger(__name__)
 
@@ -26,16 +36,91 @@ def stacks(root: Path = REPO_ROOT) -> list[str]:
     return list_stacks(root)
 
 
-class PlanCache:
-    """Plans keyed by stack and stack-file change time: running the program under mocks takes
-    a couple of seconds, so each stack file version is planned once."""
+# Where the deploy workflow records each stack's plan, in the stack's images bucket.
+PLAN_KEY = "deploy/plan-{stack}.json"
 
-    def __init__(self, root: Path = REPO_ROOT) -> None:
+
+class PlanMissing(LookupError):
+    """No plan was recorded for this stack (it was never deployed, or the bucket is unreadable)."""
+
+
+class PlanCache:
+    """The plan of each stack, read at most every ``ttl_s`` seconds.
+
+    With a ``bucket``: the JSON the deploy recorded there. Without one (development only):
+    the stack file planned offline, once per stack file version."""
+
+    def __init__(
+        self,
+        root: Path = REPO_ROOT,
+        *,
+        bucket: str | None = None,
+        endpoint_url: str | None = None,
+        offline: bool | None = None,
+        ttl_s: float = 300,
+    ) -> None:
+        if offline is None:
+            from webapp.config import Environment, StorageSettings
+
+            offline = _environment() is Environment.DEVELOPMENT
+            if not offline and bucket is None:
+                storage = StorageSettings()
+                bucket, endpoint_url = storage.bucket, storage.endpoint_url
         self.root = root
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.offline = offline
+        self.ttl_s = ttl_s
         self._plans: dict[tuple[str, float], StackPlan] = {}
+        self._recorded: dict[str, tuple[float, StackPlan]] = {}
         self._lock = threading.Lock()
 
+    def location(self, stack: str) -> str:
+        return f"s3://{self.bucket}/{PLAN_KEY.format(stack=stack)}" if self.bucket else "(no IMAGES_BUCKET)"
+
     def plan(self, stack: str) -> StackPlan:
+        """The stack's plan; raises PlanMissing when none was recorded."""
+        if self.offline:
+            return self._offline(stack)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._recorded.get(stack)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        found = self._read(stack)
+        with self._lock:
+            self._recorded[stack] = (now, found)
+        return found
+
+    def _read(self, stack: str) -> StackPlan:
+        if not self.bucket:
+            raise PlanMissing("IMAGES_BUCKET is not set, so there is nowhere to read the recorded plan from")
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = PLAN_KEY.format(stack=stack)
+        try:
+            client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}),
+            )
+            body = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (BotoCoreError, ClientError) as error:
+            log.warning("recorded plan unavailable", stack=stack, error=repr(error))
+            raise PlanMissing(
+                f"No plan recorded for stack '{stack}' at {self.location(stack)} "
+                f"({type(error).__name__}); the deploy workflow writes it after each deploy."
+            ) from None
+        try:
+            return StackPlan.from_dict(json.loads(body))
+        except (ValueError, KeyError, TypeError) as error:
+            raise PlanMissing(f"The plan at {self.location(stack)} is not a plan ({error}).") from None
+
+    def _offline(self, stack: str) -> StackPlan:
+        from infra.plan import plan_stack  # development only: needs the `infra` extra (Pulumi)
+
         path = self.root / f"Pulumi.{stack}.yaml"
         key = (stack, path.stat().st_mtime)
         with self._lock:
@@ -43,6 +128,16 @@ class PlanCache:
             if found is None:
                 found = self._plans[key] = plan_stack(stack, self.root)
             return found
+
+
+def _environment() -> Environment:
+    """The ENVIRONMENT setting alone (the console's other settings are validated elsewhere)."""
+    from webapp.config import Environment
+
+    for name in ("ENVIRONMENT", "PRETHRIFT_ENVIRONMENT"):
+        if os.environ.get(name):
+            return Environment(os.environ[name])
+    return Environment.DEVELOPMENT
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ def main() -> None:
     prefix = cfg.name_prefix
     region = aws.get_region().region
     lb_cfg = cfg.load_balancer
-    console_ports = () if lb_cfg.console_host else (lb_cfg.console_port,)
+    console_port = None if lb_cfg.console_host else lb_cfg.console_port
 
-    network = Network("network", NetworkArgs(cfg.network, prefix, console_ports))
+    network = Network("network", NetworkArgs(cfg.network, prefix, console_port, lb_cfg.console_allowed_cidrs))
     storage = Storage(
         "storage",
         StorageArgs(cfg.storage, prefix, lb_cfg.access_log_days, ALB_LOG_PREFIX),
@@ -50,7 +50,10 @@ def main() -> None:
         "secrets",
         ParametersArgs(f"/prethrift/{cfg.stack}/", database.url, cache.url, stack_config.sentry_dsn()),
     )
-    registry = Registry("registry", RegistryArgs(prefix, cfg.app.image_tag, gpu_image=cfg.gpu_worker.enabled))
+    registry = Registry(
+        "registry",
+        RegistryArgs(prefix, str(cfg.app.image_tag), cfg.app.image_digest, gpu_image=cfg.gpu_worker.enabled),
+    )
     lb = LoadBalancer(
         "edge",
         LoadBalancerArgs(
@@ -87,6 +90,7 @@ def main() -> None:
             alb_arn_suffix=lb.arn_suffix,
             api_target_group_arn_suffix=lb.api_target_group_arn_suffix,
             listeners=lb.listeners,
+            console_route=lb.console_route,
             images_bucket_name=storage.images_bucket_name,
             images_bucket_arn=storage.images_bucket_arn,
             secret_arns=secrets.parameter_arns,
@@ -111,6 +115,8 @@ def main() -> None:
     pulumi.export("url", lb.url)
     pulumi.export("console_url", lb.console_url)
     pulumi.export("images_bucket", storage.images_bucket_name)
+    pulumi.export("repository_url", registry.repository_url)
+    pulumi.export("image_ref", registry.image_ref)
     pulumi.export("cluster", services.cluster_name)
     pulumi.export("services", services.service_names)
     pulumi.export("ssm_prefix", f"/prethrift/{cfg.stack}/")

@@ -6,6 +6,8 @@ and never look at the stack name.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,6 +49,13 @@ class LoadBalancerConfig:
     deletion_protection: bool = True
     access_log_days: int = 90
     hosted_zone_id: str | None = None
+    """Route 53 zone of `domainName`/`consoleHost`: alias records, and (without a
+    `certificateArn`) an ACM certificate validated through DNS in that zone."""
+    console_auth: Literal["none", "cognito"] = "none"
+    """`cognito`: the ALB signs operators in (a Cognito user pool) before it forwards to the
+    console. Needs HTTPS and `consoleHost`."""
+    console_allowed_cidrs: tuple[str, ...] = ()
+    """Source addresses that may reach the console through the ALB; never 0.0.0.0/0."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,8 @@ class ObservabilityConfig:
     error_rate_percent: float = 5.0
     cpu_percent: float = 80.0
     alarm_email: str | None = None
+    alarm_https_endpoint: str | None = None
+    """An HTTPS endpoint (a pager's webhook) subscribed to the alarm topic."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,13 @@ class AppConfig:
     log_level: str = "INFO"
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
-    image_tag: str = "local"
+    image_tag: str | None = None
+    """The image tag to deploy; required by `pulumi up` (CI sets the commit), see registry.py."""
+    image_digest: str | None = None
+    """`sha256:...` of an image already pushed to this stack's repository (CI's build job):
+    the tasks run exactly that image and the program builds nothing."""
+    trace_sample_ratio: float = 0.1
+    """OTEL_TRACES_SAMPLER_ARG: the share of requests traced (X-Ray bills per trace)."""
 
 
 @dataclass(frozen=True)
@@ -199,21 +216,100 @@ def load(stack: str | None = None) -> StackConfig:
     cfg = pulumi.Config("prethrift")
     raw: dict[str, Any] = {key: cfg.get_object(key) for key in _SECTIONS}
     raw = {k: v for k, v in raw.items() if v}
-    # CI sets the image tag per commit (`pulumi config set imageTag $SHA`).
-    image_tag = cfg.get("imageTag")
-    if image_tag:
-        raw["app"] = {**(raw.get("app") or {}), "imageTag": image_tag}
+    # CI sets these per deploy: `--config imageTag=$SHA --config imageDigest=sha256:...`.
+    for key in ("imageTag", "imageDigest"):
+        value = cfg.get(key)
+        if value:
+            raw["app"] = {**(raw.get("app") or {}), key: value}
     return from_mapping(stack or pulumi.get_stack(), raw)
+
+
+# Names reserved for documentation and examples (RFC 2606, RFC 6761) and the account id of
+# AWS's own documentation: a stack that still holds one was never filled in by its operator.
+_PLACEHOLDER_DOMAINS = ("example", "test", "invalid", "localhost", "example.com", "example.net", "example.org")
+_PLACEHOLDER_ACCOUNTS = ("123456789012", "000000000000")
+_PLACEHOLDER_ID = re.compile(r"^[0-]+$")
+
+
+def _placeholder_domain(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith(f".{d}") for d in _PLACEHOLDER_DOMAINS)
+
+
+def _placeholder_certificate(arn: str) -> bool:
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[:3] != ["arn", "aws", "acm"] or not parts[5].startswith("certificate/"):
+        return True
+    return parts[4] in _PLACEHOLDER_ACCOUNTS or bool(_PLACEHOLDER_ID.match(parts[5].split("/", 1)[1]))
+
+
+def _validate_edge(config: StackConfig) -> None:
+    lb = config.load_balancer
+    if not lb.plain_http and not lb.certificate_arn and not (lb.hosted_zone_id and lb.domain_name):
+        raise ConfigError(
+            "prethrift:loadBalancer.certificateArn is required for HTTPS; set it to an ACM "
+            "certificate ARN, or set hostedZoneId and domainName to have the stack issue one "
+            "(DNS validation), or set loadBalancer.plainHttp: true to serve plain HTTP (dev only)"
+        )
+    if lb.certificate_arn and _placeholder_certificate(lb.certificate_arn):
+        raise ConfigError(
+            "prethrift:loadBalancer.certificateArn is a placeholder, not your certificate; set it to "
+            "the ARN of your ACM certificate (arn:aws:acm:REGION:ACCOUNT:certificate/ID), or remove "
+            "it and set hostedZoneId to issue one"
+        )
+    for key, host in (("domainName", lb.domain_name), ("consoleHost", lb.console_host)):
+        if host and _placeholder_domain(host):
+            raise ConfigError(
+                f"prethrift:loadBalancer.{key} {host!r} is a reserved example name; set it to the "
+                "host name you serve from (a name in your Route 53 zone)"
+            )
+    for cidr in lb.console_allowed_cidrs:
+        try:
+            network = ipaddress.ip_network(cidr)
+        except ValueError:
+            raise ConfigError(f"prethrift:loadBalancer.consoleAllowedCidrs has {cidr!r}, not a CIDR") from None
+        if network.prefixlen == 0:
+            raise ConfigError(
+                "prethrift:loadBalancer.consoleAllowedCidrs must not hold 0.0.0.0/0 or ::/0: the "
+                "console shows traffic and cost; list your office or VPN ranges"
+            )
+    if lb.console_auth == "cognito" and (lb.plain_http or not lb.console_host):
+        raise ConfigError("prethrift:loadBalancer.consoleAuth: cognito needs HTTPS and a consoleHost")
+    if lb.console_auth not in ("none", "cognito"):
+        raise ConfigError("prethrift:loadBalancer.consoleAuth must be 'none' or 'cognito'")
+    if lb.console_auth == "none" and not lb.console_allowed_cidrs:
+        raise ConfigError(
+            "the console needs a guard at the edge: set prethrift:loadBalancer.consoleAuth: cognito "
+            "(HTTPS), or prethrift:loadBalancer.consoleAllowedCidrs to your office or VPN ranges"
+        )
+
+
+def _validate_alarms(config: StackConfig) -> None:
+    obs = config.observability
+    if obs.alarm_email and ("@" not in obs.alarm_email or _placeholder_domain(obs.alarm_email.split("@")[-1])):
+        raise ConfigError("prethrift:observability.alarmEmail must be a real address that someone reads")
+    if obs.alarm_https_endpoint and not obs.alarm_https_endpoint.startswith("https://"):
+        raise ConfigError("prethrift:observability.alarmHttpsEndpoint must be an https:// URL")
+    if config.app.environment == "production" and not (obs.alarm_email or obs.alarm_https_endpoint):
+        raise ConfigError(
+            "production alarms must reach a person: set prethrift:observability.alarmEmail or "
+            "prethrift:observability.alarmHttpsEndpoint (a pager's webhook)"
+        )
 
 
 def validate(config: StackConfig) -> None:
     """Refuse settings that would deploy something broken or unsafe, naming the key to change."""
-    lb = config.load_balancer
-    if not lb.plain_http and not lb.certificate_arn:
+    _validate_edge(config)
+    if not config.app.image_tag:
         raise ConfigError(
-            "prethrift:loadBalancer.certificateArn is required for HTTPS; set it to an ACM "
-            "certificate ARN, or set loadBalancer.plainHttp: true to serve plain HTTP (dev only)"
+            "prethrift:imageTag is required: ECR tags are immutable, so every deploy names its "
+            "image (CI passes the commit SHA; by hand: pulumi config set imageTag $(git rev-parse HEAD))"
         )
+    if config.app.image_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", config.app.image_digest):
+        raise ConfigError("prethrift:imageDigest must look like sha256:<64 hex digits>")
+    _validate_alarms(config)
+    if not 0.0 <= config.app.trace_sample_ratio <= 1.0:
+        raise ConfigError("prethrift:app.traceSampleRatio must be between 0 and 1")
     if config.network.az_count < 2:
         raise ConfigError("prethrift:network.azCount must be at least 2 (ALB and RDS need two AZs)")
     if config.network.nat_gateways not in ("single", "per-az"):

@@ -4,12 +4,13 @@ and the OpenTelemetry collector sidecar. Pure functions of their inputs, used by
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
-if TYPE_CHECKING:
-    from infra.service import ServicesArgs
+from infra.config import AppConfig
+from infra.ports import API_PORT
 
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 OTLP_HTTP = "http://127.0.0.1:4318"
@@ -26,44 +27,73 @@ SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
 SERVICE_SECRETS["gpu-worker"] = SERVICE_SECRETS["worker"]
 
 
-def collector_config(metrics_log_group: str) -> str:
-    """The ADOT collector's config: OTLP in on loopback, X-Ray and CloudWatch EMF out."""
-    return json.dumps(
-        {
-            "extensions": {"health_check": {}},
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": "127.0.0.1:4317"},
-                        "http": {"endpoint": "127.0.0.1:4318"},
-                    }
+@dataclass(frozen=True)
+class ContainerArgs:
+    """What the container definitions read: the app settings, where logs go, which secrets exist."""
+
+    stack: str
+    region: str
+    app: AppConfig
+    images_bucket_name: pulumi.Input[str]
+    secret_arns: dict[str, pulumi.Output[str]]
+    """SSM parameter ARN by environment variable name; a program gets those it needs."""
+    log_groups: dict[str, pulumi.Output[str]]
+    """Log group name by stream: each program, `otel` and `metrics`."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def collector_config(metrics_log_group: str, scrape: str | None = None) -> str:
+    """The ADOT collector's config: OTLP in on loopback (and, with `scrape`, the app's Prometheus
+    /metrics on loopback), X-Ray and CloudWatch EMF out."""
+    config: dict[str, Any] = {
+        "extensions": {"health_check": {}},
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": "127.0.0.1:4317"},
+                    "http": {"endpoint": "127.0.0.1:4318"},
                 }
-            },
-            "processors": {
-                "batch/traces": {"timeout": "1s", "send_batch_size": 50},
-                "batch/metrics": {"timeout": "60s"},
-            },
-            "exporters": {
-                "awsxray": {},
-                "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
-            },
-            "service": {
-                "extensions": ["health_check"],
-                "pipelines": {
-                    "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
-                    "metrics": {
-                        "receivers": ["otlp"],
-                        "processors": ["batch/metrics"],
-                        "exporters": ["awsemf"],
-                    },
+            }
+        },
+        "processors": {
+            "batch/traces": {"timeout": "1s", "send_batch_size": 50},
+            "batch/metrics": {"timeout": "60s"},
+        },
+        "exporters": {
+            "awsxray": {},
+            "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
+        },
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
+                "metrics": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch/metrics"],
+                    "exporters": ["awsemf"],
                 },
             },
+        },
+    }
+    if scrape:
+        config["receivers"]["prometheus"] = {
+            "config": {
+                "scrape_configs": [
+                    {
+                        "job_name": "prethrift",
+                        "scrape_interval": "60s",
+                        "metrics_path": "/metrics",
+                        "static_configs": [{"targets": [scrape]}],
+                    }
+                ]
+            }
         }
-    )
+        config["service"]["pipelines"]["metrics"]["receivers"].append("prometheus")
+    return json.dumps(config)
 
 
 def app_environment(
-    args: ServicesArgs, program: str, port: int | None, device: str = "cpu"
+    args: ContainerArgs, program: str, port: int | None, device: str = "cpu"
 ) -> dict[str, pulumi.Input[str]]:
     """Plain (non-secret) environment of an app container, by the names the app reads."""
     env: dict[str, pulumi.Input[str]] = {
@@ -79,6 +109,8 @@ def app_environment(
         "PRETHRIFT_CLIP_DEVICE": device,
         # The worker is its own service here; the API must not embed inline as well.
         "PRETHRIFT_WORKER_INLINE": "false",
+        # Parent-based ratio sampling (webapp/tracing.py); X-Ray bills per trace recorded.
+        "OTEL_TRACES_SAMPLER_ARG": str(args.app.trace_sample_ratio),
     }
     if program == "api":
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
@@ -88,7 +120,7 @@ def app_environment(
 
 
 def container_definitions(
-    args: ServicesArgs,
+    args: ContainerArgs,
     program: str,
     command: list[str],
     image: pulumi.Input[str],
@@ -137,7 +169,7 @@ def container_definitions(
                 "CMD",
                 "python",
                 "-c",
-                "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=3)",
+                f"import urllib.request as u; u.urlopen('http://127.0.0.1:{API_PORT}/healthz', timeout=3)",
             ],
             "interval": 15,
             "timeout": 5,
@@ -170,16 +202,22 @@ def container_definitions(
         )
         app["dependsOn"].append({"containerName": "migrate", "condition": "SUCCESS"})
 
+    # The API serves Prometheus metrics; its collector scrapes them on loopback (the ALB
+    # answers 404 for /metrics, so they are never public) and ships them as EMF.
+    scrape = f"127.0.0.1:{port}" if program == "api" and port else None
     collector: dict[str, Any] = {
         "name": "otel-collector",
         "image": COLLECTOR_IMAGE,
-        "essential": True,
+        # Telemetry is best effort: a collector crash must not stop the app's task.
+        "essential": False,
         "readonlyRootFilesystem": True,
         "memoryReservation": 128,
         "environment": [
             {
                 "name": "AOT_CONFIG_CONTENT",
-                "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(collector_config),
+                "value": pulumi.Output.from_input(args.log_groups["metrics"]).apply(
+                    lambda group: collector_config(group, scrape)
+                ),
             }
         ],
         "healthCheck": {"command": ["/healthcheck"], "interval": 15, "timeout": 5, "retries": 3},

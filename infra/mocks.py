@@ -94,6 +94,28 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
     elif typ == "docker-build:index:Image":
         tag = (inputs.get("tags") or ["image:local"])[0]
         state |= {"ref": f"{tag}@sha256:{'0' * 64}", "digest": f"sha256:{'0' * 64}"}
+    elif typ == "aws:acm/certificate:Certificate":
+        hosts = [inputs.get("domainName"), *(inputs.get("subjectAlternativeNames") or [])]
+        state |= {
+            "domainValidationOptions": [
+                {
+                    "domainName": host,
+                    "resourceRecordName": f"_0a1b2c3.{host}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": "_4d5e6f.acm-validations.aws.",
+                }
+                for host in hosts
+                if host
+            ]
+        }
+    elif typ == "aws:acm/certificateValidation:CertificateValidation":
+        state |= {"certificateArn": inputs.get("certificateArn")}
+    elif typ == "aws:route53/record:Record":
+        state |= {"fqdn": str(inputs.get("name") or name).rstrip(".")}
+    elif typ == "aws:kms/key:Key":
+        state |= {"keyId": f"{name}-0a1b2c3", "arn": f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{name}-0a1b2c3"}
+    elif typ == "aws:cognito/userPool:UserPool":
+        state |= {"arn": f"arn:aws:cognito-idp:{region}:{ACCOUNT_ID}:userpool/{region}_0a1b2c3"}
     elif typ == "random:index/randomPassword:RandomPassword":
         # Distinct and recognisable, so tests can search for leaks of each generated secret.
         state |= {"result": f"MOCKSECRET-{name}-MOCKSECRET"}
@@ -101,17 +123,28 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
 
 
 def record_in_process(
-    stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None
+    stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None, program: str = "infra"
 ) -> dict[str, Any]:
-    """Run `root/infra/__main__.py` for `stack` under mocks in this process (once per process)."""
+    """Run `root/<program>/__main__.py` for `stack` under mocks in this process (once per process).
+
+    `program` "infra" is the stacks' program (project file and stack files at `root`); any other
+    folder is a project of its own (its Pulumi.yaml and stack files inside it), e.g. infra/bootstrap."""
     import pulumi
     from google.protobuf import json_format
     from pulumi.runtime import mocks as pulumi_mocks
     from pulumi.runtime import rpc
     from pulumi.runtime.stack import run_pulumi_func
 
-    stack_config = dict(read_stack_file(stack, root))
-    stack_config.update(overrides or {})
+    project_dir = root if program == "infra" else root / program
+    project = str((yaml.safe_load((project_dir / "Pulumi.yaml").read_text()) or {}).get("name", "prethrift"))
+    stack_config: dict[str, Any] = {}
+    if program == "infra":
+        # What CI passes on every deploy (`--config imageTag=$SHA`); overrides may drop or change it.
+        stack_config = {"prethrift:imageTag": "local", **read_stack_file(stack, root)}
+    elif (project_dir / f"Pulumi.{stack}.yaml").exists():
+        stack_config = read_stack_file(stack, project_dir)
+    stack_config.update({k if ":" in k else f"prethrift:{k}": v for k, v in (overrides or {}).items()})
+    stack_config = {k: v for k, v in stack_config.items() if v is not None}
     region = str(stack_config.get("aws:region", "us-east-1"))
     resources: list[dict[str, Any]] = []
 
@@ -181,18 +214,15 @@ def record_in_process(
             return response
 
     pulumi.runtime.set_all_config(
-        {
-            k if ":" in k else f"prethrift:{k}": v if isinstance(v, str) else json.dumps(v)
-            for k, v in stack_config.items()
-        }
+        {k: v if isinstance(v, str) else json.dumps(v) for k, v in stack_config.items()}
     )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    pulumi.runtime.set_mocks(Mocks(), project="prethrift", stack=stack, preview=False, monitor=Monitor(Mocks()))
-    program = root / "infra" / "__main__.py"
+    pulumi.runtime.set_mocks(Mocks(), project=project, stack=stack, preview=False, monitor=Monitor(Mocks()))
+    main_file = root / program / "__main__.py"
 
     def run_program() -> None:
-        runpy.run_path(str(program), run_name="__main__")
+        runpy.run_path(str(main_file), run_name="__main__")
 
     loop.run_until_complete(run_pulumi_func(run_program))
 
@@ -219,7 +249,9 @@ def record_in_process(
     }
 
 
-def record(stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def record(
+    stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | None = None, program: str = "infra"
+) -> dict[str, Any]:
     """Run the program for `stack` under mocks in a fresh process and return its record.
 
     The program comes from `root` (default: this checkout), the mock harness from this file."""
@@ -229,7 +261,7 @@ def record(stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] | No
         "import runpy, sys; sys.argv = sys.argv[1:]; "
         f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name='__main__')"
     )
-    cmd = [sys.executable, "-c", boot, "mocks", stack, "--root", str(root)]
+    cmd = [sys.executable, "-c", boot, "mocks", stack, "--root", str(root), "--program", program]
     for key, value in (overrides or {}).items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]
     env = dict(
@@ -246,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stack")
     parser.add_argument("--root", type=Path, default=REPO_ROOT)
+    parser.add_argument("--program", default="infra", help="the program's folder under --root")
     parser.add_argument(
         "--set",
         action="append",
@@ -261,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     root = ns.root.resolve()
     # Run as a script, sys.path[0] is this folder; its modules must not shadow anything.
     sys.path[:] = [str(root)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-    result = record_in_process(ns.stack, root, overrides)
+    result = record_in_process(ns.stack, root, overrides, ns.program)
     json.dump(result, sys.stdout)
     return 0
 

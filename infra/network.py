@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.config import NetworkConfig
+from infra.ports import APP_PORTS
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
     config: NetworkConfig
     name_prefix: str
-    extra_alb_ports: tuple[int, ...] = ()
+    console_port: int | None = None
+    """The console's own listener port (no console host name), open to `console_cidrs` only."""
+    console_cidrs: tuple[str, ...] = ()
 
 
 class Network(pulumi.ComponentResource):
@@ -126,20 +130,31 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
+        alb_ingress: list[Any] = [
+            {
+                "protocol": "tcp",
+                "from_port": port,
+                "to_port": port,
+                "cidr_blocks": ["0.0.0.0/0"],
+                "description": f"public {port}",
+            }
+            for port in (80, 443)
+        ]
+        if args.console_port and args.console_cidrs:
+            alb_ingress.append(
+                {
+                    "protocol": "tcp",
+                    "from_port": args.console_port,
+                    "to_port": args.console_port,
+                    "cidr_blocks": list(args.console_cidrs),
+                    "description": f"console {args.console_port} from the allow-list",
+                }
+            )
         alb_sg = aws.ec2.SecurityGroup(
             f"{name}-alb-sg",
             vpc_id=vpc.id,
             description="Public HTTP(S) to the load balancer",
-            ingress=[
-                {
-                    "protocol": "tcp",
-                    "from_port": port,
-                    "to_port": port,
-                    "cidr_blocks": ["0.0.0.0/0"],
-                    "description": f"public {port}",
-                }
-                for port in (80, 443, *args.extra_alb_ports)
-            ],
+            ingress=alb_ingress,
             egress=[
                 {
                     "protocol": "tcp",
@@ -163,7 +178,7 @@ class Network(pulumi.ComponentResource):
                     "security_groups": [alb_sg.id],
                     "description": f"ALB to {port}",
                 }
-                for port in (8000, 8050)
+                for port in APP_PORTS
             ],
             egress=[
                 {

@@ -1,8 +1,13 @@
 """Observability layer: log groups with retention before the services start, then alarms on
-the API's 5xx rate, its p99 latency and every service's CPU, sent to an SNS topic."""
+the API's 5xx rate, its p99 latency, unhealthy targets, an embedding queue that stops
+draining and every service's CPU, sent to an SNS topic encrypted with a customer-managed KMS
+key that CloudWatch may use (the AWS-managed `alias/aws/sns` key does not let CloudWatch
+publish: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html).
+One composite alarm, "search unhealthy", says in one line whether users can search."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +56,8 @@ class AlarmsArgs:
     api_target_group_arn_suffix: pulumi.Output[str]
     cluster_name: pulumi.Output[str]
     service_names: dict[str, pulumi.Output[str]]
+    metrics_namespace: str = "Prethrift"
+    """Where the collector puts the app's Prometheus metrics (EMF), e.g. the queue depth."""
 
 
 class Alarms(pulumi.ComponentResource):
@@ -63,13 +70,18 @@ class Alarms(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
 
-        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id="alias/aws/sns", opts=child)
+        topic = self._topic(name, args)
         if cfg.alarm_email:
             aws.sns.TopicSubscription(
-                f"{name}-email",
+                f"{name}-email", topic=topic.arn, protocol="email", endpoint=cfg.alarm_email, opts=child
+            )
+        if cfg.alarm_https_endpoint:
+            aws.sns.TopicSubscription(
+                f"{name}-https",
                 topic=topic.arn,
-                protocol="email",
-                endpoint=cfg.alarm_email,
+                protocol="https",
+                endpoint=cfg.alarm_https_endpoint,
+                endpoint_auto_confirms=False,
                 opts=child,
             )
         actions = [topic.arn]
@@ -87,7 +99,7 @@ class Alarms(pulumi.ComponentResource):
                 },
             }
 
-        aws.cloudwatch.MetricAlarm(
+        errors = aws.cloudwatch.MetricAlarm(
             f"{name}-api-5xx-rate",
             alarm_description=f"{args.name_prefix}: API 5xx responses above "
             f"{cfg.error_rate_percent}% of requests",
@@ -110,7 +122,7 @@ class Alarms(pulumi.ComponentResource):
             ok_actions=actions,
             opts=child,
         )
-        aws.cloudwatch.MetricAlarm(
+        latency = aws.cloudwatch.MetricAlarm(
             f"{name}-api-p99-latency",
             alarm_description=f"{args.name_prefix}: API p99 target response time above "
             f"{cfg.p99_latency_seconds}s",
@@ -124,6 +136,75 @@ class Alarms(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold",
             threshold=cfg.p99_latency_seconds,
             treat_missing_data="notBreaching",
+            alarm_actions=actions,
+            ok_actions=actions,
+            opts=child,
+        )
+        unhealthy = aws.cloudwatch.MetricAlarm(
+            f"{name}-api-unhealthy-targets",
+            alarm_description=f"{args.name_prefix}: API targets failing the load balancer's /readyz check",
+            namespace="AWS/ApplicationELB",
+            metric_name="UnHealthyHostCount",
+            dimensions=lb_dims,
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+            treat_missing_data="notBreaching",
+            alarm_actions=actions,
+            ok_actions=actions,
+            opts=child,
+        )
+        # Jobs wait while nothing is embedded: the worker is down or stuck.
+        queue = aws.cloudwatch.MetricAlarm(
+            f"{name}-queue-not-draining",
+            alarm_description=f"{args.name_prefix}: embedding jobs waiting for 15 minutes with none embedded",
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+            evaluation_periods=3,
+            datapoints_to_alarm=3,
+            treat_missing_data="missing",
+            metric_queries=[
+                {
+                    "id": "depth",
+                    "metric": {
+                        "namespace": args.metrics_namespace,
+                        "metric_name": "prethrift_embedding_queue_depth",
+                        "period": 300,
+                        "stat": "Minimum",
+                    },
+                },
+                {
+                    "id": "embedded",
+                    "metric": {
+                        "namespace": args.metrics_namespace,
+                        "metric_name": "prethrift_embeddings_total",
+                        "period": 300,
+                        "stat": "Sum",
+                    },
+                },
+                {
+                    "id": "stuck",
+                    "expression": "IF(depth > 0 AND FILL(embedded, 0) == 0, 1, 0)",
+                    "label": "queue not draining",
+                    "return_data": True,
+                },
+            ],
+            alarm_actions=actions,
+            ok_actions=actions,
+            opts=child,
+        )
+        parts = [errors, latency, unhealthy, queue]
+        aws.cloudwatch.CompositeAlarm(
+            f"{name}-search-unhealthy",
+            alarm_name=f"{args.name_prefix}-search-unhealthy",
+            alarm_description=f"{args.name_prefix}: search is unhealthy (errors, latency, targets or the "
+            "embedding queue); see the member alarms",
+            alarm_rule=pulumi.Output.all(*[a.name for a in parts]).apply(
+                lambda names: " OR ".join(f'ALARM("{n}")' for n in names)
+            ),
             alarm_actions=actions,
             ok_actions=actions,
             opts=child,
@@ -148,3 +229,62 @@ class Alarms(pulumi.ComponentResource):
             )
         self.topic_arn = topic.arn
         self.register_outputs({"topic_arn": topic.arn})
+
+    def _topic(self, name: str, args: AlarmsArgs) -> aws.sns.Topic:
+        """The alarm topic, encrypted with a key whose policy lets CloudWatch publish to it."""
+        child = pulumi.ResourceOptions(parent=self)
+        account = aws.get_caller_identity().account_id
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"{args.name_prefix}: alarm topic encryption",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "AccountAdministers",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                            "Action": "kms:*",
+                            "Resource": "*",
+                        },
+                        {
+                            "Sid": "CloudWatchPublishes",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                            "Resource": "*",
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                        },
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-key-alias", name=f"alias/{args.name_prefix}-alarms", target_key_id=key.key_id, opts=child
+        )
+        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.arn, opts=child)
+        aws.sns.TopicPolicy(
+            f"{name}-topic-policy",
+            arn=topic.arn,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "CloudWatchAlarms",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                            "Action": "sns:Publish",
+                            "Resource": topic.arn,
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        return topic

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,11 @@ SERVICE_OF_PREFIX: list[tuple[str, str]] = [
     ("aws:sns/", "observability"),
     ("aws:iam/", "security"),
     ("aws:ssm/", "security"),
+    ("aws:kms/", "security"),
+    ("usage:dataTransfer", "network"),
+    ("usage:rds/", "database"),
+    ("aws:cognito/", "security"),
+    ("aws:acm/", "network"),
     ("random:", "security"),
 ]
 
@@ -81,6 +86,17 @@ class PlanRow:
     settings: dict[str, str]
     monthly_usd: float
     note: str = ""
+    max_monthly_usd: float | None = None
+    """At every autoscaling group's maximum; None where it cannot scale (same as steady)."""
+
+    @property
+    def at_max(self) -> float:
+        return self.monthly_usd if self.max_monthly_usd is None else self.max_monthly_usd
+
+    @property
+    def is_usage(self) -> bool:
+        """A usage-priced line (data transfer, backups) rather than a resource of the program."""
+        return self.type.startswith("usage:")
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,15 @@ class StackPlan:
     def total(self) -> float:
         return round(sum(row.monthly_usd for row in self.rows), 2)
 
+    @property
+    def max_total(self) -> float:
+        """Monthly cost with every service at its autoscaling maximum all month."""
+        return round(sum(row.at_max for row in self.rows), 2)
+
+    @property
+    def resources(self) -> int:
+        return sum(1 for row in self.rows if not row.is_usage)
+
     def by_service(self) -> dict[str, float]:
         sums: dict[str, float] = defaultdict(float)
         for row in self.rows:
@@ -106,12 +131,30 @@ class StackPlan:
         return {
             "stack": self.stack,
             "total": self.total,
+            "max_total": self.max_total,
+            "resources": self.resources,
             "by_service": self.by_service(),
             "source": self.source,
             "as_of": self.as_of,
             "usage": self.usage.__dict__,
+            "components": self.components,
             "rows": [row.__dict__ for row in self.rows],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StackPlan:
+        """The inverse of `as_dict`: a plan recorded at deploy time, read back without Pulumi."""
+        fields = set(PlanRow.__dataclass_fields__)
+        rows = [PlanRow(**{k: v for k, v in row.items() if k in fields}) for row in data["rows"]]
+        usage = pricing.Usage(**{k: float(v) for k, v in (data.get("usage") or {}).items()})
+        return cls(
+            str(data["stack"]),
+            rows,
+            usage,
+            str(data.get("source", pricing.SOURCE)),
+            str(data.get("as_of", pricing.AS_OF)),
+            int(data.get("components", 0)),
+        )
 
 
 def service_of(typ: str) -> str:
@@ -122,7 +165,9 @@ def service_of(typ: str) -> str:
 
 
 def short_type(typ: str) -> str:
-    """`aws:ecs/service:Service` -> `ecs.Service`."""
+    """`aws:ecs/service:Service` -> `ecs.Service`; usage lines keep their own name."""
+    if typ.startswith("usage:"):
+        return typ
     package, _, rest = typ.partition(":")
     module, _, name = rest.rpartition(":")
     module = module.split("/")[0]
@@ -143,6 +188,223 @@ def _settings(resource: Mapping[str, Any]) -> dict[str, str]:
     return {key: _fmt(inputs[key]) for key in keys if inputs.get(key) is not None}
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one resource costs a month, and why."""
+
+    monthly_usd: float = 0.0
+    note: str = ""
+    max_usd: float | None = None
+
+
+@dataclass
+class PriceContext:
+    """What a price rule may need beyond its own resource: usage assumptions and siblings."""
+
+    usage: pricing.Usage
+    by_type: Mapping[str, list[Mapping[str, Any]]]
+    task_by_arn: Mapping[str, Mapping[str, Any]]
+    hours: float = pricing.HOURS_PER_MONTH
+
+    def count(self, typ: str) -> int:
+        return len(self.by_type.get(typ, []))
+
+    def max_count(self, service_name: str) -> float | None:
+        """The autoscaling maximum of an ECS service, if it scales."""
+        for target in self.by_type.get("aws:appautoscaling/target:Target", []):
+            resource_id = str(target["inputs"].get("resourceId") or "")
+            if resource_id.rsplit("/", 1)[-1] == service_name:
+                return float(target["inputs"]["maxCapacity"])
+        return None
+
+    @property
+    def ec2_tasks(self) -> float:
+        """ECS tasks placed on EC2 capacity providers (the GPU worker), by desired count."""
+        total = 0.0
+        for service in self.by_type.get(SERVICE, []):
+            inputs = service["inputs"]
+            desired = float(inputs.get("desiredCount") or 0)
+            split = pricing.split_capacity(desired, inputs.get("capacityProviderStrategies") or [])
+            total += desired - split.get("FARGATE", 0.0) - split.get("FARGATE_SPOT", 0.0)
+        return total
+
+
+Rule = Callable[[Mapping[str, Any], PriceContext], Cost]
+SERVICE = "aws:ecs/service:Service"
+
+
+def _ecs_service(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    inputs = r["inputs"]
+    task = ctx.task_by_arn[inputs["taskDefinition"]]["inputs"]
+    strategy = inputs.get("capacityProviderStrategies") or []
+    hour = pricing.fargate_task_hour(float(task["cpu"]), float(task["memory"]))
+
+    def monthly(count: float) -> tuple[float, float, float]:
+        split = pricing.split_capacity(count, strategy)
+        on_demand, spot = split.get("FARGATE", 0.0), split.get("FARGATE_SPOT", 0.0)
+        return ctx.hours * hour * (on_demand + spot * pricing.FARGATE_SPOT_FACTOR), on_demand, spot
+
+    desired = float(inputs.get("desiredCount") or 0)
+    cost, on_demand, spot = monthly(desired)
+    if desired - on_demand - spot:
+        return Cost(0.0, f"{desired:g} task(s) on EC2 capacity (priced on the Auto Scaling group)")
+    most = ctx.max_count(str(inputs.get("name")))
+    note = (
+        f"{desired:g} task(s) x {task['cpu']}/{task['memory']}: "
+        f"{on_demand:g} on-demand, {spot:g} Spot at {pricing.FARGATE_SPOT_FACTOR:.0%}"
+    )
+    if most is not None and most > desired:
+        note += f"; up to {most:g} task(s)"
+    return Cost(cost, note, monthly(most)[0] if most is not None else None)
+
+
+def _rds(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    inputs = r["inputs"]
+    factor = pricing.RDS_MULTI_AZ_FACTOR if inputs.get("multiAz") else 1.0
+    hourly = pricing.lookup(pricing.RDS_POSTGRES_HOUR, inputs["instanceClass"], "RDS class")
+    storage = float(inputs.get("allocatedStorage") or 0)
+    return Cost(
+        factor * (ctx.hours * hourly + storage * pricing.RDS_GP3_GB_MONTH),
+        f"{'Multi-AZ' if factor > 1 else 'single-AZ'}, {storage:g} GB gp3",
+    )
+
+
+def _cache(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    inputs = r["inputs"]
+    nodes = float(inputs.get("numCacheClusters") or 1)
+    hourly = pricing.lookup(pricing.ELASTICACHE_NODE_HOUR, inputs["nodeType"], "cache node")
+    factor = pricing.VALKEY_FACTOR if inputs.get("engine") == "valkey" else 1.0
+    return Cost(
+        ctx.hours * hourly * nodes * factor, f"{nodes:g} node(s){', Valkey -20%' if factor < 1 else ''}"
+    )
+
+
+def _alb(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    ips = len(r["inputs"].get("subnets") or [])
+    lcu = ctx.usage.alb_lcu
+    return Cost(
+        ctx.hours * (pricing.ALB_HOUR + lcu * pricing.ALB_LCU_HOUR + ips * pricing.PUBLIC_IPV4_HOUR),
+        f"{lcu:g} LCU average, {ips} public IPv4",
+    )
+
+
+def _nat(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    data = ctx.usage.nat_data_gb / (ctx.count("aws:ec2/natGateway:NatGateway") or 1)
+    return Cost(ctx.hours * pricing.NAT_HOUR + data * pricing.NAT_GB, f"{data:.1f} GB processed")
+
+
+def _eip(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    return Cost(ctx.hours * pricing.PUBLIC_IPV4_HOUR, "public IPv4")
+
+
+def _bucket(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    if "images" in r["name"]:
+        gb = ctx.usage.images_gb
+        return Cost(gb * pricing.S3_STANDARD_GB_MONTH, f"{gb:g} GB Standard, requests not modelled")
+    return Cost(0.0, "access logs, expire by lifecycle; not modelled")
+
+
+def _log_group(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    ingest = ctx.usage.logs_ingest_gb / (ctx.count("aws:cloudwatch/logGroup:LogGroup") or 1)
+    # Steady state: what the retention keeps is about a month's ingest per 30 days retained.
+    days = float(r["inputs"].get("retentionInDays") or 0) or 3650.0
+    stored = ingest * days / 30
+    return Cost(
+        ingest * pricing.LOGS_INGEST_GB + stored * pricing.LOGS_STORED_GB_MONTH,
+        f"{ingest:.1f} GB ingested, {stored:.1f} GB stored ({days:g} days)",
+    )
+
+
+def _alarm(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    metrics = sum(1 for q in r["inputs"].get("metricQueries") or [] if q.get("metric")) or 1
+    return Cost(metrics * pricing.ALARM_METRIC_MONTH, f"{metrics} metric(s)")
+
+
+def _kms_key(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    return Cost(pricing.KMS_KEY_MONTH, "customer managed key; requests within the free tier")
+
+
+def _composite_alarm(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    return Cost(pricing.COMPOSITE_ALARM_MONTH, "composite alarm")
+
+
+def _ecr(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    gb = ctx.usage.ecr_storage_gb
+    return Cost(gb * pricing.ECR_GB_MONTH, f"{gb:g} GB stored")
+
+
+def _cluster(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    return Cost(0.0, "Container Insights is usage-priced; not modelled")
+
+
+def _gpu_group(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    """GPU instances: as many as the EC2-placed tasks need, never below the group's minimum."""
+    templates = ctx.by_type.get("aws:ec2/launchTemplate:LaunchTemplate", [])
+    itype = templates[0]["inputs"]["instanceType"] if templates else "unknown"
+    count = max(float(r["inputs"].get("minSize") or 0), ctx.ec2_tasks)
+    hourly = pricing.lookup(pricing.EC2_GPU_HOUR, itype, "EC2 instance type")
+    most = float(r["inputs"].get("maxSize") or count)
+    return Cost(ctx.hours * hourly * count, f"{count:g} x {itype} (up to {most:g})", ctx.hours * hourly * most)
+
+
+def usage_rows(ctx: PriceContext) -> list[PlanRow]:
+    """Costs that follow usage rather than a resource, each from a stated assumption."""
+    usage = ctx.usage
+    downloads_gb = usage.searches_per_month / 1000 * usage.download_gb_per_1000_searches
+    rows = [
+        PlanRow(
+            "usage:dataTransfer/internetOut",
+            "presigned-image-downloads",
+            "network",
+            {},
+            round(downloads_gb * pricing.DATA_OUT_GB, 2),
+            f"assumed {usage.searches_per_month:,.0f} searches x {usage.download_gb_per_1000_searches:g} GB "
+            f"per 1,000 searches = {downloads_gb:,.0f} GB out",
+        ),
+        PlanRow(
+            "usage:dataTransfer/crossAz",
+            "cross-az-traffic",
+            "network",
+            {},
+            round(usage.cross_az_gb * 2 * pricing.CROSS_AZ_GB_EACH_WAY, 2),
+            f"assumed {usage.cross_az_gb:g} GB between zones, billed each way",
+        ),
+    ]
+    for db in ctx.by_type.get("aws:rds/instance:Instance", []):
+        allocated = float(db["inputs"].get("allocatedStorage") or 0)
+        billed = max(0.0, usage.backup_gb - allocated)
+        rows.append(
+            PlanRow(
+                "usage:rds/backupStorage",
+                f"{db['name']}-backups",
+                "database",
+                {"backupRetentionPeriod": _fmt(db["inputs"].get("backupRetentionPeriod"))},
+                round(billed * pricing.RDS_BACKUP_GB_MONTH, 2),
+                f"assumed {usage.backup_gb:g} GB of backups; the first {allocated:g} GB are free",
+            )
+        )
+    return rows
+
+
+# One price rule per priced resource type; pricing.FREE_TYPES lists the types that cost nothing.
+PRICE_RULES: dict[str, Rule] = {
+    SERVICE: _ecs_service,
+    "aws:rds/instance:Instance": _rds,
+    "aws:elasticache/replicationGroup:ReplicationGroup": _cache,
+    "aws:lb/loadBalancer:LoadBalancer": _alb,
+    "aws:ec2/natGateway:NatGateway": _nat,
+    "aws:ec2/eip:Eip": _eip,
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:cloudwatch/logGroup:LogGroup": _log_group,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _alarm,
+    "aws:ecr/repository:Repository": _ecr,
+    "aws:kms/key:Key": _kms_key,
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm": _composite_alarm,
+    "aws:ecs/cluster:Cluster": _cluster,
+    "aws:autoscaling/group:Group": _gpu_group,
+}
+
+
 def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
     """Price a mock record (infra/mocks.py) of one stack."""
     usage = pricing.Usage.from_config(rec["config"].get("prethrift:planUsage"))
@@ -151,93 +413,30 @@ def price_resources(stack: str, rec: Mapping[str, Any]) -> StackPlan:
     for r in resources:
         by_type[r["type"]].append(r)
     task_by_arn = {r["state"]["arn"]: r for r in by_type["aws:ecs/taskDefinition:TaskDefinition"]}
-    hours = pricing.HOURS_PER_MONTH
-    nat_count = len(by_type["aws:ec2/natGateway:NatGateway"]) or 1
-    log_groups = len(by_type["aws:cloudwatch/logGroup:LogGroup"]) or 1
-    ec2_tasks = 0.0
+    ctx = PriceContext(usage, by_type, task_by_arn)
 
     rows: list[PlanRow] = []
     for r in resources:
-        typ, inputs = r["type"], r["inputs"]
-        cost, note = 0.0, ""
-        if typ == "aws:ecs/service:Service":
-            task = task_by_arn[inputs["taskDefinition"]]["inputs"]
-            desired = float(inputs.get("desiredCount") or 0)
-            split = pricing.split_capacity(desired, inputs.get("capacityProviderStrategies") or [])
-            hour = pricing.fargate_task_hour(float(task["cpu"]), float(task["memory"]))
-            on_demand, spot = split.get("FARGATE", 0.0), split.get("FARGATE_SPOT", 0.0)
-            cost = hours * hour * (on_demand + spot * pricing.FARGATE_SPOT_FACTOR)
-            ec2_tasks += desired - on_demand - spot
-            note = (
-                f"{desired:g} task(s) x {task['cpu']}/{task['memory']}: "
-                f"{on_demand:g} on-demand, {spot:g} Spot at {pricing.FARGATE_SPOT_FACTOR:.0%}"
+        typ = r["type"]
+        rule = PRICE_RULES.get(typ)
+        if rule is not None:
+            cost = rule(r, ctx)
+        elif typ in pricing.FREE_TYPES:
+            cost = Cost()
+        else:
+            cost = Cost(0.0, "no price rule; add one to PRICE_RULES in infra/plan.py")
+        rows.append(
+            PlanRow(
+                typ,
+                r["name"],
+                service_of(typ),
+                _settings(r),
+                round(cost.monthly_usd, 2),
+                cost.note,
+                None if cost.max_usd is None else round(cost.max_usd, 2),
             )
-            if desired - on_demand - spot:
-                note = f"{desired:g} task(s) on EC2 capacity (priced on the Auto Scaling group)"
-        elif typ == "aws:rds/instance:Instance":
-            factor = pricing.RDS_MULTI_AZ_FACTOR if inputs.get("multiAz") else 1.0
-            hourly = pricing.lookup(pricing.RDS_POSTGRES_HOUR, inputs["instanceClass"], "RDS class")
-            storage = float(inputs.get("allocatedStorage") or 0)
-            cost = factor * (hours * hourly + storage * pricing.RDS_GP3_GB_MONTH)
-            note = f"{'Multi-AZ' if factor > 1 else 'single-AZ'}, {storage:g} GB gp3"
-        elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
-            nodes = float(inputs.get("numCacheClusters") or 1)
-            hourly = pricing.lookup(pricing.ELASTICACHE_NODE_HOUR, inputs["nodeType"], "cache node")
-            factor = pricing.VALKEY_FACTOR if inputs.get("engine") == "valkey" else 1.0
-            cost = hours * hourly * nodes * factor
-            note = f"{nodes:g} node(s){', Valkey -20%' if factor < 1 else ''}"
-        elif typ == "aws:lb/loadBalancer:LoadBalancer":
-            ips = len(inputs.get("subnets") or [])
-            cost = hours * (
-                pricing.ALB_HOUR + usage.alb_lcu * pricing.ALB_LCU_HOUR + ips * pricing.PUBLIC_IPV4_HOUR
-            )
-            note = f"{usage.alb_lcu:g} LCU average, {ips} public IPv4"
-        elif typ == "aws:ec2/natGateway:NatGateway":
-            data = usage.nat_data_gb / nat_count
-            cost = hours * pricing.NAT_HOUR + data * pricing.NAT_GB
-            note = f"{data:.1f} GB processed"
-        elif typ == "aws:ec2/eip:Eip":
-            cost = hours * pricing.PUBLIC_IPV4_HOUR
-            note = "public IPv4"
-        elif typ == "aws:s3/bucket:Bucket":
-            if "images" in r["name"]:
-                cost = usage.images_gb * pricing.S3_STANDARD_GB_MONTH
-                note = f"{usage.images_gb:g} GB Standard, requests not modelled"
-            else:
-                note = "access logs, expire by lifecycle; not modelled"
-        elif typ == "aws:cloudwatch/logGroup:LogGroup":
-            ingest = usage.logs_ingest_gb / log_groups
-            cost = ingest * pricing.LOGS_INGEST_GB
-            note = f"{ingest:.1f} GB ingested"
-        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
-            metrics = sum(1 for q in inputs.get("metricQueries") or [] if q.get("metric")) or 1
-            cost = metrics * pricing.ALARM_METRIC_MONTH
-            note = f"{metrics} metric(s)"
-        elif typ == "aws:ecr/repository:Repository":
-            cost = usage.ecr_storage_gb * pricing.ECR_GB_MONTH
-            note = f"{usage.ecr_storage_gb:g} GB stored"
-        elif typ == "aws:ecs/cluster:Cluster":
-            note = "Container Insights is usage-priced; not modelled"
-        elif typ not in pricing.FREE_TYPES and typ != "aws:autoscaling/group:Group":
-            note = "no price rule; add one to infra/plan.py"
-        rows.append(PlanRow(typ, r["name"], service_of(typ), _settings(r), round(cost, 2), note))
-
-    # GPU instances: as many as the EC2-placed tasks need, never below the group's minimum.
-    for i, row in enumerate(rows):
-        if row.type == "aws:autoscaling/group:Group":
-            asg = next(r for r in resources if r["name"] == row.name)["inputs"]
-            template = by_type["aws:ec2/launchTemplate:LaunchTemplate"]
-            itype = template[0]["inputs"]["instanceType"] if template else "unknown"
-            count = max(float(asg.get("minSize") or 0), ec2_tasks)
-            hourly = pricing.lookup(pricing.EC2_GPU_HOUR, itype, "EC2 instance type")
-            rows[i] = PlanRow(
-                row.type,
-                row.name,
-                row.service,
-                row.settings,
-                round(hours * hourly * count, 2),
-                f"{count:g} x {itype}",
-            )
+        )
+    rows += usage_rows(ctx)
 
     components = sum(1 for r in rec["resources"] if not r["custom"])
     return StackPlan(stack, rows, usage, components=components)
@@ -249,9 +448,9 @@ def plan_stack(stack: str, root: Path = REPO_ROOT, overrides: Mapping[str, Any] 
 
 
 def format_plan(plan: StackPlan) -> str:
-    header = ("SERVICE", "RESOURCE", "NAME", "KEY SETTINGS", "USD/MONTH", "NOTE")
+    header = ("SERVICE", "RESOURCE", "NAME", "KEY SETTINGS", "USD/MONTH", "MAX AUTOSCALE", "NOTE")
     lines = [
-        f"Prethrift offline plan for stack '{plan.stack}': {len(plan.rows)} resources "
+        f"Prethrift offline plan for stack '{plan.stack}': {plan.resources} resources "
         f"in {plan.components} components (Pulumi program under mocks)",
         f"Prices: {plan.source}, as of {plan.as_of}; 730 h/month; usage assumptions: "
         + ", ".join(f"{k}={v:g}" for k, v in plan.usage.__dict__.items()),
@@ -264,6 +463,7 @@ def format_plan(plan: StackPlan) -> str:
             row.name,
             " ".join(f"{k}={v}" for k, v in row.settings.items()),
             f"{row.monthly_usd:,.2f}",
+            f"{row.at_max:,.2f}",
             row.note,
         )
         for row in sorted(plan.rows, key=lambda r: (r.service, -r.monthly_usd, r.name))
@@ -271,10 +471,11 @@ def format_plan(plan: StackPlan) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     for line in table:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:4])]
-        lines.append("  ".join([*cells, line[4].rjust(10), line[5]]).rstrip())
+        lines.append("  ".join([*cells, line[4].rjust(10), line[5].rjust(13), line[6]]).rstrip())
     lines.append("")
     lines.append("By service: " + " · ".join(f"{k} {v:,.2f}" for k, v in plan.by_service().items()))
     lines.append(f"TOTAL monthly (USD): {plan.total:,.2f}")
+    lines.append(f"MAX AUTOSCALE monthly (USD): {plan.max_total:,.2f} (every service at its maximum all month)")
     return "\n".join(lines)
 
 

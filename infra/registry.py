@@ -17,6 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class RegistryArgs:
     name_prefix: str
     image_tag: str
+    image_digest: str | None = None
+    """Deploy this already-pushed digest (CI builds once per commit) instead of building."""
     gpu_image: bool = False
     """Also build the CUDA variant of the image for the GPU worker."""
     keep_images: int = 30
@@ -100,9 +102,13 @@ class Registry(pulumi.ComponentResource):
                 opts=child,
             )
 
-        image = build("", CPU_TORCH_INDEX)
+        if args.image_digest:
+            # Built and smoke-tested once by CI; every stack runs that exact digest.
+            digest = args.image_digest
+            self.image_ref = repo.repository_url.apply(lambda url: f"{url}:{args.image_tag}@{digest}")
+        else:
+            self.image_ref = build("", CPU_TORCH_INDEX).ref
         self.gpu_image_ref = build("-gpu", GPU_TORCH_INDEX).ref if args.gpu_image else None
         self.repository_url = repo.repository_url
         self.repository_arn = repo.arn
-        self.image_ref = image.ref
-        self.register_outputs({"repository_url": repo.repository_url, "image_ref": image.ref})
+        self.register_outputs({"repository_url": repo.repository_url, "image_ref": self.image_ref})

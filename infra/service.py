@@ -14,10 +14,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra import iam
 from infra.config import AppConfig, CapacityStrategy, GpuWorkerConfig, TaskSize
-from infra.containers import container_definitions
+from infra.containers import ContainerArgs, container_definitions
 from infra.gpu import GpuCapacity, GpuCapacityArgs
-from infra.loadbalancer import API_PORT, CONSOLE_PORT
+from infra.ports import API_PORT, CONSOLE_PORT
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class ServicesArgs:
     alb_arn_suffix: pulumi.Output[str]
     api_target_group_arn_suffix: pulumi.Output[str]
     listeners: list[aws.lb.Listener]
+    console_route: list[pulumi.Resource]
     images_bucket_name: pulumi.Output[str]
     images_bucket_arn: pulumi.Output[str]
     secret_arns: dict[str, pulumi.Output[str]]
@@ -83,7 +85,7 @@ class Services(pulumi.ComponentResource):
         if gpu is not None:
             providers.append(gpu.capacity_provider_name)
         fargate_strategy = self._strategy(args.capacity)
-        aws.ecs.ClusterCapacityProviders(
+        capacity = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity",
             cluster_name=cluster.name,
             capacity_providers=providers,
@@ -91,7 +93,16 @@ class Services(pulumi.ComponentResource):
             opts=child,
         )
 
-        execution_role, task_role = self._roles(name, args)
+        execution_role = self._execution_role(name, args)
+        containers = ContainerArgs(
+            stack=args.stack,
+            region=args.region,
+            app=args.app,
+            images_bucket_name=args.images_bucket_name,
+            secret_arns=args.secret_arns,
+            log_groups=args.log_groups,
+            extra_env=args.extra_env,
+        )
 
         specs: list[tuple[str, TaskSize, list[str], int | None, pulumi.Output[str] | None]] = [
             ("api", args.api, ["serve"], API_PORT, args.api_target_group_arn),
@@ -110,13 +121,13 @@ class Services(pulumi.ComponentResource):
                 requires_compatibilities=["FARGATE"],
                 runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
                 execution_role_arn=execution_role.arn,
-                task_role_arn=task_role.arn,
+                task_role_arn=self._task_role(name, args, program).arn,
                 volumes=[{"name": "tmp"}],
-                container_definitions=container_definitions(args, program, command, args.image_ref, port),
+                container_definitions=container_definitions(containers, program, command, args.image_ref, port),
                 opts=child,
             )
             services[program] = self._service(
-                name, args, program, cluster, task, size, fargate_strategy, port, target_group
+                name, args, program, cluster, task, size, fargate_strategy, port, target_group, capacity
             )
 
         if gpu is not None and args.gpu_image_ref is not None:
@@ -129,10 +140,10 @@ class Services(pulumi.ComponentResource):
                 network_mode="awsvpc",
                 requires_compatibilities=["EC2"],
                 execution_role_arn=execution_role.arn,
-                task_role_arn=task_role.arn,
+                task_role_arn=self._task_role(name, args, "gpu-worker").arn,
                 volumes=[{"name": "tmp"}],
                 container_definitions=container_definitions(
-                    args, "gpu-worker", ["worker"], args.gpu_image_ref, None, device="cuda", gpus=1
+                    containers, "gpu-worker", ["worker"], args.gpu_image_ref, None, device="cuda", gpus=1
                 ),
                 opts=child,
             )
@@ -149,6 +160,7 @@ class Services(pulumi.ComponentResource):
                 [{"capacity_provider": gpu.capacity_provider_name, "weight": 1, "base": 0}],
                 None,
                 None,
+                capacity,
             )
 
         for program, service in services.items():
@@ -171,116 +183,37 @@ class Services(pulumi.ComponentResource):
             strategy.append({"capacity_provider": "FARGATE_SPOT", "weight": capacity.spot_weight, "base": 0})
         return strategy
 
-    def _roles(self, name: str, args: ServicesArgs) -> tuple[aws.iam.Role, aws.iam.Role]:
+    def _execution_role(self, name: str, args: ServicesArgs) -> aws.iam.Role:
+        """One execution role: ECS pulls the image, writes logs and injects the secrets."""
         child = pulumi.ResourceOptions(parent=self)
-        trust = json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": "sts:AssumeRole",
-                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                    }
-                ],
-            }
+        role = aws.iam.Role(
+            f"{name}-execution-role", assume_role_policy=json.dumps(iam.ECS_TASKS_TRUST), opts=child
         )
-        secret_arns = sorted(args.secret_arns.items())
-        execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(
             f"{name}-execution-policy",
-            role=execution_role.id,
+            role=role.id,
             policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        # GetAuthorizationToken has no resource-level permissions.
-                        {
-                            "Sid": "EcrAuth",
-                            "Effect": "Allow",
-                            "Action": "ecr:GetAuthorizationToken",
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "PullImage",
-                            "Effect": "Allow",
-                            "Action": [
-                                "ecr:BatchCheckLayerAvailability",
-                                "ecr:GetDownloadUrlForLayer",
-                                "ecr:BatchGetImage",
-                            ],
-                            "Resource": args.repository_arn,
-                        },
-                        {
-                            "Sid": "WriteLogs",
-                            "Effect": "Allow",
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                            "Resource": [
-                                pulumi.Output.concat(arn, ":*") for arn in args.log_group_arns.values()
-                            ],
-                        },
-                        {
-                            "Sid": "ReadSecrets",
-                            "Effect": "Allow",
-                            "Action": "ssm:GetParameters",
-                            "Resource": [arn for _, arn in secret_arns],
-                        },
-                    ],
-                }
+                iam.execution_policy(args.repository_arn, args.log_group_arns, args.secret_arns)
             ),
             opts=child,
         )
-        task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=trust, opts=child)
+        return role
+
+    def _task_role(self, name: str, args: ServicesArgs, program: str) -> aws.iam.Role:
+        """One task role per program, with only what that program calls; no SSM read."""
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-{program}-task-role", assume_role_policy=json.dumps(iam.ECS_TASKS_TRUST), opts=child
+        )
         aws.iam.RolePolicy(
-            f"{name}-task-policy",
-            role=task_role.id,
+            f"{name}-{program}-task-policy",
+            role=role.id,
             policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ImagesObjects",
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                            "Resource": pulumi.Output.concat(args.images_bucket_arn, "/*"),
-                        },
-                        {
-                            "Sid": "ImagesList",
-                            "Effect": "Allow",
-                            "Action": "s3:ListBucket",
-                            "Resource": args.images_bucket_arn,
-                        },
-                        {
-                            "Sid": "StackParameters",
-                            "Effect": "Allow",
-                            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-                            "Resource": args.ssm_path_arn,
-                        },
-                        # X-Ray has no resource-level permissions.
-                        {
-                            "Sid": "Traces",
-                            "Effect": "Allow",
-                            "Action": [
-                                "xray:PutTraceSegments",
-                                "xray:PutTelemetryRecords",
-                                "xray:GetSamplingRules",
-                                "xray:GetSamplingTargets",
-                                "xray:GetSamplingStatisticSummaries",
-                            ],
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "EmfMetrics",
-                            "Effect": "Allow",
-                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                            "Resource": pulumi.Output.concat(args.log_group_arns["metrics"], ":*"),
-                        },
-                    ],
-                }
+                iam.task_policy(program, args.images_bucket_arn, args.log_group_arns["metrics"])
             ),
             opts=child,
         )
-        return execution_role, task_role
+        return role
 
     def _service(
         self,
@@ -293,6 +226,7 @@ class Services(pulumi.ComponentResource):
         strategy: list[Any],
         port: int | None,
         target_group: pulumi.Output[str] | None,
+        capacity: aws.ecs.ClusterCapacityProviders,
     ) -> aws.ecs.Service:
         load_balancers: Any = (
             [{"target_group_arn": target_group, "container_name": program, "container_port": port}]
@@ -320,9 +254,18 @@ class Services(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             enable_execute_command=False,
+            # `pulumi up` returns when the new tasks are healthy, or fails (and the circuit
+            # breaker rolls back), so the smoke test that follows sees the new version.
+            wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=list(args.listeners),
+                # Created after (and destroyed before) the capacity providers and the routes that
+                # send it traffic, so neither a create nor a destroy can race.
+                depends_on=[
+                    capacity,
+                    *args.listeners,
+                    *(args.console_route if program == "console" else []),
+                ],
                 # Autoscaling owns the running count after the first deployment.
                 ignore_changes=["desiredCount"],
             ),

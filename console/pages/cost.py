@@ -1,5 +1,6 @@
-"""Cost: projected monthly cost per stack by service (the offline plan's cost model), cost per
-thousand searches at the observed traffic, and actual spend from Cost Explorer when connected."""
+"""Cost: projected monthly cost per stack by service (the plan recorded at deploy time), cost
+per thousand searches at the observed traffic, and actual spend from Cost Explorer when
+connected."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dash import Input, Output, callback, html
 
 from console import data, figures
 from console import layout as ui
+from console.cost import PlanMissing
 from console.state import state
 
 dash.register_page(  # type: ignore[no-untyped-call]
@@ -29,7 +31,10 @@ def layout(**_: object) -> html.Div:
 )
 def update(range_key: str, stack: str, _: int | None) -> Any:
     console = state()
-    plan = console.plans.plan(stack)
+    try:
+        plan = console.plans.plan(stack)
+    except PlanMissing as missing:
+        return [html.H4(f"Projected monthly cost, stack {stack}"), ui.empty_state(str(missing))]
     window = data.time_range(range_key)
     traffic_here = data.scope_message(console.config.own_stack, stack) is None
     volumes = console.database.run(data.search_volume, window) if traffic_here else []
@@ -41,6 +46,7 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
         html.Div(
             [
                 ui.stat(f"Projected monthly ({stack})", ui.usd(plan.total), f"prices as of {plan.as_of}"),
+                ui.stat("At max autoscale", ui.usd(plan.max_total), "every service at its maximum"),
                 ui.stat("Per 1,000 searches", ui.usd(per_thousand), note),
                 ui.stat(
                     "Actual, month to date",
@@ -52,7 +58,11 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
         html.H4(f"Projected monthly cost by service, stack {stack}"),
         ui.graph("cost-by-service", figures.cost_by_service(plan)),
         html.Div(
-            f"From Pulumi.{stack}.yaml by the offline plan (`prethrift plan {stack}`); {plan.source}.",
+            (
+                f"From Pulumi.{stack}.yaml by the offline plan (`prethrift plan {stack}`); {plan.source}."
+                if console.plans.offline
+                else f"The plan recorded by the last deploy ({console.plans.location(stack)}); {plan.source}."
+            ),
             style={"color": ui.MUTED, "fontSize": "13px"},
         ),
         html.H4("Cost per 1,000 searches at the observed search rate"),

@@ -5,6 +5,9 @@ Each rule is a pure check over a resource's properties (tested offline on the re
 mocks record) wrapped in a `ResourceValidationPolicy` or `StackValidationPolicy`. This module
 never creates the `PolicyPack`: that starts a server and never returns (see __main__.py).
 
+Rules with a `PT.n` control are this project's own (least privilege and the closed edge);
+the rest are FSBP controls.
+
 Rules that only production must meet (Multi-AZ, deletion protection, failover, HTTPS) are
 advisory by default; `infra/policy/prod.json` makes them mandatory for the prod stack.
 """
@@ -43,6 +46,13 @@ LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
 REPOSITORY = "aws:ecr/repository:Repository"
 LIFECYCLE_POLICY = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
+TOPIC = "aws:sns/topic:Topic"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+CONSOLE_PORT = 8050
 
 # FSBP ECS.8 looks for these names; the rest are the app's secrets (they go in `secrets`).
 SECRET_ENV_NAMES = frozenset(
@@ -164,6 +174,15 @@ def _check_bucket_acl(props: Props) -> list[str]:
     return _require(
         not props.get("acl") and not props.get("grants"),
         "bucket must not use ACLs; use BucketOwnerEnforced ownership and policies",
+    )
+
+
+def _check_topic_key(props: Props) -> list[str]:
+    key = str(props.get("kmsMasterKeyId") or "")
+    return _require(
+        bool(key) and not key.startswith("alias/aws/"),
+        "alarm topic must be encrypted with a customer-managed KMS key whose policy lets "
+        "cloudwatch.amazonaws.com use it (CloudWatch cannot publish to a topic under alias/aws/sns)",
     )
 
 
@@ -385,6 +404,13 @@ RULES: tuple[Rule, ...] = (
             p.get("imageTagMutability") == "IMMUTABLE", "repository must set imageTagMutability: IMMUTABLE"
         ),
     ),
+    Rule(
+        "sns-alarm-topic-cmk",
+        "SNS.1/PT.4",
+        "the alarm topic uses a customer-managed KMS key CloudWatch can use",
+        TOPIC,
+        _check_topic_key,
+    ),
 )
 
 
@@ -398,6 +424,105 @@ def _linked(resource: PolicyResource, target: PolicyResource, key: str) -> bool:
         target.props.get("name"),
         target.props.get("id"),
     )
+
+
+def _task_definitions(resources: list[PolicyResource]) -> list[PolicyResource]:
+    return [r for r in resources if r.resource_type == TASK_DEFINITION]
+
+
+def _role_per_service(resources: list[PolicyResource]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for task in _task_definitions(resources):
+        role = task.props.get("taskRoleArn")
+        family = task.props.get("family") or task.name
+        if not role:
+            problems.append((task.urn, f"{family}: task definition has no task role of its own"))
+        elif role == task.props.get("executionRoleArn"):
+            problems.append((task.urn, f"{family}: task role must not be the execution role"))
+        elif role in seen:
+            problems.append(
+                (task.urn, f"{family}: shares its task role with {seen[role]}; give each service one")
+            )
+        else:
+            seen[str(role)] = str(family)
+    return problems
+
+
+def _actions(document: Any) -> list[str]:
+    parsed = json.loads(document) if isinstance(document, str) else document
+    statements = (parsed or {}).get("Statement") or [] if isinstance(parsed, dict) else []
+    found: list[str] = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if statement.get("Effect") != "Allow":
+            continue
+        action = statement.get("Action") or []
+        found += [action] if isinstance(action, str) else list(action)
+    return found
+
+
+def _task_roles_no_ssm(resources: list[PolicyResource]) -> list[tuple[str, str]]:
+    task_role_arns = {t.props.get("taskRoleArn") for t in _task_definitions(resources)}
+    task_roles = [r for r in resources if r.resource_type == ROLE and r.props.get("arn") in task_role_arns]
+    problems: list[tuple[str, str]] = []
+    for policy in (r for r in resources if r.resource_type == ROLE_POLICY):
+        if not any(_linked(policy, role, "role") for role in task_roles):
+            continue
+        bad = [a for a in _actions(policy.props.get("policy")) if a.lower().startswith("ssm:") or a == "*"]
+        if bad:
+            problems.append(
+                (
+                    policy.urn,
+                    f"{policy.name}: task role may not read SSM ({', '.join(bad)}); ECS injects secrets",
+                )
+            )
+    return problems
+
+
+def _forwards_to(actions: Any, arns: set[Any]) -> bool:
+    return any(
+        a.get("type") == "forward" and a.get("targetGroupArn") in arns
+        for a in actions or []
+        if isinstance(a, dict)
+    )
+
+
+def _console_behind_auth(resources: list[PolicyResource]) -> list[tuple[str, str]]:
+    consoles = {
+        r.props.get("arn")
+        for r in resources
+        if r.resource_type == TARGET_GROUP and int(float(r.props.get("port") or 0)) == CONSOLE_PORT
+    }
+    authenticated = ("authenticate-cognito", "authenticate-oidc")
+    problems: list[tuple[str, str]] = []
+    for rule in (r for r in resources if r.resource_type == LISTENER_RULE):
+        actions = rule.props.get("actions") or []
+        if not _forwards_to(actions, consoles):
+            continue
+        signed_in = any(a.get("type") in authenticated for a in actions)
+        allow_listed = any(c.get("sourceIp") for c in rule.props.get("conditions") or [])
+        if not (signed_in or allow_listed):
+            problems.append(
+                (rule.urn, f"{rule.name}: the console is routed without sign-in or a source-IP allow-list")
+            )
+    open_ports = {
+        port
+        for sg in resources
+        if sg.resource_type == SECURITY_GROUP
+        for rule in sg.props.get("ingress") or []
+        if "0.0.0.0/0" in (rule.get("cidrBlocks") or []) or "::/0" in (rule.get("ipv6CidrBlocks") or [])
+        for port in range(int(float(rule.get("fromPort") or 0)), int(float(rule.get("toPort") or 0)) + 1)
+    }
+    for listener in (r for r in resources if r.resource_type == LISTENER):
+        actions = listener.props.get("defaultActions") or []
+        if not _forwards_to(actions, consoles):
+            continue
+        port = int(float(listener.props.get("port") or 0))
+        if port in open_ports and not any(a.get("type") in authenticated for a in actions):
+            problems.append(
+                (listener.urn, f"{listener.name}: the console listener on {port} is open to the internet")
+            )
+    return problems
 
 
 def _every(
@@ -438,6 +563,24 @@ STACK_RULES: tuple[StackRule, ...] = (
         "ECR.3",
         "every ECR repository has a lifecycle policy",
         _every(REPOSITORY, LIFECYCLE_POLICY, "repository", "repository has no lifecycle policy"),
+    ),
+    StackRule(
+        "ecs-task-role-per-service",
+        "PT.1",
+        "each ECS service has a task role of its own",
+        _role_per_service,
+    ),
+    StackRule(
+        "iam-task-roles-no-ssm",
+        "PT.2",
+        "task roles cannot read SSM parameters (ECS injects secrets)",
+        _task_roles_no_ssm,
+    ),
+    StackRule(
+        "console-behind-auth",
+        "PT.3",
+        "the ops console is reached only through sign-in or a source allow-list",
+        _console_behind_auth,
     ),
 )
 

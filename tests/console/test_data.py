@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -14,7 +16,9 @@ import pytest
 
 from console import data
 from console.config import ConsoleConfig, stack_of
-from console.cost import actual_spend
+from console.cost import PLAN_KEY, PlanCache, PlanMissing, actual_spend
+from infra import pricing
+from infra.plan import PlanRow, StackPlan
 from webapp.config import Settings
 from webapp.metrics_store import MetricsRecorder, percentile, write_batch
 
@@ -151,3 +155,49 @@ def test_actual_spend_from_cost_explorer(s3_endpoint: str) -> None:
     spend = actual_spend("prod", endpoint_url=s3_endpoint, today=date(2026, 6, 15))
     assert spend.connected and spend.total_usd == 51.75
     assert list(spend.by_service) == ["Amazon Elastic Container Service", "Amazon Relational Database Service"]
+
+
+def _recorded_plan(stack: str) -> StackPlan:
+    rows = [
+        PlanRow(
+            "aws:ecs/service:Service", "services-api", "compute", {"name": "api"}, 144.16, "2 task(s)", 432.48
+        ),
+        PlanRow("aws:rds/instance:Instance", "database-postgres", "database", {}, 106.4, "Multi-AZ"),
+        PlanRow("usage:dataTransfer/internetOut", "presigned-image-downloads", "network", {}, 135.0, "assumed"),
+    ]
+    return StackPlan(stack, rows, pricing.Usage(searches_per_month=1_000_000), components=10)
+
+
+def test_cost_page_reads_the_plan_recorded_at_deploy(s3_endpoint: str, bucket: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    recorded = _recorded_plan("prod")
+    s3.put_object(Bucket=bucket, Key=PLAN_KEY.format(stack="prod"), Body=json.dumps(recorded.as_dict()))
+    s3.put_object(Bucket=bucket, Key=PLAN_KEY.format(stack="qa"), Body=b"<html>not a plan</html>")
+    plans = PlanCache(bucket=bucket, endpoint_url=s3_endpoint, offline=False)
+    plan = plans.plan("prod")
+    assert plan.rows == recorded.rows and plan.total == 385.56 and plan.max_total == 673.88
+    assert plan.usage.searches_per_month == 1_000_000
+    with pytest.raises(PlanMissing, match=f"s3://{bucket}/deploy/plan-dev.json"):
+        plans.plan("dev")
+    with pytest.raises(PlanMissing, match="not a plan"):
+        plans.plan("qa")
+
+
+def test_deployed_console_never_runs_the_pulumi_program(s3_endpoint: str, bucket: str) -> None:
+    """Outside development the console reads the recorded plan; Pulumi is never imported."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").put_object(
+        Bucket=bucket, Key=PLAN_KEY.format(stack="dev"), Body=json.dumps(_recorded_plan("dev").as_dict())
+    )
+    script = (
+        "import sys; from console.cost import PlanCache; plans = PlanCache(); "
+        "plan = plans.plan('dev'); print(plans.offline, plan.total); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws')))"
+    )
+    env = dict(os.environ, ENVIRONMENT="staging", IMAGES_BUCKET=bucket, AWS_ENDPOINT_URL=s3_endpoint)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["False 385.56", "[]"]

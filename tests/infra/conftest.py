@@ -20,11 +20,19 @@ GPU_OVERRIDES = {
     "sentryDsn": "https://key@sentry.example/1",
 }
 
+# dev as CI deploys it: the image built once for the commit, by digest.
+DIGEST_OVERRIDES = {"imageTag": "0123abc", "imageDigest": "sha256:" + "ab" * 32}
+
 
 @pytest.fixture(name="records", scope="session")
 def _records() -> dict[str, Record]:
-    jobs = {"dev": ("dev", None), "prod": ("prod", None), "gpu": ("prod", GPU_OVERRIDES)}
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    jobs = {
+        "dev": ("dev", None),
+        "prod": ("prod", None),
+        "gpu": ("prod", GPU_OVERRIDES),
+        "digest": ("dev", DIGEST_OVERRIDES),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {k: pool.submit(record, stack, overrides=o) for k, (stack, o) in jobs.items()}
         return {k: f.result() for k, f in futures.items()}
 

@@ -58,9 +58,18 @@ def test_dockerfile_shape() -> None:
     assert 'ENTRYPOINT ["prethrift"]' in runtime and 'CMD ["serve"]' in runtime
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert ignored[ignored.index("*") + 1 :] and "!webapp/" in ignored
-    # The console plans stack costs offline inside the image: program and stack files ship.
-    assert {"!infra/", "!Pulumi.yaml", "!Pulumi.*.yaml"} <= set(ignored)
+    # The console reads the plan's data shapes from infra/ and lists the stack files.
+    assert {"!infra/", "!Pulumi.yaml", "!Pulumi.*.yaml", "!requirements.lock"} <= set(ignored)
     assert "COPY --chown=root:root infra/ /app/infra/" in runtime and "PYTHONPATH=/app" in runtime
+    # Locked versions, and no Pulumi SDKs in the image: the console reads the recorded plan.
+    build = text.split("AS runtime", 1)[0]
+    assert build.count("-c requirements.lock") == 2
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("pulumi")]
+    assert "pulumi-aws>=7,<8" in project["optional-dependencies"]["infra"]
+    assert "prethrift[infra]" in project["optional-dependencies"]["dev"]
 
 
 @pytest.mark.parametrize(
@@ -139,30 +148,71 @@ def _jobs(name: str) -> dict[str, Any]:
     return jobs
 
 
+def _steps_using(job: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith(prefix)]
+
+
 def test_workflows_preview_and_deploy_through_oidc() -> None:
     text = "\n".join(p.read_text() for p in WORKFLOWS)
     assert "AWS_SECRET_ACCESS_KEY" not in text and "aws-access-key-id" not in text
     preview = _jobs("preview.yml")
     stacks = {item["stack"] for item in preview["preview"]["strategy"]["matrix"]["include"]}
     assert stacks == {"dev", "prod"}
-    steps = preview["preview"]["steps"]
-    pulumi = next(s for s in steps if str(s.get("uses", "")).startswith("pulumi/actions@"))
-    assert pulumi["with"]["command"] == "preview" and pulumi["with"]["comment-on-pr"] is True
-    assert pulumi["with"]["policyPacks"] == "infra/policy"
-    assert any(
-        str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials")
-        and "role-to-assume" in s["with"]
-        for s in steps
+    (pulumi,) = _steps_using(preview["preview"], "pulumi/actions@")
+    assert pulumi["with"]["command"] == "preview" and pulumi["with"]["policyPacks"] == "infra/policy"
+    assert _steps_using(preview["preview"], "aws-actions/configure-aws-credentials")[0]["with"][
+        "role-to-assume"
+    ]
+    assert "python -m infra.plan" in str(preview["cost"]["steps"]) and "--compare" in str(
+        preview["cost"]["steps"]
     )
-    assert "python -m infra.plan" in str(preview["cost"]["steps"])
-    assert "--compare" in str(preview["cost"]["steps"])
+    # Fork PRs get no credentials: the cloud preview skips them with a clear notice, and a
+    # maintainer can start it by hand after reading the change.
+    assert "head.repo.full_name == github.repository" in preview["preview"]["if"]
+    assert "workflow_dispatch" in preview["preview"]["if"]
+    assert "head.repo.full_name != github.repository" in preview["fork-notice"]["if"]
+    assert "needs maintainer approval" in str(preview["fork-notice"]["steps"]).lower()
 
     deploy = _jobs("deploy.yml")
-    assert deploy["prod"]["needs"] == "dev" and deploy["prod"]["environment"]["name"] == "production"
+    assert deploy["build"]["needs"] == "test" and deploy["dev"]["needs"] == "build"
+    assert deploy["prod"]["needs"] == ["build", "dev"] and deploy["prod"]["environment"]["name"] == "production"
+    # Built once: only the build job builds; both stacks deploy the digest it produced.
+    assert "docker buildx build" in str(deploy["build"]["steps"])
+    assert "buildx build" not in str(deploy["dev"]["steps"]) + str(deploy["prod"]["steps"])
+    assert "imagetools create" in str(deploy["prod"]["steps"]) and '"$copied" = "$DIGEST"' in str(
+        deploy["prod"]["steps"]
+    )
     for job in ("dev", "prod"):
-        up = next(s for s in deploy[job]["steps"] if str(s.get("uses", "")).startswith("pulumi/"))
+        up = next(s for s in _steps_using(deploy[job], "pulumi/actions@") if s.get("with", {}).get("command"))
         assert up["with"]["command"] == "up" and up["with"]["stack-name"] == job
         assert "imageTag" in up["with"]["config-map"]
+        assert "needs.build.outputs.digest" in up["with"]["config-map"]
+        runs = [s.get("run", "") for s in deploy[job]["steps"]]
+        smoke = next(i for i, r in enumerate(runs) if "python -m infra.smoke" in r)
+        assert "steps.up.outputs.url" in runs[smoke] and "continue-on-error" not in deploy[job]["steps"][smoke]
+        assert any("infra.plan" in r and "aws s3 cp" in r for r in runs[smoke:])
     ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
     assert {"push", "pull_request"} <= set(ci[True])  # YAML 1.1 reads `on` as True
     assert "make test" in str(ci["jobs"]["test"]["steps"])
+    assert "-c requirements.lock" in str(ci["jobs"]["test"]["steps"])
+
+
+def test_workflows_never_cancel_a_deploy_and_pin_actions() -> None:
+    for path in WORKFLOWS:
+        data = yaml.safe_load(path.read_text())
+        # No blanket token permissions: each job says what it needs.
+        assert data["permissions"] == {}, path.name
+        for name, job in data["jobs"].items():
+            assert "permissions" in job, f"{path.name}/{name}"
+            for step in job.get("steps", []):
+                uses = str(step.get("uses", ""))
+                if uses and not uses.startswith("./"):
+                    assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), (
+                        f"{path.name}: {uses} not SHA-pinned"
+                    )
+    deploy = yaml.safe_load((REPO / ".github" / "workflows" / "deploy.yml").read_text())
+    assert deploy["concurrency"]["cancel-in-progress"] is False
+    ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    # The deploy calls ci.yml: its group must not collide with (and cancel) the push run.
+    assert "github.workflow" in ci["concurrency"]["group"]
+    assert ci["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"

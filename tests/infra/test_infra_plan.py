@@ -3,15 +3,18 @@ stack, and the cost difference against another git revision."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from infra import pricing
 from infra.plan import (
+    StackPlan,
     compare_plans,
     format_diff,
     format_plan,
@@ -27,10 +30,13 @@ HOURS = pricing.HOURS_PER_MONTH
 
 
 def test_price_table_states_source_and_date() -> None:
-    assert "FACTS.md" in pricing.SOURCE and "us-east-1" in pricing.SOURCE
+    assert "aws.amazon.com/pricing" in pricing.SOURCE and "us-east-1" in pricing.SOURCE
     assert pricing.AS_OF.startswith("20")
     assert "Source:" in (pricing.__doc__ or "")
-    assert pricing.RDS_POSTGRES_HOUR["db.t4g.medium"] == 0.065  # FACTS
+    # Every price cites its public page in the module (no file outside the repository).
+    text = Path(pricing.__file__).read_text()
+    assert text.count("https://aws.amazon.com/") >= 10
+    assert pricing.RDS_POSTGRES_HOUR["db.t4g.medium"] == 0.065
     assert pricing.FARGATE_VCPU_HOUR == 0.04048 and pricing.NAT_HOUR == 0.045
 
 
@@ -38,7 +44,7 @@ def test_every_resource_is_listed_and_the_big_ones_priced(records: dict[str, Rec
     for stack in ("dev", "prod"):
         plan = price_resources(stack, records[stack])
         custom = [r for r in records[stack]["resources"] if r["custom"]]
-        assert len(plan.rows) == len(custom)
+        assert plan.resources == len(custom) == len([r for r in plan.rows if not r.is_usage])
         assert not [r for r in plan.rows if "no price rule" in r.note]
         priced = {r.type for r in plan.rows if r.monthly_usd > 0}
         assert {
@@ -67,6 +73,34 @@ def test_costs_follow_the_stack_sizing(records: dict[str, Record]) -> None:
     assert price_resources("prod", records["prod"]).total > price_resources("dev", records["dev"]).total
 
 
+def test_usage_lines_and_max_autoscale(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
+    plan = price_resources("prod", records["prod"])
+    usage = stack_files["prod"]["prethrift:planUsage"]
+    rows = {r.name: r for r in plan.rows}
+    downloads_gb = usage["searchesPerMonth"] / 1000 * usage["downloadGbPer1000Searches"]
+    assert rows["presigned-image-downloads"].monthly_usd == pytest.approx(downloads_gb * 0.09, abs=0.01)
+    assert "per 1,000 searches" in rows["presigned-image-downloads"].note
+    assert rows["cross-az-traffic"].monthly_usd == pytest.approx(usage["crossAzGb"] * 2 * 0.01, abs=0.01)
+    # Backups beyond the provisioned 50 GB are billed.
+    assert rows["database-postgres-backups"].monthly_usd == pytest.approx(
+        (usage["backupGb"] - 50) * 0.095, abs=0.01
+    )
+    # Logs: ingestion and the storage the retention keeps.
+    logs = rows["logs-api"]
+    ingest = usage["logsIngestGb"] / len([r for r in plan.rows if r.type.endswith("logGroup:LogGroup")])
+    assert logs.monthly_usd == pytest.approx(ingest * 0.5 + ingest * 90 / 30 * 0.03, abs=0.01)
+    # Max autoscale: prod API at 8 tasks = 2 on-demand base, then 1:2 on-demand:Spot.
+    task_hour = 2 * 0.04048 + 4 * 0.004445
+    assert rows["services-api"].max_monthly_usd == pytest.approx(HOURS * task_hour * (4 + 4 * 0.5), abs=0.02)
+    assert rows["services-console"].max_monthly_usd is None  # does not scale
+    assert plan.max_total > plan.total
+    text = format_plan(plan)
+    assert "MAX AUTOSCALE" in text and f"{plan.max_total:,.2f}" in text
+    # The JSON the deploy records reads back to the same plan, without running Pulumi.
+    again = StackPlan.from_dict(json.loads(json.dumps(plan.as_dict())))
+    assert again.total == plan.total and again.max_total == plan.max_total and again.rows == plan.rows
+
+
 def test_capacity_split_matches_ecs_semantics() -> None:
     strategy = [
         {"capacityProvider": "FARGATE", "base": 2, "weight": 1},
@@ -85,7 +119,7 @@ def test_main_prints_inventory_and_total(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["dev"]) == 0
     out = capsys.readouterr().out
     assert "TOTAL monthly (USD):" in out and "rds.Instance" in out and "database-postgres" in out
-    assert "FACTS.md" in out
+    assert "aws.amazon.com/pricing" in out and "MAX AUTOSCALE" in out
     assert main(["nope"]) == 2
     assert "Pulumi.nope.yaml" in capsys.readouterr().err
 

@@ -78,13 +78,43 @@ BREAK: dict[str, Callable[[dict[str, Any]], None] | str] = {
     "s3-every-bucket-tls-only": "aws:s3/bucketPolicy:BucketPolicy",
     "s3-every-bucket-no-acls": "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
     "ecr-lifecycle": "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "sns-alarm-topic-cmk": _set(kmsMasterKeyId="alias/aws/sns"),
+}
+
+
+def _share_task_role(rec: Record) -> None:
+    tasks = [r for r in rec["resources"] if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
+    for task in tasks[1:]:
+        task["state"]["taskRoleArn"] = tasks[0]["state"]["taskRoleArn"]
+
+
+def _task_role_reads_ssm(rec: Record) -> None:
+    policy = next(r for r in rec["resources"] if r["name"] == "services-api-task-policy")
+    document = json.loads(policy["state"]["policy"])
+    document["Statement"].append(
+        {"Effect": "Allow", "Action": ["ssm:GetParametersByPath"], "Resource": "arn:aws:ssm:*:*:parameter/*"}
+    )
+    policy["state"]["policy"] = json.dumps(document)
+
+
+def _console_without_auth(rec: Record) -> None:
+    rule = next(r for r in rec["resources"] if r["name"] == "edge-console-host")
+    rule["state"]["actions"] = [a for a in rule["state"]["actions"] if a["type"] == "forward"]
+
+
+# Stack rules over several resources: how to break each in the prod record (on `state`, which
+# is what the engine hands stack validations).
+STACK_BREAK: dict[str, Callable[[Record], None]] = {
+    "ecs-task-role-per-service": _share_task_role,
+    "iam-task-roles-no-ssm": _task_role_reads_ssm,
+    "console-behind-auth": _console_without_auth,
 }
 
 
 def test_table_lists_every_rule_once() -> None:
     table = [row["rule"] for row in fsbp_table()]
     assert sorted(table) == sorted([r.id for r in RULES] + [r.id for r in STACK_RULES])
-    assert set(BREAK) == set(table)
+    assert set(BREAK) | set(STACK_BREAK) == set(table)
 
 
 @pytest.mark.parametrize("row", fsbp_table(), ids=lambda row: f"{row['control']}-{row['rule']}")
@@ -106,12 +136,14 @@ def test_fsbp_row(records: dict[str, Record], row: dict[str, str]) -> None:
 
     # Breaking the property in prod is reported, and blocks the deployment.
     broken = copy.deepcopy(records["prod"])
-    how = BREAK[rule.id]
-    if isinstance(how, str):
+    how = BREAK.get(rule.id) or STACK_BREAK[rule.id]
+    if rule.id in STACK_BREAK:
+        STACK_BREAK[rule.id](broken)
+    elif isinstance(how, str):
         broken["resources"] = [r for r in broken["resources"] if r["type"] != how]
     else:
         target = next(r for r in broken["resources"] if r["type"] == row["type"])
-        how(target["inputs"])
+        how(target["inputs"])  # type: ignore[operator]
     found = [v for v in evaluate(broken, load_config("prod")) if v.policy == rule.id]
     assert found and found[0].level == "mandatory" and f"[{rule.control}]" in found[0].message
     assert found[0].urn
@@ -200,3 +232,14 @@ def test_pack_config_names_real_policies() -> None:
     main = (README.parent / "policy" / "__main__.py").read_text()
     assert "PolicyPack(" in main
     assert "PolicyPack(" not in (README.parent / "policy" / "rules.py").read_text().replace("`PolicyPack`", "")
+
+
+def test_dev_console_port_open_to_the_internet_is_reported(records: dict[str, Record]) -> None:
+    assert not [v for v in evaluate(records["dev"]) if v.policy == "console-behind-auth"]
+    broken = copy.deepcopy(records["dev"])
+    sg = next(r for r in broken["resources"] if r["name"] == "network-alb-sg")
+    for rule in sg["state"]["ingress"]:
+        if rule["fromPort"] == 8080:
+            rule["cidrBlocks"] = ["0.0.0.0/0"]
+    found = [v for v in evaluate(broken) if v.policy == "console-behind-auth"]
+    assert found and "open to the internet" in found[0].message and found[0].level == "mandatory"

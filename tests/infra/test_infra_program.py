@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, from_mapping
-from tests.infra.conftest import Record, containers, of_type, one, task_for, walk
+from tests.infra.conftest import DIGEST_OVERRIDES, Record, containers, of_type, one, task_for, walk
 
 LAYERS = {
     "Network",
@@ -44,6 +44,9 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
         "docker-build:index:Image": 1,
         "aws:ssm/parameter:Parameter": 4,
         "aws:sns/topic:Topic": 1,
+        "aws:kms/key:Key": 1,
+        "aws:cloudwatch/compositeAlarm:CompositeAlarm": 1,
+        "aws:iam/role:Role": 4,
         "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
     }
     for typ, n in counts.items():
@@ -195,6 +198,17 @@ def test_services_are_private_with_rollback_and_autoscaling(
             assert "launchType" not in i
             size = stack_files[stack][f"prethrift:{i['name']}"]
             assert i["desiredCount"] == size["desiredCount"]
+            # `pulumi up` returns only once the new tasks serve; create and destroy cannot race
+            # the capacity providers (nor, for the console, the route that sends it traffic).
+            assert i["waitForSteadyState"] is True
+            capacity = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["urn"]
+            assert capacity in svc["dependencies"]
+        console_svc = next(
+            s for s in of_type(rec, "aws:ecs/service:Service") if s["inputs"]["name"] == "console"
+        )
+        route = "edge-console-host" if stack == "prod" else "edge-console"
+        route_urn = next(r["urn"] for r in rec["resources"] if r["name"] == route)
+        assert route_urn in console_svc["dependencies"]
         policies = {p["name"]: p["inputs"] for p in of_type(rec, "aws:appautoscaling/policy:Policy")}
         metric = policies["services-api-requests-scaling"]["targetTrackingScalingPolicyConfiguration"]
         assert metric["predefinedMetricSpecification"]["predefinedMetricType"] == "ALBRequestCountPerTarget"
@@ -211,19 +225,51 @@ def test_load_balancer_https_in_prod_and_explicit_http_in_dev(records: dict[str,
         return {int(li["inputs"]["port"]): li["inputs"] for li in of_type(rec, "aws:lb/listener:Listener")}
 
     prod = listeners(records["prod"])
-    assert prod[443]["protocol"] == "HTTPS" and prod[443]["certificateArn"].startswith("arn:aws:acm:")
+    # The certificate is issued by ACM for both names and validated through the Route 53 zone.
+    cert = one(records["prod"], "aws:acm/certificate:Certificate")
+    assert cert["inputs"]["validationMethod"] == "DNS"
+    assert [cert["inputs"]["domainName"], *cert["inputs"]["subjectAlternativeNames"]] == [
+        "search.prethrift.com",
+        "console.prethrift.com",
+    ]
+    validation = one(records["prod"], "aws:acm/certificateValidation:CertificateValidation")["inputs"]
+    assert len(validation["validationRecordFqdns"]) == 2
+    assert prod[443]["protocol"] == "HTTPS" and prod[443]["certificateArn"] == cert["state"]["arn"]
     assert prod[443]["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
     assert prod[80]["defaultActions"][0]["redirect"]["protocol"] == "HTTPS"
-    rule = one(records["prod"], "aws:lb/listenerRule:ListenerRule")["inputs"]
-    assert rule["conditions"][0]["hostHeader"]["values"] == ["console.prethrift.example"]
+    rules = {r["name"]: r["inputs"] for r in of_type(records["prod"], "aws:lb/listenerRule:ListenerRule")}
+    console = rules["edge-console-host"]
+    assert console["conditions"][0]["hostHeader"]["values"] == ["console.prethrift.com"]
+    # Operators sign in at the edge before the console sees a request.
+    assert [a["type"] for a in console["actions"]] == ["authenticate-cognito", "forward"]
+    pool = one(records["prod"], "aws:cognito/userPool:UserPool")["inputs"]
+    assert (
+        pool["adminCreateUserConfig"]["allowAdminCreateUserOnly"] is True and pool["mfaConfiguration"] == "ON"
+    )
+    for rec in (records["prod"], records["dev"]):
+        metrics = next(
+            r["inputs"] for r in of_type(rec, "aws:lb/listenerRule:ListenerRule") if "metrics" in r["name"]
+        )
+        assert metrics["conditions"][0]["pathPattern"]["values"] == ["/metrics", "/metrics/*"]
+        assert metrics["actions"][0]["fixedResponse"]["statusCode"] == "404"
+        assert metrics["priority"] < console.get("priority", 10)
     dev = listeners(records["dev"])
     assert 443 not in dev and dev[80]["defaultActions"][0]["type"] == "forward"
+    # dev's console port is reachable from the configured ranges only, never from anywhere.
+    sg = next(
+        g
+        for g in of_type(records["dev"], "aws:ec2/securityGroup:SecurityGroup")
+        if g["name"] == "network-alb-sg"
+    )
+    console_ingress = [i for i in sg["inputs"]["ingress"] if i["fromPort"] == 8080]
+    assert console_ingress and all("0.0.0.0/0" not in i["cidrBlocks"] for i in console_ingress)
+    assert console_ingress[0]["cidrBlocks"] == ["10.20.0.0/16"]
     for stack, protected in (("dev", False), ("prod", True)):
         alb = one(records[stack], "aws:lb/loadBalancer:LoadBalancer")["inputs"]
         assert alb["dropInvalidHeaderFields"] is True and alb["accessLogs"]["enabled"] is True
         assert alb["enableDeletionProtection"] is protected and alb["internal"] is False
-    assert records["prod"]["outputs"]["url"] == "https://search.prethrift.example"
-    assert records["prod"]["outputs"]["console_url"] == "https://console.prethrift.example"
+    assert records["prod"]["outputs"]["url"] == "https://search.prethrift.com"
+    assert records["prod"]["outputs"]["console_url"] == "https://console.prethrift.com"
 
 
 def _statements(rec: Record, name: str) -> list[dict[str, Any]]:
@@ -244,16 +290,34 @@ def test_iam_least_privilege(records: dict[str, Record]) -> None:
         "xray:GetSamplingTargets",
         "xray:GetSamplingStatisticSummaries",
     }
-    for name in ("services-task-policy", "services-execution-policy"):
-        for st in _statements(rec, name):
+    programs = ("api", "worker", "console", "gpu-worker")
+    gpu = records["gpu"]
+    policies = [f"services-{p}-task-policy" for p in programs] + ["services-execution-policy"]
+    for name in policies:
+        for st in _statements(gpu, name):
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
             assert not any(a.endswith(":*") or a == "*" for a in actions)
             if st["Resource"] == "*":
                 assert set(actions) <= wildcard_ok, st
-    task = {st["Sid"]: st for st in _statements(rec, "services-task-policy")}
-    assert task["ImagesObjects"]["Resource"] == f"{bucket_arn}/*"
-    assert task["ImagesList"]["Resource"] == bucket_arn
-    assert task["StackParameters"]["Resource"].endswith(":parameter/prethrift/prod/*")
+    # One task role per service, none of them the execution role, none able to read SSM:
+    # ECS injects the secrets through the execution role.
+    tasks = of_type(gpu, "aws:ecs/taskDefinition:TaskDefinition")
+    roles = {t["inputs"]["taskRoleArn"] for t in tasks}
+    assert len(roles) == len(tasks) == 4
+    assert not roles & {t["inputs"]["executionRoleArn"] for t in tasks}
+    for program in programs:
+        statements = _statements(gpu, f"services-{program}-task-policy")
+        assert not [a for st in statements for a in json.dumps(st["Action"]).split('"') if a.startswith("ssm:")]
+    api = {st["Sid"]: st for st in _statements(rec, "services-api-task-policy")}
+    assert api["ImagesObjects"]["Resource"] == f"{bucket_arn}/*"
+    assert set(api["ImagesObjects"]["Action"]) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert api["ImagesList"]["Resource"] == bucket_arn
+    worker = {st["Sid"]: st for st in _statements(rec, "services-worker-task-policy")}
+    assert worker["ImagesObjects"]["Action"] == ["s3:GetObject"]
+    console = {st["Sid"]: st for st in _statements(rec, "services-console-task-policy")}
+    assert "ImagesObjects" not in console
+    assert console["DeployedPlans"]["Action"] == "s3:GetObject"
+    assert console["DeployedPlans"]["Resource"] == f"{bucket_arn}/deploy/*"
     execution = {st["Sid"]: st for st in _statements(rec, "services-execution-policy")}
     assert sorted(execution["ReadSecrets"]["Resource"]) == param_arns
     repo = one(rec, "aws:ecr/repository:Repository")["state"]["arn"]
@@ -290,6 +354,41 @@ def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) 
         collector = containers(task_for(rec, "api"))["otel-collector"]
         config = json.loads(collector["environment"][0]["value"])
         assert config["service"]["pipelines"]["traces"]["exporters"] == ["awsxray"]
+        # The collector scrapes the API's Prometheus metrics on loopback, not through the ALB.
+        assert config["receivers"]["prometheus"]["config"]["scrape_configs"][0]["static_configs"] == [
+            {"targets": ["127.0.0.1:8000"]}
+        ]
+        # A collector crash must not stop the app; traces are sampled at 10% by default.
+        for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
+            defs = containers(task)
+            assert defs["otel-collector"]["essential"] is False
+            app = next(c for n, c in defs.items() if n not in ("otel-collector", "migrate"))
+            assert {"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.1"} in app["environment"]
+
+        # Alarms reach a person: a customer-managed key CloudWatch may use, a subscription,
+        # and one composite alarm over what users notice.
+        key = one(rec, "aws:kms/key:Key")
+        statements = json.loads(key["inputs"]["policy"])["Statement"]
+        cloudwatch = next(
+            st for st in statements if st["Principal"].get("Service") == "cloudwatch.amazonaws.com"
+        )
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch["Action"])
+        assert key["inputs"]["enableKeyRotation"] is True
+        topic = one(rec, "aws:sns/topic:Topic")
+        assert topic["inputs"]["kmsMasterKeyId"] == key["state"]["arn"]
+        composite = one(rec, "aws:cloudwatch/compositeAlarm:CompositeAlarm")["inputs"]
+        members = [a for a in alarms if a.split("-", 1)[1] in composite["alarmRule"]]
+        assert sorted(members) == [
+            "alarms-api-5xx-rate",
+            "alarms-api-p99-latency",
+            "alarms-api-unhealthy-targets",
+            "alarms-queue-not-draining",
+        ]
+        assert composite["alarmRule"].count("ALARM(") == 4 and " OR " in composite["alarmRule"]
+    subscriptions = of_type(records["prod"], "aws:sns/topicSubscription:TopicSubscription")
+    assert [(s["inputs"]["protocol"], s["inputs"]["endpoint"]) for s in subscriptions] == [
+        ("email", stack_files["prod"]["prethrift:observability"]["alarmEmail"])
+    ]
 
 
 def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str, Record]) -> None:
@@ -321,10 +420,30 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
         ("database", {"backupRetentionDays": 1}, "RDS.11"),
         ("network", {"azCount": 1}, "at least 2"),
         ("cache", {"nodeTyp": "x"}, "not a known setting"),
+        (
+            "loadBalancer",
+            {
+                "plainHttp": False,
+                "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/" + "0" * 8,
+            },
+            "placeholder",
+        ),
+        ("loadBalancer", {"domainName": "search.prethrift.example"}, "reserved example name"),
+        ("loadBalancer", {"consoleHost": "console.example.com"}, "reserved example name"),
+        ("loadBalancer", {"consoleAllowedCidrs": ["0.0.0.0/0"]}, "must not hold 0.0.0.0/0"),
+        ("loadBalancer", {"consoleAllowedCidrs": []}, "console needs a guard"),
+        ("loadBalancer", {"consoleAuth": "cognito"}, "needs HTTPS and a consoleHost"),
+        ("app", {"environment": "production"}, "alarms must reach a person"),
+        ("observability", {"alarmEmail": "ops@example.com"}, "real address"),
+        ("app", {"imageTag": ""}, "imageTag is required"),
+        ("app", {"imageDigest": "latest"}, "sha256"),
     ],
 )
 def test_config_refuses_unsafe_values(section: str, values: dict[str, Any], message: str) -> None:
-    raw: dict[str, Any] = {"loadBalancer": {"plainHttp": True}}
+    raw: dict[str, Any] = {
+        "app": {"imageTag": "abc123", "environment": "staging"},
+        "loadBalancer": {"plainHttp": True, "consoleAllowedCidrs": ["192.0.2.0/24"]},
+    }
     raw[section] = {**raw.get(section, {}), **values}
     with pytest.raises(ConfigError, match=message):
         from_mapping("test", raw)
@@ -334,3 +453,14 @@ def test_no_secret_values_in_any_output(records: dict[str, Record]) -> None:
     for rec in records.values():
         for value in walk(rec["outputs"]):
             assert "MOCKSECRET" not in str(value)
+
+
+def test_a_tested_digest_is_deployed_as_is(records: dict[str, Record]) -> None:
+    """With imageDigest (CI's build job), the program builds nothing and pins that digest."""
+    rec = records["digest"]
+    assert not of_type(rec, "docker-build:index:Image")
+    for program in ("api", "worker", "console"):
+        image = containers(task_for(rec, program))[program]["image"]
+        assert image.endswith(":" + DIGEST_OVERRIDES["imageTag"] + "@" + DIGEST_OVERRIDES["imageDigest"])
+    assert rec["outputs"]["image_ref"].endswith(DIGEST_OVERRIDES["imageDigest"])
+    assert rec["outputs"]["repository_url"].endswith("/prethrift-dev")
