@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from quart import current_app
@@ -10,6 +10,7 @@ from quart import current_app
 from webapp.cache import Cache
 from webapp.config import Settings
 from webapp.embedder import Embedder
+from webapp.images import DecodeBudget
 from webapp.search.repo import VectorQueries
 from webapp.storage import Storage
 from webapp.suggest.repo import QueryLog, Suggester
@@ -28,6 +29,12 @@ class Services:
     # Searches shoppers ran, for suggestions; set while serving.
     query_log: QueryLog | None = None
     suggester: Suggester | None = None
+    # Memory that concurrent image decodes may hold together.
+    decode_budget: DecodeBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.settings.limits
+        self.decode_budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
 
 
 def services() -> Services:

@@ -14,8 +14,9 @@ MAX_ID = 2**63 - 1
 
 
 def parse_item_id(raw: str) -> int:
-    """Item ids are positive integers; anything else is a 400, not a 404 or a 500."""
-    if not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
+    """Item ids are positive integers in ASCII digits; anything else is a 400, not a 404 or a 500."""
+    # str.isdigit() also accepts "²", "①" and Arabic-Indic or fullwidth digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
         raise ApiError(400, "invalid_id", f"{raw[:40]!r} is not an item id; ids are positive integers.")
     return int(raw)
 

@@ -9,6 +9,7 @@ from webapp.auth import require_admin
 from webapp.context import services
 from webapp.errors import ApiError
 from webapp.items.repo import Item, delete_item, select_item
+from webapp.ratelimit import rate_limited
 from webapp.items.service import ItemUpload, create_item
 from webapp.schemas import ErrorOut, ItemAccepted, ItemOut, parse_item_id
 
@@ -36,6 +37,7 @@ async def item_out(item: Item) -> ItemOut:
 
 
 @blueprint.post("")
+@rate_limited("upload")
 @require_admin
 @validate_request(ItemUpload, source=DataSource.FORM_MULTIPART)
 @validate_response(ItemAccepted, 202)

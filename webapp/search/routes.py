@@ -17,6 +17,7 @@ from quart_schema import (
 from quart_schema.pydantic import File
 
 from webapp.context import Services, services
+from webapp.ratelimit import rate_limited
 from webapp.schemas import ErrorOut, Page, SearchHitOut, SearchPageOut, TextSearch, parse_item_id
 from webapp.search.repo import Hit
 from webapp.search.service import (
@@ -75,6 +76,7 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
 
 
 @blueprint.get("/api/search")
+@rate_limited("search")
 @validate_querystring(TextSearch)
 @validate_response(SearchPageOut)
 @document_response(ErrorOut, 422)
@@ -93,6 +95,7 @@ def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
 
 
 @blueprint.get("/api/search/stream")
+@rate_limited("search")
 @validate_querystring(TextSearch)
 async def search_stream(query_args: TextSearch) -> Response:
     """Newline-delimited JSON: keyword hits as soon as they exist, then the final ranking.
@@ -124,6 +127,7 @@ async def search_stream(query_args: TextSearch) -> Response:
 
 
 @blueprint.post("/api/search/image")
+@rate_limited("photo_search")
 @validate_querystring(Page)
 @validate_request(PhotoSearch, source=DataSource.FORM_MULTIPART)
 @validate_response(SearchPageOut)
