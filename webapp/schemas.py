@@ -30,6 +30,9 @@ def _printable(value: str) -> str:
     # PostgreSQL text cannot hold NUL, and no shopper types control characters.
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
         raise ValueError("must not contain control characters")
+    # A lone surrogate (JSON "\\ud800") is no character: UTF-8, and so PostgreSQL, cannot hold it.
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("must be valid Unicode text (no lone surrogates)")
     return value
 
 
