@@ -21,6 +21,7 @@ from webapp.context import Services
 from webapp.db import ensure_vector_index
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
+from webapp.images import return_freed_pixels_to_the_os
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.ratelimit import EXTENSION as RATE_LIMITS
@@ -63,6 +64,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     )
     register_error_handlers(app)
     app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
+    return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)

@@ -90,9 +90,8 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from console.app import create_console
+    from console.app import console_server
     from console.config import ConsoleConfig
-    from console.state import EXTENSION
     from webapp.runtime import run_migrations
 
     try:
@@ -100,16 +99,16 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     await run_migrations(console_config.dsn)
-    app = create_console(console_config)
+    console = console_server(console_config)
     config = Config()
     config.bind = [f"{settings.host}:{settings.console_port}"]
     config.accesslog = None
     config.graceful_timeout = 5
     log.info("console serving", url=f"http://{settings.host}:{settings.console_port}/")
     try:
-        await serve(app.server, config, shutdown_trigger=stop.wait, mode="wsgi")
+        await serve(console.asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
-        await asyncio.to_thread(app.server.extensions[EXTENSION].database.close)
+        await asyncio.to_thread(console.close)
 
 
 @main.command()

@@ -9,8 +9,8 @@ from webapp.auth import require_admin
 from webapp.context import services
 from webapp.errors import ApiError
 from webapp.items.repo import Item, delete_item, select_item
-from webapp.ratelimit import rate_limited
 from webapp.items.service import ItemUpload, create_item
+from webapp.ratelimit import rate_limited
 from webapp.schemas import ErrorOut, ItemAccepted, ItemOut, parse_item_id
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")

@@ -209,7 +209,9 @@ async def _vector_page(
 async def search_image(services: Services, data: bytes, limit: int, offset: int) -> list[Hit]:
     # The header is checked at once; pixels are decoded once, only on a cache miss, and only
     # while the decode budget has room for them.
-    header = await asyncio.to_thread(read_header, data, services.settings.storage.max_image_bytes, for_model=True)
+    header = await asyncio.to_thread(
+        read_header, data, services.settings.storage.max_image_bytes, for_model=True
+    )
     subject = "img:" + hashlib.sha256(data).hexdigest()
 
     async def vector() -> np.ndarray:

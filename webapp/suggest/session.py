@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import Counter
 from typing import Annotated, Any
 
@@ -31,7 +32,9 @@ log = structlog.get_logger(__name__)
 BAD_FRAME = 'Send JSON frames like {"q": "denim ja", "seq": 3} (q at most 100 characters).'
 # Close codes from RFC 6455 section 7.4.1.
 CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
+# Frames refused in a row before the socket is closed: minutes of a shopper typing too fast
+# never get here, a flooding script does within a second.
+FLOOD_FRAMES = 2000
 
 
 class SuggestFrame(BaseModel):
@@ -56,7 +59,12 @@ class SocketCounts:
                 headers={"Retry-After": "5"},
             )
         if self.total >= limits.ws_total:
-            raise ApiError(503, "busy", "Too many suggestion sockets are open; retry shortly.", headers={"Retry-After": "5"})
+            raise ApiError(
+                503,
+                "busy",
+                "Too many suggestion sockets are open; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
         self.by_client[client] += 1
         self.total += 1
         try:
@@ -66,6 +74,10 @@ class SocketCounts:
             self.by_client[client] -= 1
             if self.by_client[client] <= 0:
                 del self.by_client[client]
+
+
+class Flooding(Exception):
+    """The client kept sending far past its rate."""
 
 
 class SlowReader(Exception):
@@ -83,6 +95,8 @@ class SuggestSession:
         # costs one frame of memory, not a queue.
         self._outbox: dict[str, Any] | None = None
         self._outbox_filled = asyncio.Event()
+        self._limited = 0
+        self._last_limited_notice = -1.0
 
     async def run(self) -> None:
         await self.websocket.accept()
@@ -93,8 +107,13 @@ class SuggestSession:
             for task in done:
                 error = task.exception()
                 if isinstance(error, SlowReader):
-                    log.info("suggestion socket closed: client does not read", idle_s=self.limits.ws_send_timeout_s)
+                    log.info(
+                        "suggestion socket closed: client does not read", idle_s=self.limits.ws_send_timeout_s
+                    )
                     await self.websocket.close(CLOSE_POLICY, "not reading answers")
+                elif isinstance(error, Flooding):
+                    log.info("suggestion socket closed: flooding", frames=FLOOD_FRAMES)
+                    await self.websocket.close(CLOSE_POLICY, "too many frames")
                 elif isinstance(error, TimeoutError):
                     await self.websocket.close(1000, "idle")
                 elif error is not None:
@@ -134,8 +153,15 @@ class SuggestSession:
     def _handle(self, raw: str | bytes) -> None:
         # Counted before anything else: a flood of frames, good or bad, costs a comparison each.
         if self.bucket.take() > 0:
-            self._error(None, "rate_limited", "Too many frames; slow down.")
+            self._limited += 1
+            if self._limited > FLOOD_FRAMES:
+                raise Flooding
+            now = time.monotonic()
+            if now - self._last_limited_notice >= 1.0:  # one notice a second, not one a frame
+                self._last_limited_notice = now
+                self._error(None, "rate_limited", "Too many frames; slow down.")
             return
+        self._limited = 0
         if len(raw) > self.limits.ws_max_frame_bytes:
             self._error(None, "frame_too_large", f"Frames are at most {self.limits.ws_max_frame_bytes} bytes.")
             return
