@@ -27,6 +27,7 @@ from webapp.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.ratelimit import EXTENSION as RATE_LIMITS
 from webapp.ratelimit import RateLimits
 from webapp.runtime import open_services
+from webapp.schemas import ApiDocument
 from webapp.search.repo import VectorQueries
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.storage import ImageNotFound, LocalStorage
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         app,
         info=Info(title="Prethrift search API", version="0.1.0"),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        openapi_provider_class=ApiDocument,
     )
     register_error_handlers(app)
     app.extensions[RATE_LIMITS] = RateLimits(settings.limits)

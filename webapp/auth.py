@@ -38,6 +38,6 @@ def require_admin(func: F) -> F:
         return await func(*args, **kwargs)
 
     # The OpenAPI document says so: /docs then offers "Authorize" for these operations.
-    documented = security_scheme([{"bearer": []}])(wrapper)
+    documented: Any = security_scheme([{"bearer": []}])(wrapper)
     documented = document_response(ErrorOut, 401)(documented)
     return document_response(ErrorOut, 403)(documented)  # type: ignore[no-any-return]

@@ -206,7 +206,8 @@ def _draft(image: Image.Image) -> None:
 def _has_metadata(image: Image.Image) -> bool:
     if any(key not in _STRUCTURAL_INFO for key in image.info):
         return True
-    return image.getexif().get(_ORIENTATION, 1) != 1
+    orientation: int = image.getexif().get(_ORIENTATION, 1)
+    return orientation != 1
 
 
 def _without_metadata(image: Image.Image) -> bytes:

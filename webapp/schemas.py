@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from quart_schema import document_response
+from quart_schema.openapi import OpenAPIProvider
 
 from webapp.errors import ApiError
 from webapp.search.filters import Mode, SearchFilters, Sort
@@ -102,6 +105,13 @@ class SearchPageOut(BaseModel):
     next_offset: int | None
 
 
+class StreamLineOut(SearchPageOut):
+    """One line of the newline-delimited JSON stream; the last line has stage "final"."""
+
+    MEDIA_TYPE: ClassVar[str] = "application/x-ndjson"
+    stage: Literal["keyword", "final"]
+
+
 class ItemOut(BaseModel):
     id: int
     status: str = Field(description="pending, ready or failed")
@@ -133,3 +143,31 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def document_errors(*statuses: int) -> Callable[[F], F]:
+    """Document error responses of an operation, all with the one JSON error body.
+
+    429 and 503 carry Retry-After where waiting helps (rate limits, decode budget).
+    """
+
+    def decorate(func: F) -> F:
+        for status in statuses:
+            func = document_response(ErrorOut, status)(func)
+        return func
+
+    return decorate
+
+
+class ApiDocument(OpenAPIProvider):
+    """The OpenAPI document, with response media types other than JSON where a model says so."""
+
+    def build_response_object(self, model: Any, headers_model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        response, definitions = super().build_response_object(model, headers_model)
+        media_type = getattr(model, "MEDIA_TYPE", None)
+        if media_type is not None:
+            response["content"] = {media_type: response["content"]["application/json"]}
+        return response, definitions
