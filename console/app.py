@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 import flask
+from a2wsgi import WSGIMiddleware
 from dash import Dash, Input, Output
 
 from console import layout
@@ -12,6 +14,9 @@ from console.config import ConsoleConfig
 from console.cost import PlanCache, SpendCache, stacks
 from console.db import MetricsDatabase
 from console.state import EXTENSION, ConsoleState
+
+# Threads serving Dash callbacks (each may wait on PostgreSQL) for one console.
+CONSOLE_THREADS = 8
 
 
 def create_console(config: ConsoleConfig, database: MetricsDatabase | None = None) -> Dash:
@@ -45,10 +50,25 @@ def create_console(config: ConsoleConfig, database: MetricsDatabase | None = Non
     return app
 
 
-def close_console(app: Dash) -> None:
-    """Release what create_console opened (its database pool); call after serving stops."""
-    state: ConsoleState = app.server.extensions[EXTENSION]
-    state.database.close()
+@dataclass(frozen=True)
+class ConsoleServer:
+    """The console as an ASGI app for Hypercorn, and how to release what it holds.
+
+    a2wsgi bridges Dash's WSGI app: unlike Hypercorn's own WSGI mode it answers HEAD and
+    conditional requests (bodiless 200 and 304 responses), which browsers send on reload.
+    """
+
+    dash: Dash
+    asgi: WSGIMiddleware
+
+    def close(self) -> None:
+        self.dash.server.extensions[EXTENSION].database.close()
+
+
+def console_server(config: ConsoleConfig, database: MetricsDatabase | None = None) -> ConsoleServer:
+    """Build the console and its ASGI adapter."""
+    app = create_console(config, database)
+    return ConsoleServer(app, WSGIMiddleware(app.server, workers=CONSOLE_THREADS))
 
 
 def _require_password(server: flask.Flask, password: str) -> None:

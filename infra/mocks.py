@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from infra.stacks import REPO_ROOT, list_stacks, read_stack_file
 
 __all__ = ["REPO_ROOT", "list_stacks", "read_stack_file", "record", "record_in_process"]

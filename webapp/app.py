@@ -7,7 +7,8 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
@@ -19,9 +20,13 @@ from webapp.config import Settings
 from webapp.context import Services
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
+from webapp.images import return_freed_pixels_to_the_os
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
+from webapp.ratelimit import EXTENSION as RATE_LIMITS
+from webapp.ratelimit import RateLimits
 from webapp.runtime import open_services, prepare_model, run_worker
+from webapp.schemas import ApiDocument
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.storage import ImageNotFound, LocalStorage
 from webapp.suggest.routes import blueprint as suggest_blueprint
@@ -34,6 +39,8 @@ log = structlog.get_logger(__name__)
 # Probes and scrapes are not traffic: they stay out of the metrics store (Prometheus has them).
 _UNRECORDED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Image keys are ours (items/ab/<sha256>.<ext>): anything else, NUL bytes included, is no image.
+_IMAGE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
 
 
 def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
@@ -51,8 +58,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         app,
         info=Info(title="Prethrift search API", version="0.1.0"),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        openapi_provider_class=ApiDocument,
     )
     register_error_handlers(app)
+    app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
+    return_freed_pixels_to_the_os()
+    app.after_request(security_headers(settings))
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
@@ -144,6 +155,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         storage = services.storage
         if not isinstance(storage, LocalStorage):
             raise ApiError(404, "not_found", "Images are served from the bucket.")
+        if not _IMAGE_KEY.match(key):
+            raise ApiError(404, "not_found", "No such image.")
         try:
             path = storage.path_for(key)
         except ImageNotFound:
@@ -155,6 +168,42 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         return response
 
     return app
+
+
+def security_headers(settings: Settings) -> Callable[[Response], Awaitable[Response]]:
+    """Headers every response carries, and the search page's content security policy."""
+    image_sources = ["'self'", "data:", "https:"]
+    if settings.storage.endpoint_url:
+        parts = urlsplit(settings.storage.endpoint_url)
+        image_sources.append(f"{parts.scheme}://{parts.netloc}")
+    # The page loads its script and style from /static (no inline code) and opens a WebSocket.
+    page_policy = "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src " + " ".join(image_sources),
+            "connect-src 'self' ws: wss:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+    async def add(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if request.path == "/" or request.path.startswith("/static/"):
+            headers.setdefault("Content-Security-Policy", page_policy)
+        else:
+            # /docs loads its viewer from a CDN with inline script; it still may not be framed.
+            headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        return response
+
+    return add
 
 
 async def _after_start(services: Services, stop: asyncio.Event, recorder: MetricsRecorder | None) -> None:

@@ -115,6 +115,8 @@ async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> No
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.graceful_timeout = 10
+    # Frames past this close the socket; the session answers smaller oversized frames itself.
+    config.websocket_max_message_size = 16 * settings.limits.ws_max_frame_bytes
     log.info("serving", url=f"http://{settings.host}:{settings.port}", docs="/docs")
     await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
@@ -123,7 +125,7 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from console.app import close_console, create_console
+    from console.app import console_server
     from console.config import ConsoleConfig
     from webapp.db import run_migrations
 
@@ -132,16 +134,16 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     await run_migrations(console_config.dsn)
-    app = create_console(console_config)
+    console = console_server(console_config)
     config = Config()
     config.bind = [f"{settings.host}:{settings.console_port}"]
     config.accesslog = None
     config.graceful_timeout = 5
     log.info("console serving", url=f"http://{settings.host}:{settings.console_port}/")
     try:
-        await serve(app.server, config, shutdown_trigger=stop.wait, mode="wsgi")
+        await serve(console.asgi, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
-        await asyncio.to_thread(close_console, app)
+        await asyncio.to_thread(console.close)
 
 
 @main.command()

@@ -175,6 +175,41 @@ class MetricsSettings(BaseSettings):
     replica: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
+class LimitsSettings(BaseSettings):
+    """What one client may ask of the service (``PRETHRIFT_LIMITS_*``).
+
+    Rates are per client address and per process; defaults are generous (they stop floods,
+    not shoppers or benchmarks), and a deployment tightens them in its environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_LIMITS_", extra="ignore", env_ignore_empty=True)
+
+    # Per-client token buckets: requests a second on average, and the burst allowed.
+    rate_limits: bool = True
+    search_per_s: float = Field(default=200.0, gt=0)
+    search_burst: int = Field(default=400, ge=1)
+    photo_search_per_s: float = Field(default=20.0, gt=0)
+    photo_search_burst: int = Field(default=40, ge=1)
+    upload_per_s: float = Field(default=50.0, gt=0)
+    upload_burst: int = Field(default=100, ge=1)
+    # Proxies in front of the service whose X-Forwarded-For entry is trusted: 1 behind the ALB,
+    # 0 (use the socket's peer address) when clients connect directly.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
+    # Memory that concurrent image decodes may hold together, and how long a decode may wait
+    # for room before the request gets 503. A production API task has 3 GiB.
+    decode_budget_mb: int = Field(default=384, ge=16)
+    decode_wait_s: float = Field(default=10.0, ge=0)
+    # Suggestion sockets.
+    ws_per_client: int = Field(default=16, ge=1)
+    ws_total: int = Field(default=2000, ge=1)
+    ws_idle_s: float = Field(default=120.0, gt=0)
+    ws_max_frame_bytes: int = Field(default=4096, ge=256)
+    ws_frames_per_s: float = Field(default=15.0, gt=0)
+    ws_frame_burst: int = Field(default=30, ge=1)
+    # A client that does not read its answers for this long is disconnected.
+    ws_send_timeout_s: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRETHRIFT_", extra="ignore", populate_by_name=True, env_ignore_empty=True
@@ -199,6 +234,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @field_validator("admin_token")
     @classmethod

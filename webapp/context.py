@@ -10,6 +10,7 @@ from quart import current_app
 from webapp.cache import Cache
 from webapp.config import Settings
 from webapp.embedder import Embedder
+from webapp.images import DecodeBudget
 from webapp.search.repo import VectorQueries
 from webapp.storage import Storage
 from webapp.suggest.repo import QueryLog, Suggester
@@ -49,6 +50,13 @@ class Services:
     def queries(self) -> VectorQueries | None:
         """The vector queries for the loaded model; None while it is still loading."""
         return self.readiness.queries
+
+    # Memory that concurrent image decodes may hold together.
+    decode_budget: DecodeBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.settings.limits
+        self.decode_budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
 
 
 def services() -> Services:

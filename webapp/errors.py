@@ -15,12 +15,22 @@ log = structlog.get_logger(__name__)
 class ApiError(Exception):
     """An error the client can act on: a status, a machine code and a message saying what to fix."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        # Such as Retry-After on 429 and 503.
+        self.headers = headers or {}
 
 
 class ModelNotReady(ApiError):
@@ -70,7 +80,9 @@ def _validation_message(error: RequestSchemaValidationError) -> tuple[str, list[
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message, error.details)
+        response = error_response(error.status, error.code, error.message, error.details)
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(error: RequestSchemaValidationError) -> Response:
@@ -87,7 +99,12 @@ def register_error_handlers(app: Quart) -> None:
                 "The upload is larger than this server accepts; send a smaller image.",
             )
         code = _HTTP_CODES.get(status, "http_error")
-        return error_response(status, code, error.description or error.name)
+        response = error_response(status, code, error.description or error.name)
+        # Such as Allow on 405 (RFC 9110 section 15.5.6 requires it).
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:

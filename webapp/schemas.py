@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from quart_schema import document_response
+from quart_schema.openapi import OpenAPIProvider
 
 from webapp.errors import ApiError
 from webapp.search.filters import Mode, SearchFilters, Sort
@@ -14,8 +17,9 @@ MAX_ID = 2**63 - 1
 
 
 def parse_item_id(raw: str) -> int:
-    """Item ids are positive integers; anything else is a 400, not a 404 or a 500."""
-    if not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
+    """Item ids are positive integers in ASCII digits; anything else is a 400, not a 404 or a 500."""
+    # str.isdigit() also accepts "²", "①" and Arabic-Indic or fullwidth digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
         raise ApiError(400, "invalid_id", f"{raw[:40]!r} is not an item id; ids are positive integers.")
     return int(raw)
 
@@ -29,6 +33,9 @@ def _printable(value: str) -> str:
     # PostgreSQL text cannot hold NUL, and no shopper types control characters.
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
         raise ValueError("must not contain control characters")
+    # A lone surrogate (JSON "\\ud800") is no character: UTF-8, and so PostgreSQL, cannot hold it.
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("must be valid Unicode text (no lone surrogates)")
     return value
 
 
@@ -98,6 +105,13 @@ class SearchPageOut(BaseModel):
     next_offset: int | None
 
 
+class StreamLineOut(SearchPageOut):
+    """One line of the newline-delimited JSON stream; the last line has stage "final"."""
+
+    MEDIA_TYPE: ClassVar[str] = "application/x-ndjson"
+    stage: Literal["keyword", "final"]
+
+
 class ItemOut(BaseModel):
     id: int
     status: str = Field(description="pending, ready or failed")
@@ -129,3 +143,31 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def document_errors(*statuses: int) -> Callable[[F], F]:
+    """Document error responses of an operation, all with the one JSON error body.
+
+    429 and 503 carry Retry-After where waiting helps (rate limits, decode budget).
+    """
+
+    def decorate(func: F) -> F:
+        for status in statuses:
+            func = document_response(ErrorOut, status)(func)
+        return func
+
+    return decorate
+
+
+class ApiDocument(OpenAPIProvider):
+    """The OpenAPI document, with response media types other than JSON where a model says so."""
+
+    def build_response_object(self, model: Any, headers_model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        response, definitions = super().build_response_object(model, headers_model)
+        media_type = getattr(model, "MEDIA_TYPE", None)
+        if media_type is not None:
+            response["content"] = {media_type: response["content"]["application/json"]}
+        return response, definitions

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from quart import Quart
 from quart.datastructures import FileStorage
@@ -84,6 +90,36 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
+    """`prethrift serve` as production starts it; yields its base URL and process id once ready."""
+    from webapp.cache import free_port
+
+    port = free_port()
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "webapp.cli", "serve"],
+            env=service_env(settings, PRETHRIFT_PORT=str(port), **extra_env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("server did not become ready in 90 s")
+        yield base, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
 
 
 async def run_worker_until_idle(app: Quart, recorder: MetricsRecorder | None, polls: int = 400) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -15,37 +14,15 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN
-from tests.webapp.conftest import listing, photo, service_env
+from tests.webapp.conftest import listing, photo, serve_subprocess, service_env
 from webapp.cache import free_port
 from webapp.config import Settings
 
 
 @pytest.fixture(name="server")
 def _server(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "webapp.cli", "serve"],
-            env=service_env(settings, PRETHRIFT_PORT=str(port)),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready in 90 s")
+    with serve_subprocess(settings, tmp_path / "server.log") as (base, _):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def test_upload_becomes_ready_and_is_found_through_a_real_socket(server: str) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_schema import DataSource, document_response, validate_request, validate_response
+from quart_schema import DataSource, validate_request, validate_response
 
 from webapp.auth import require_admin
 from webapp.context import services
 from webapp.errors import ApiError
 from webapp.items.repo import Item, delete_item, select_item
 from webapp.items.service import ItemUpload, create_item
-from webapp.schemas import ErrorOut, ItemAccepted, ItemOut, parse_item_id
+from webapp.ratelimit import rate_limited
+from webapp.schemas import ItemAccepted, ItemOut, document_errors, parse_item_id
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")
 
@@ -36,10 +37,11 @@ async def item_out(item: Item) -> ItemOut:
 
 
 @blueprint.post("")
+@rate_limited("upload")
 @require_admin
 @validate_request(ItemUpload, source=DataSource.FORM_MULTIPART)
 @validate_response(ItemAccepted, 202)
-@document_response(ErrorOut, 409)
+@document_errors(409, 413, 415, 422, 503)
 async def post_item(data: ItemUpload) -> tuple[ItemAccepted, int]:
     """List an item: a photo plus its fields. Embedding happens in the background."""
     photo = data.image.read()
@@ -49,7 +51,7 @@ async def post_item(data: ItemUpload) -> tuple[ItemAccepted, int]:
 
 @blueprint.get("/<raw_id>")
 @validate_response(ItemOut)
-@document_response(ErrorOut, 404)
+@document_errors(400, 404)
 async def get_item(raw_id: str) -> ItemOut:
     """An item and its status: pending, ready (searchable) or failed (with the reason)."""
     item_id = parse_item_id(raw_id)
@@ -62,6 +64,7 @@ async def get_item(raw_id: str) -> ItemOut:
 
 @blueprint.delete("/<raw_id>")
 @require_admin
+@document_errors(400, 404)
 async def remove_item(raw_id: str) -> Response:
     """Remove an item from the catalog and from search."""
     item_id = parse_item_id(raw_id)

@@ -19,7 +19,7 @@ from quart_schema.pydantic import File
 
 from webapp.context import Services
 from webapp.errors import ApiError
-from webapp.images import CheckedImage, check_image
+from webapp.images import CheckedImage, check_image, read_header
 from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
 from webapp.schemas import Description, Facet, SizeLabel, Title
 
@@ -76,7 +76,10 @@ def image_key_for(image: CheckedImage) -> str:
 
 async def create_item(services: Services, fields: ItemFields, data: bytes) -> int:
     """Store the photo, then the item and its embedding job in one transaction; returns its id."""
-    image = await asyncio.to_thread(check_image, data, services.settings.storage.max_image_bytes)
+    max_bytes = services.settings.storage.max_image_bytes
+    header = await asyncio.to_thread(read_header, data, max_bytes)
+    async with services.decode_budget.reserve(header.decode_bytes):
+        image = await asyncio.to_thread(check_image, data, max_bytes)
     async with services.pool.acquire() as connection:
         existing = await select_live_by_image(connection, image.sha256)
         if existing is not None:

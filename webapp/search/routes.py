@@ -17,7 +17,16 @@ from quart_schema import (
 from quart_schema.pydantic import File
 
 from webapp.context import Services, services
-from webapp.schemas import ErrorOut, Page, SearchHitOut, SearchPageOut, TextSearch, parse_item_id
+from webapp.ratelimit import rate_limited
+from webapp.schemas import (
+    Page,
+    SearchHitOut,
+    SearchPageOut,
+    StreamLineOut,
+    TextSearch,
+    document_errors,
+    parse_item_id,
+)
 from webapp.search.repo import Hit
 from webapp.search.service import (
     SearchRequest,
@@ -75,9 +84,10 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
 
 
 @blueprint.get("/api/search")
+@rate_limited("search")
 @validate_querystring(TextSearch)
 @validate_response(SearchPageOut)
-@document_response(ErrorOut, 422)
+@document_errors(422, 503)
 async def search(query_args: TextSearch) -> SearchPageOut:
     """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
@@ -93,7 +103,10 @@ def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
 
 
 @blueprint.get("/api/search/stream")
+@rate_limited("search")
 @validate_querystring(TextSearch)
+@document_response(StreamLineOut)
+@document_errors(422, 503)
 async def search_stream(query_args: TextSearch) -> Response:
     """Newline-delimited JSON: keyword hits as soon as they exist, then the final ranking.
 
@@ -124,10 +137,11 @@ async def search_stream(query_args: TextSearch) -> Response:
 
 
 @blueprint.post("/api/search/image")
+@rate_limited("photo_search")
 @validate_querystring(Page)
 @validate_request(PhotoSearch, source=DataSource.FORM_MULTIPART)
 @validate_response(SearchPageOut)
-@document_response(ErrorOut, 415)
+@document_errors(413, 415, 422, 503)
 async def search_by_photo(query_args: Page, data: PhotoSearch) -> SearchPageOut:
     """Find garments that look like an uploaded photo."""
     svc = services()
@@ -138,7 +152,7 @@ async def search_by_photo(query_args: Page, data: PhotoSearch) -> SearchPageOut:
 @blueprint.get("/api/items/<raw_id>/similar")
 @validate_querystring(Page)
 @validate_response(SearchPageOut)
-@document_response(ErrorOut, 404)
+@document_errors(400, 404, 422, 503)
 async def similar(raw_id: str, query_args: Page) -> SearchPageOut:
     """Garments that look like this one (itself excluded)."""
     svc = services()

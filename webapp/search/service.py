@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 from webapp.cache import query_key
 from webapp.context import Services
 from webapp.errors import ApiError, ModelNotReady
-from webapp.images import check_image, decode_rgb
+from webapp.images import decode_rgb, read_header
 from webapp.items.repo import catalog_version
 from webapp.search.filters import Mode, SearchFilters, Sort
 from webapp.search.repo import Hit, VectorQueries
@@ -206,14 +207,19 @@ async def _vector_page(
 
 
 async def search_image(services: Services, data: bytes, limit: int, offset: int) -> list[Hit]:
-    image = await asyncio.to_thread(check_image, data, services.settings.storage.max_image_bytes)
-    subject = "img:" + image.sha256
+    # The header is checked at once; pixels are decoded once, only on a cache miss, and only
+    # while the decode budget has room for them.
+    header = await asyncio.to_thread(
+        read_header, data, services.settings.storage.max_image_bytes, for_model=True
+    )
+    subject = "img:" + hashlib.sha256(data).hexdigest()
 
     async def vector() -> np.ndarray:
         cached = await services.cache.get_embedding(services.model_key, subject)
         if cached is not None:
             return cached
-        rgb = await asyncio.to_thread(decode_rgb, image.data)
+        async with services.decode_budget.reserve(header.decode_bytes):
+            rgb = await asyncio.to_thread(decode_rgb, data)
         found = await services.embedder.embed_image(rgb)
         await services.cache.set_embedding(services.model_key, subject, found)
         return found

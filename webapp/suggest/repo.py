@@ -60,18 +60,23 @@ class QueryLog:
             await self.flush()
 
 
-def _next_prefix(prefix: str) -> str:
-    # The smallest string after every string that starts with ``prefix``.
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+def _next_prefix(prefix: str) -> str | None:
+    """The smallest string after every string that starts with ``prefix`` (None: there is none)."""
+    # U+10FFFF has no successor: drop it and raise the character before it instead.
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:
+        return None
+    return stem[:-1] + chr(ord(stem[-1]) + 1)
 
 
 async def completions(connection: asyncpg.Connection, prefix: str, limit: int = 5) -> list[str]:
     """Popular past queries that start with ``prefix`` (a range scan on the pattern index)."""
     if not prefix:
         return []
+    # A NULL upper bound means no upper bound.
     rows = await connection.fetch(
         """SELECT query FROM search_queries
-           WHERE query ~>=~ $1 AND query ~<~ $2
+           WHERE query ~>=~ $1 AND ($2::text IS NULL OR query ~<~ $2)
            ORDER BY count DESC, last_seen DESC, query
            LIMIT $3""",
         prefix,

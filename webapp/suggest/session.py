@@ -1,4 +1,10 @@
-"""One shopper's suggestion socket: newest keystroke wins, bad frames get error frames."""
+"""One shopper's suggestion socket: newest keystroke wins, bad frames get error frames.
+
+A socket costs the process a bounded amount whatever the client does: every frame is counted
+against the socket's rate before any other work, at most one answer is being computed and at
+most one waits to be sent (a newer one replaces it), a client that stops reading is
+disconnected, and an idle socket is closed.
+"""
 
 from __future__ import annotations
 
@@ -6,97 +12,184 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Coroutine
+from collections import Counter
 from typing import Annotated, Any
 
 import structlog
 from pydantic import BaseModel, Field, ValidationError
 from quart import Websocket
 
+from webapp.config import LimitsSettings
 from webapp.context import Services
+from webapp.errors import ApiError
+from webapp.ratelimit import TokenBucket
 from webapp.schemas import Printable
 from webapp.search.service import normalise_query
 from webapp.suggest.repo import MAX_QUERY_CHARS
 
 log = structlog.get_logger(__name__)
 
+BAD_FRAME = 'Send JSON frames like {"q": "denim ja", "seq": 3} (q at most 100 characters).'
+# Close codes from RFC 6455 section 7.4.1.
+CLOSE_POLICY = 1008
+# Frames refused in a row before the socket is closed: minutes of a shopper typing too fast
+# never get here, a flooding script does within a second.
+FLOOD_FRAMES = 2000
+
 
 class SuggestFrame(BaseModel):
     q: Annotated[str, Field(max_length=MAX_QUERY_CHARS), Printable]
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=2**53)
 
 
-class TokenBucket:
-    """``rate`` frames a second on average, bursts up to ``capacity``."""
+class SocketCounts:
+    """Open suggestion sockets, per client address and in total, within the configured caps."""
 
-    def __init__(self, rate: float, capacity: float) -> None:
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = capacity
-        self.updated = time.monotonic()
+    def __init__(self) -> None:
+        self.by_client: Counter[str] = Counter()
+        self.total = 0
 
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+    @contextlib.contextmanager
+    def hold(self, client: str, limits: LimitsSettings) -> Any:
+        if self.by_client[client] >= limits.ws_per_client:
+            raise ApiError(
+                429,
+                "too_many_sockets",
+                f"{client} already has {limits.ws_per_client} suggestion sockets open; close one first.",
+                headers={"Retry-After": "5"},
+            )
+        if self.total >= limits.ws_total:
+            raise ApiError(
+                503,
+                "busy",
+                "Too many suggestion sockets are open; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+        self.by_client[client] += 1
+        self.total += 1
+        try:
+            yield
+        finally:
+            self.total -= 1
+            self.by_client[client] -= 1
+            if self.by_client[client] <= 0:
+                del self.by_client[client]
+
+
+class Flooding(Exception):
+    """The client kept sending far past its rate."""
+
+
+class SlowReader(Exception):
+    """The client did not take an answer within the send timeout."""
 
 
 class SuggestSession:
-    def __init__(
-        self, services: Services, websocket: Websocket, *, rate: float = 15.0, burst: float = 30.0
-    ) -> None:
+    def __init__(self, services: Services, websocket: Websocket, limits: LimitsSettings) -> None:
         self.services = services
         self.websocket = websocket
-        self.bucket = TokenBucket(rate, burst)
-        self._current: asyncio.Task[None] | None = None
-        self._errors: set[asyncio.Task[None]] = set()
+        self.limits = limits
+        self.bucket = TokenBucket(limits.ws_frames_per_s, limits.ws_frame_burst)
+        self._answering: asyncio.Task[None] | None = None
+        # The newest unsent frame; a newer one replaces it, so a client that reads slowly
+        # costs one frame of memory, not a queue.
+        self._outbox: dict[str, Any] | None = None
+        self._outbox_filled = asyncio.Event()
+        self._limited = 0
+        self._last_limited_notice = -1.0
 
     async def run(self) -> None:
+        await self.websocket.accept()
+        sender = asyncio.create_task(self._send_loop())
+        receiver = asyncio.create_task(self._receive_loop())
         try:
-            while True:
-                raw = await self.websocket.receive()
-                self._handle(raw)
-        except asyncio.CancelledError:
-            raise
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = task.exception()
+                if isinstance(error, SlowReader):
+                    log.info(
+                        "suggestion socket closed: client does not read", idle_s=self.limits.ws_send_timeout_s
+                    )
+                    await self.websocket.close(CLOSE_POLICY, "not reading answers")
+                elif isinstance(error, Flooding):
+                    log.info("suggestion socket closed: flooding", frames=FLOOD_FRAMES)
+                    await self.websocket.close(CLOSE_POLICY, "too many frames")
+                elif isinstance(error, TimeoutError):
+                    await self.websocket.close(1000, "idle")
+                elif error is not None:
+                    raise error
         finally:
-            pending = [t for t in (self._current, *self._errors) if t is not None]
+            pending = [t for t in (sender, receiver, self._answering) if t is not None and not t.done()]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _receive_loop(self) -> None:
+        while True:
+            async with asyncio.timeout(self.limits.ws_idle_s):
+                raw = await self.websocket.receive()
+            self._handle(raw)
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._outbox_filled.wait()
+            payload, self._outbox = self._outbox, None
+            self._outbox_filled.clear()
+            if payload is None:
+                continue
+            try:
+                async with asyncio.timeout(self.limits.ws_send_timeout_s):
+                    await self.websocket.send(json.dumps(payload))
+            except TimeoutError:
+                raise SlowReader from None
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        self._outbox = payload
+        self._outbox_filled.set()
+
+    def _error(self, seq: int | None, code: str, message: str) -> None:
+        self._post({"seq": seq, "error": {"code": code, "message": message}})
+
     def _handle(self, raw: str | bytes) -> None:
+        # Counted before anything else: a flood of frames, good or bad, costs a comparison each.
+        if self.bucket.take() > 0:
+            self._limited += 1
+            if self._limited > FLOOD_FRAMES:
+                raise Flooding
+            now = time.monotonic()
+            if now - self._last_limited_notice >= 1.0:  # one notice a second, not one a frame
+                self._last_limited_notice = now
+                self._error(None, "rate_limited", "Too many frames; slow down.")
+            return
+        self._limited = 0
+        if len(raw) > self.limits.ws_max_frame_bytes:
+            self._error(None, "frame_too_large", f"Frames are at most {self.limits.ws_max_frame_bytes} bytes.")
+            return
         data: Any = None
-        with contextlib.suppress(ValueError):
+        # RecursionError: JSON nested thousands deep.
+        with contextlib.suppress(ValueError, RecursionError):
             data = json.loads(raw)
         try:
             frame = SuggestFrame.model_validate(data)
         except ValidationError:
-            seq = data.get("seq") if isinstance(data, dict) and isinstance(data.get("seq"), int) else None
-            message = 'Send JSON frames like {"q": "denim ja", "seq": 3} (q at most 100 characters).'
-            self._side(self._send({"seq": seq, "error": {"code": "bad_frame", "message": message}}))
-            return
-        if not self.bucket.take():
-            error = {"code": "rate_limited", "message": "Too many frames; slow down."}
-            self._side(self._send({"seq": frame.seq, "error": error}))
+            seq = data.get("seq") if isinstance(data, dict) else None
+            self._error(seq if isinstance(seq, int) and 0 <= seq <= 2**53 else None, "bad_frame", BAD_FRAME)
             return
         # A newer keystroke makes the previous answer useless: cancel it.
-        if self._current is not None and not self._current.done():
-            self._current.cancel()
-        self._current = asyncio.ensure_future(self._answer(frame))
-
-    def _side(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._errors.add(task)
-        task.add_done_callback(self._errors.discard)
-
-    async def _send(self, payload: dict[str, Any]) -> None:
-        await self.websocket.send(json.dumps(payload))
+        if self._answering is not None and not self._answering.done():
+            self._answering.cancel()
+        self._answering = asyncio.create_task(self._answer(frame))
 
     async def _answer(self, frame: SuggestFrame) -> None:
+        try:
+            self._post(await self._suggestions(frame))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("suggestions failed", seq=frame.seq)
+            self._error(frame.seq, "unavailable", "Suggestions are unavailable right now; keep typing.")
+
+    async def _suggestions(self, frame: SuggestFrame) -> dict[str, Any]:
         prefix = normalise_query(frame.q)
         suggestions: list[str] = []
         items: list[dict[str, Any]] = []
@@ -115,4 +208,4 @@ class SuggestSession:
                 }
                 for h in answer.items
             ]
-        await self._send({"seq": frame.seq, "suggestions": suggestions, "items": items})
+        return {"seq": frame.seq, "suggestions": suggestions, "items": items}

@@ -1,0 +1,150 @@
+"""Hostile clients for the tests and the abuse bench: a raw WebSocket flooder, bomb-like photos,
+and the resident memory of a server process with its children."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import psutil
+from PIL import Image
+
+
+def single_colour_png(side: int = 6300, colour: tuple[int, int, int] = (200, 30, 40)) -> bytes:
+    """A ~130 KB PNG that decodes to side*side RGB pixels (159 MB at 6300)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def with_text_chunk(png: bytes, text: str) -> bytes:
+    """The same pixels with a tEXt chunk after IHDR: distinct bytes without re-encoding."""
+    body = b"Comment\x00" + text.encode()
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its children."""
+    try:
+        process = psutil.Process(pid)
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+    except psutil.Error:
+        return 0
+
+
+class PeakRss:
+    """Samples a process tree's resident memory in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.start = rss_bytes(pid)
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, rss_bytes(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+def _masked_text_frame(payload: bytes) -> bytes:
+    # RFC 6455 section 5.2: FIN + text opcode, client frames are masked.
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+def _open_socket(host: str, port: int, path: str) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        sock.close()
+        raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+    # Never read again: the flooder ignores every answer.
+    sock.settimeout(0.5)
+    return sock
+
+
+@dataclass
+class FloodReport:
+    frames_sent: int = 0
+    connections: int = 0
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def flood_websocket(host: str, port: int, seconds: float, path: str = "/ws/suggest") -> FloodReport:
+    """Send small non-JSON text frames as fast as possible for ``seconds``, never reading;
+    reconnect whenever the server drops the socket, as a hostile client would."""
+    report = FloodReport()
+    batch = _masked_text_frame(b"not json at all") * 200
+    deadline = time.monotonic() + seconds
+    sock: socket.socket | None = None
+    pending = memoryview(b"")
+    while time.monotonic() < deadline:
+        if sock is None:
+            try:
+                sock = _open_socket(host, port, path)
+                report.connections += 1
+                pending = memoryview(b"")
+            except (OSError, ConnectionError) as error:
+                report.refused += 1
+                if len(report.errors) < 5:
+                    report.errors.append(str(error))
+                time.sleep(0.05)
+                continue
+        if not pending:
+            pending = memoryview(batch)
+            report.frames_sent += 200
+        try:
+            # send() either sends some bytes or times out having sent none: frames stay whole.
+            pending = pending[sock.send(pending) :]
+        except TimeoutError:
+            continue  # the server is not reading: keep the socket, keep trying
+        except OSError:
+            sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+    return report

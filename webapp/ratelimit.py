@@ -1,0 +1,123 @@
+"""Per-client limits: token buckets keyed by client address, and where that address comes from.
+
+The buckets live in the process: behind a load balancer with N tasks a client gets up to N times
+the rate, which still stops one client from taking a task down.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from cachetools import TTLCache
+from quart import current_app, request
+from quart_schema import document_response
+from werkzeug.datastructures import Headers
+
+from webapp.config import LimitsSettings
+from webapp.errors import ApiError
+from webapp.schemas import ErrorOut
+
+P = ParamSpec("P")
+R = TypeVar("R")
+EXTENSION = "prethrift_rate_limits"
+
+
+class TokenBucket:
+    """``rate`` events a second on average, bursts up to ``capacity``."""
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = capacity
+        self.updated = time.monotonic()
+
+    def take(self) -> float:
+        """Take one token: 0.0 when allowed, else the seconds until one will be there."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class ClientLimiter:
+    """One token bucket per client address; idle buckets (full again) are forgotten."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        # A bucket left alone for burst/rate seconds is full again: forgetting it changes nothing.
+        self._buckets: TTLCache[str, TokenBucket] = TTLCache(maxsize=max_clients, ttl=burst / rate + 1)
+
+    def take(self, client: str) -> float:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = self._buckets[client] = TokenBucket(self.rate, self.burst)
+        wait = bucket.take()
+        self._buckets[client] = bucket  # refreshes the entry's time to live
+        return wait
+
+
+def client_address(headers: Headers, peer: str | None, trusted_proxies: int) -> str:
+    """The client's address: the socket peer, or the X-Forwarded-For entry the nearest trusted
+    proxy appended. Entries further left were written by the client and prove nothing."""
+    if trusted_proxies > 0:
+        hops = [h.strip() for h in ",".join(headers.getlist("X-Forwarded-For")).split(",") if h.strip()]
+        if len(hops) >= trusted_proxies:
+            return hops[-trusted_proxies][:64]
+    return peer or "unknown"
+
+
+def limit_headers(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+class RateLimits:
+    """The per-client limiters of one app, by name: search, photo_search, upload."""
+
+    def __init__(self, settings: LimitsSettings) -> None:
+        self.settings = settings
+        self.limiters = {
+            "search": ClientLimiter(settings.search_per_s, settings.search_burst),
+            "photo_search": ClientLimiter(settings.photo_search_per_s, settings.photo_search_burst),
+            "upload": ClientLimiter(settings.upload_per_s, settings.upload_burst),
+        }
+
+    def check(self, name: str, client: str) -> None:
+        if not self.settings.rate_limits:
+            return
+        wait = self.limiters[name].take(client)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Too many requests from {client}; retry in {math.ceil(wait)} s.",
+                headers=limit_headers(wait),
+            )
+
+
+def current_client() -> str:
+    limits: RateLimits = current_app.extensions[EXTENSION]
+    return client_address(request.headers, request.remote_addr, limits.settings.trusted_proxies)
+
+
+def rate_limited(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Refuse a client past its ``name`` bucket with 429 and Retry-After, before any other work."""
+
+    def decorate(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(view)
+        async def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+            limits: RateLimits = current_app.extensions[EXTENSION]
+            limits.check(name, current_client())
+            return await view(*args, **kwargs)
+
+        documented: Any = document_response(ErrorOut, 429)(limited)
+        return documented  # type: ignore[no-any-return]
+
+    return decorate
