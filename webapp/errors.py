@@ -21,6 +21,7 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}  # e.g. Retry-After on a 503
 
 
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
@@ -63,7 +64,9 @@ def _validation_message(error: RequestSchemaValidationError) -> tuple[str, list[
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message, error.details)
+        response = error_response(error.status, error.code, error.message, error.details)
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _schema_error(error: RequestSchemaValidationError) -> Response:
