@@ -49,7 +49,9 @@ class BatchCost:
     fixed part is taken as zero, which overestimates the cost per unit: batches start small.
     """
 
-    def __init__(self, *, decay: float = 0.95, prior_fixed_s: float = 0.0, prior_per_unit_s: float = 0.0) -> None:
+    def __init__(
+        self, *, decay: float = 0.95, prior_fixed_s: float = 0.0, prior_per_unit_s: float = 0.0
+    ) -> None:
         self.decay = decay
         self._w = self._x = self._y = self._xx = self._xy = 0.0
         self.fixed_s = prior_fixed_s
@@ -185,7 +187,9 @@ class MicroBatcher(Generic[T, R]):
         weight = max(1, int(self._bucket(item)))
         if self._queued >= self.max_queue:
             self.refused += 1
-            raise Overloaded("Search is at capacity right now; retry in a moment.", self.predicted_wait_s(weight))
+            raise Overloaded(
+                "Search is at capacity right now; retry in a moment.", self.predicted_wait_s(weight)
+            )
         predicted = self.predicted_wait_s(weight)
         if predicted > deadline_s:
             self.refused += 1

@@ -31,7 +31,9 @@ async def test_batches_stay_within_the_time_budget() -> None:
         await asyncio.sleep(0.004 + 0.002 * len(items))  # fixed part plus a share per item
         return items
 
-    unbounded: MicroBatcher[int, int] = MicroBatcher(encode, max_batch=64, max_wait_s=0.01, max_queue=500, name="u")
+    unbounded: MicroBatcher[int, int] = MicroBatcher(
+        encode, max_batch=64, max_wait_s=0.01, max_queue=500, name="u"
+    )
     unbounded.start()
     try:
         assert await asyncio.gather(*(unbounded.submit(i, 30.0) for i in range(60))) == list(range(60))
@@ -123,7 +125,9 @@ async def test_a_backlog_past_the_deadline_is_refused_at_once() -> None:
         await batcher.stop()
 
 
-async def test_an_overloaded_search_answers_503_with_retry_after(settings: Settings, tiny_clip: ClipModel) -> None:
+async def test_an_overloaded_search_answers_503_with_retry_after(
+    settings: Settings, tiny_clip: ClipModel
+) -> None:
     hurried = settings.model_copy(update={"clip": settings.clip.model_copy(update={"deadline_s": 1e-6})})
     app = create_app(hurried, clip=tiny_clip)
     async with app.test_app():
