@@ -21,6 +21,7 @@ from webapp.db import ensure_vector_index
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
 from webapp.items.routes import blueprint as items_blueprint
+from webapp.jsonio import OrjsonProvider
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.runtime import open_services
 from webapp.search.repo import VectorQueries
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     if settings.database.url is None:
         raise ValueError("create_app needs DATABASE_URL; the CLI starts the embedded database")
     app = Quart(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_image_bytes + 64 * 1024
     init_sentry(settings)
     configure_tracing(settings.telemetry)

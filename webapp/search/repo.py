@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +42,8 @@ class Hit:
     relevance: float | None = None  # the ranking score (RRF in hybrid mode)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # By hand rather than dataclasses.asdict, which deep-copies every field (hot path).
+        data = dict(self.__dict__)
         data["price"] = str(self.price)
         data["created_at"] = self.created_at.isoformat()
         return data
