@@ -1,15 +1,17 @@
-"""The benchmark's table: each figure beside issue 3's target, PASS or MISS."""
+"""The benchmark's table: each figure beside its target, PASS or MISS."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# The issue's targets on the 2-core machine.
+# The targets on the 2-core machine.
 TARGET_SPEEDUP = 8.0
 TARGET_P99_AT_80PCT_MS = 150.0
 TARGET_RECALL = 0.95
 TARGET_INDEX_P50_MS = 5.0
-TARGET_FILTERED_RECALL = 0.9
+TARGET_FILTERED_RECALL = 0.95
+TARGET_FILTERED_P50_MS = 10.0
+TARGET_FILTER_SHARE = (0.0095, 0.30)  # filters selecting 1%-30% of the catalog (1% within rounding)
 TARGET_CACHED_P99_MS = 5.0
 TARGET_SUGGEST_P99_MS = 50.0
 
@@ -52,12 +54,27 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     speedup = report["ratios"]["max_qps_optimised_over_stock"]
     rows.append(
         (
-            "max uncached q/s: optimised / stock",
+            "max uncached q/s: optimised / stock, both over HTTP",
             f"{opt['max_qps']:.1f} / {stock['max_qps']:.1f} = x{speedup:.2f}" if speedup else "n/a",
-            f">= x{TARGET_SPEEDUP:g}",
-            verdict(speedup >= TARGET_SPEEDUP if speedup else None),
+            "(for information)",
+            "",
         )
     )
+    alone = report["model_alone"]
+    over_alone = report["ratios"]["max_qps_optimised_over_model_alone"]
+    rows.append(
+        (
+            "max uncached q/s: optimised over HTTP / stock encode_text alone (in-process, 1 at a time)",
+            f"{opt['max_qps']:.1f} / {alone['stock_encode_text_qps']:.1f} = x{over_alone:.2f}"
+            if over_alone
+            else "n/a",
+            f">= x{TARGET_SPEEDUP:g}",
+            verdict(over_alone >= TARGET_SPEEDUP if over_alone else None),
+        )
+    )
+    batched = next((v for k, v in alone.items() if k.startswith("truncated_batch")), None)
+    if batched:
+        rows.append(("  model alone, truncated, one batch of 64 (the ceiling)", f"{batched:.1f} q/s", "", ""))
     ol = opt.get("open_loop_80pct", {})
     p99 = ol.get("p99_ms")
     rows.append(
@@ -86,20 +103,24 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             verdict(un["p50_ms"] <= TARGET_INDEX_P50_MS),
         )
     )
-    if "filtered_10pct" in rec:
-        for label, target in (("filtered_10pct", TARGET_FILTERED_RECALL), ("filtered_1pct", None)):
-            f = rec[label]
-            rows.append(
-                (
-                    f"recall@10, {f['filter']} ({f['selectivity']:.1%} of items)",
-                    f"{f['recall_at_10']:.3f}, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
-                    f"{f['short_pages']} short pages",
-                    f">= {target}" if target else "(no target)",
-                    verdict(f["recall_at_10"] >= target) if target else "",
+    for f in rec["filtered"]:
+        targeted = TARGET_FILTER_SHARE[0] <= f["selectivity"] <= TARGET_FILTER_SHARE[1]
+        rows.append(
+            (
+                f"filtered recall@10, {f['filter']} ({f['selectivity']:.1%} of items), p50 (p99)",
+                f"{f['recall_at_10']:.3f}, {f['p50_ms']} ms ({f['p99_ms']} ms), {f['short_pages']} short pages",
+                f">= {TARGET_FILTERED_RECALL}, p50 <= {TARGET_FILTERED_P50_MS:g} ms"
+                if targeted
+                else "(outside 1-30%)",
+                verdict(
+                    f["recall_at_10"] >= TARGET_FILTERED_RECALL
+                    and f["p50_ms"] <= TARGET_FILTERED_P50_MS
+                    and not f["short_pages"]
                 )
+                if targeted
+                else "",
             )
-    else:
-        rows.append(("recall@10, filtered 10%", str(rec["filtered"]), f">= {TARGET_FILTERED_RECALL}", "n/a"))
+        )
     c = opt.get("cached", {})
     rows.append(
         (

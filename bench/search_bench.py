@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from bench import catalog, recall
+from bench import catalog, model_alone, recall
 from bench.load import (
     QueryStream,
     cached_query,
@@ -299,6 +299,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         un = report["recall"]["unfiltered"]
         say(f"  recall@10 {un['recall_at_10']}  p50 {un['p50_ms']} ms  cores {report['recall']['cores']}")
 
+        say("model alone: stock encode_text, one query at a time, in this process (no HTTP, no database)")
+        report["model_alone"] = model_alone.measure(MODEL, args.seed, duration_s=plan.phase_s)
+        say(f"  {report['model_alone']}")
+
         queries = QueryStream(args.seed)
         stock = {"PRETHRIFT_CLIP_BATCHING": "false", "PRETHRIFT_CLIP_TRUNCATE": "false"}
         optimised = {
@@ -320,8 +324,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         postgres.stop()
     s, o = report["stock"], report["optimised"]
     pairs = [(a, b) for a in s["closed_loop"] for b in o["closed_loop"] if a["concurrency"] == b["concurrency"]]
+    alone = report["model_alone"]["stock_encode_text_qps"]
     report["ratios"] = {
         "max_qps_optimised_over_stock": round(o["max_qps"] / s["max_qps"], 2) if s["max_qps"] else None,
+        "max_qps_optimised_over_model_alone": round(o["max_qps"] / alone, 2) if alone else None,
         "qps_by_concurrency": {
             str(a["concurrency"]): round(b["qps"] / a["qps"], 2) if a["qps"] else None for a, b in pairs
         },

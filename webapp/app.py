@@ -187,6 +187,11 @@ async def _warm_up(
         filtered_ef_search=services.settings.database.filtered_ef_search,
     )
     log.info("ready", model_key=clip.model_key)
+    try:  # search is served meanwhile; category filters use these once they exist
+        async with services.pool.acquire() as connection:
+            await services.queries.ensure_category_indexes(connection)
+    except (OSError, asyncpg.PostgresError):
+        log.exception("could not build the per-category vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:
         worker = EmbeddingWorker(services.pool, embedder, services.storage, services.settings.worker, recorder)
         await worker.run(stop)

@@ -188,6 +188,7 @@ class CatalogVersion:
     async def close(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None
+            connection.remove_termination_listener(self._terminated)
             with contextlib.suppress(OSError, asyncpg.PostgresError):
                 await connection.close(timeout=2)
         self.value = None

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import numpy as np
+from cachetools import TTLCache
 
-from webapp.db import sql_literal, vector_expression
+from webapp.db import sql_literal, vector_expression, vector_index_name
 from webapp.search.filters import SearchFilters, Sort
 
 # Below this many matching items an exact scan of the filtered set is both exact and fast
@@ -18,6 +20,11 @@ from webapp.search.filters import SearchFilters, Sort
 EXACT_SCAN_MAX_ROWS = 2000
 # HNSW beam width for filtered searches (bench/: recall@10 at 10% selectivity by this value).
 FILTERED_EF_SEARCH = 200
+# How long the plan choice for one filter combination (its matching-row count) is reused.
+# Either plan returns a full, correctly ordered page; the count only picks the faster one.
+PLAN_CACHE_TTL_S = 30.0
+# Advisory lock held while building per-category indexes, so instances do not race.
+_CATEGORY_INDEX_LOCK = 0x70726574_63617478
 
 _HIT_COLUMNS = (
     "i.id, i.title, i.brand, i.category, i.size, i.colour, i.condition, i.price, i.currency, "
@@ -115,6 +122,54 @@ class VectorQueries:
         self._expr = vector_expression(dim)
         self._model = sql_literal(model_key)
         self._vector = f"SELECT embedding FROM item_embeddings WHERE item_id = $1 AND model_key = {self._model}"
+        # Lower-cased categories that have their own partial HNSW index (ensure_category_indexes).
+        self.category_indexes: frozenset[str] = frozenset()
+        self._few: TTLCache[tuple[object, ...], bool] = TTLCache(maxsize=4096, ttl=PLAN_CACHE_TTL_S)
+
+    def category_index_name(self, category: str) -> str:
+        digest = hashlib.sha1(category.encode()).hexdigest()[:8]
+        return f"{vector_index_name(self.model_key)}_c{digest}"
+
+    async def ensure_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
+        """Build a partial HNSW index for every category too big for an exact scan; returns them.
+
+        A category filter then searches a graph of that category alone (recall as unfiltered)
+        instead of filtering a graph whose neighbourhoods are mostly other categories.
+        """
+        await connection.execute("SELECT pg_advisory_lock($1)", _CATEGORY_INDEX_LOCK)
+        try:
+            rows = await connection.fetch(
+                f"""SELECT category FROM item_embeddings
+                    WHERE model_key = {self._model} AND category IS NOT NULL
+                    GROUP BY category HAVING count(*) > $1""",
+                self.exact_scan_max_rows,
+            )
+            for row in rows:
+                name = self.category_index_name(row["category"])
+                if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                    await connection.execute(
+                        f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
+                        f"USING hnsw ((embedding::vector({int(self.dim)})) vector_cosine_ops) "
+                        f"WHERE model_key = {self._model} AND category = {sql_literal(row['category'])}"
+                    )
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", _CATEGORY_INDEX_LOCK)
+        return await self.load_category_indexes(connection)
+
+    async def load_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
+        """Learn which categories have a partial index (built here or by another instance)."""
+        rows = await connection.fetch(
+            f"""SELECT DISTINCT category FROM item_embeddings
+                WHERE model_key = {self._model} AND category IS NOT NULL"""
+        )
+        found = set()
+        for row in rows:
+            if await connection.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", self.category_index_name(row["category"])
+            ):
+                found.add(row["category"])
+        self.category_indexes = frozenset(found)
+        return self.category_indexes
 
     async def nearest(
         self,
@@ -132,6 +187,10 @@ class VectorQueries:
         exact = False
         if filters is not None and filters.active:
             exact = await self._few_match(connection, filters)
+            category = filters.category.lower() if filters.category is not None else None
+            if not exact and category in self.category_indexes:
+                # Named with a literal so that the planner can prove the partial index applies.
+                where += f" AND e.category = {sql_literal(category)}"
         # The index serves only its own expression; the uncast column is the exact path.
         distance = "e.embedding <=> $1" if exact else f"{self._expr} <=> $1"
         sql = f"""
@@ -155,13 +214,19 @@ class VectorQueries:
 
     async def _few_match(self, connection: asyncpg.Connection, filters: SearchFilters) -> bool:
         """Whether so few items pass the filters that scanning them exactly is cheapest."""
+        key = filters.cache_key()
+        known = self._few.get(key)
+        if known is not None:
+            return known
         params: list[Any] = []
         where = filter_sql(filters, params)
         params.append(self.exact_scan_max_rows + 1)
         matching: int = await connection.fetchval(
             f"SELECT count(*) FROM (SELECT 1 FROM items i WHERE {where} LIMIT ${len(params)}) s", *params
         )
-        return matching <= self.exact_scan_max_rows
+        few = matching <= self.exact_scan_max_rows
+        self._few[key] = few
+        return few
 
     async def keyword(
         self,
