@@ -37,8 +37,9 @@ class DatabaseSettings(BaseSettings):
     ef_search: int = Field(default=60, ge=10, le=1000)
     # Filtered vector search scans at most this many matching items exactly; more go via HNSW.
     exact_scan_max_rows: int = Field(default=2000, ge=0)
-    # HNSW beam for filtered searches (bench: recall@10 at 10% selectivity 0.76 at 60, 0.81 at 200).
-    filtered_ef_search: int = Field(default=200, ge=10, le=1000)
+    # Smallest HNSW beam for filtered searches; narrow filters get a wider one
+    # (webapp.search.repo.EF_PER_RESULT; bench/README.md: filtered recall by filter).
+    filtered_ef_search: int = Field(default=300, ge=10, le=1000)
 
 
 class RedisSettings(BaseSettings):
