@@ -1,7 +1,7 @@
 """A synthetic second-hand catalog: clustered vectors, realistic facets, loaded with COPY.
 
 Real CLIP embeddings of garment photos cluster (by garment type, colour, style), and uniform
-noise is a worst case for HNSW recall (FACTS: 0.08 at defaults), so the vectors are Gaussian
+noise is a worst case for HNSW recall (0.08 at pgvector's defaults, measured here), so the vectors are Gaussian
 clusters: each item is a unit cluster centre plus isotropic noise of total norm ~``noise``,
 normalised. Categories follow the clusters (each cluster has a dominant category that 70% of
 its items carry) so that a category filter cuts across the vector space the way a real one
@@ -265,6 +265,9 @@ async def prepare(dsn: str, spec: CatalogSpec, model_key: str, *, log: Any = pri
         report["category_indexes"] = sorted(await queries.ensure_category_indexes(connection))
         report["category_indexes_built_s"] = (
             round(time.perf_counter() - started_categories, 1) if missing else None
+        )
+        report["table_bytes"] = await connection.fetchval(
+            "SELECT pg_total_relation_size('items') + pg_total_relation_size('item_embeddings')"
         )
         report["index_bytes"] = await connection.fetchval(
             """SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index

@@ -85,6 +85,38 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             verdict(p99 is not None and p99 <= TARGET_P99_AT_80PCT_MS and not ol.get("errors")),
         )
     )
+    cap = opt.get("capacity")
+    if cap:
+        curve = ", ".join(f"{p['offered_rate']:.0f}: {p['p99_ms']} ms/{p['errors']} err" for p in cap["points"])
+        rows.append(
+            (
+                f"capacity: highest offered q/s with open-loop p99 <= {cap['p99_limit_ms']:g} ms, < 1% refused",
+                f"{cap['capacity_qps']} q/s  (offered q/s: p99/errors -- {curve})",
+                "(autoscaling target)",
+                "",
+            )
+        )
+    cat = report.get("catalog", {})
+    if cat.get("index_bytes"):
+        items = cat["spec"]["items"]
+        rows.append(
+            (
+                "vector indexes: build s (main + per-category), size",
+                f"{cat.get('index_built_s')} + {cat.get('category_indexes_built_s')} s (None: reused), "
+                f"{int(cat['index_bytes']) / 2**20:.0f} MiB = {int(cat['index_bytes']) / items:.0f} B/item",
+                "",
+                "",
+            )
+        )
+        if cat.get("table_bytes"):
+            rows.append(
+                (
+                    "database bytes per item (items + embeddings + all indexes)",
+                    f"{int(cat['table_bytes']) / items:.0f} B/item ({int(cat['table_bytes']) / 2**30:.2f} GiB)",
+                    "(reported)",
+                    "",
+                )
+            )
     rec = report["recall"]
     un = rec["unfiltered"]
     rows.append(
@@ -156,3 +188,10 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     for figure, measured, target, mark in rows:
         print(f"{figure:<{widths[0]}}  {measured:<{widths[1]}}  {target:<{widths[2]}}  {mark}")
     print()
+
+
+if __name__ == "__main__":  # re-print a stored run's table with this module's rows
+    import json
+    import sys
+
+    print_table(figures(json.loads(open(sys.argv[1]).read())))
