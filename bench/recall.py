@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import time
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from bench.catalog import FILTER_1, FILTER_10, CatalogSpec, cluster_centres, noisy, read_vectors
+from bench.catalog import CatalogSpec, cluster_centres, noisy, read_vectors
 from bench.load import percentiles
 from webapp.db import create_pool
 from webapp.search.filters import SearchFilters
-from webapp.search.repo import VectorQueries
+from webapp.search.repo import VectorQueries, filter_sql
 
 
 def exact_top(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -> set[int]:
@@ -24,8 +24,26 @@ def exact_top(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) ->
     return {int(i) for i in ids[top]}
 
 
-def supports_filters() -> bool:
-    return "filters" in inspect.signature(VectorQueries.nearest).parameters
+# Query vectors per filter (eleven filters: the first this many of the unfiltered set).
+FILTERED_QUERIES = 100
+# Filters a shopper sets, from 1% to about 30% of the catalog: categories (which follow the
+# vector clusters), price ranges (which do not), and combinations.
+FILTERS: list[tuple[str, SearchFilters]] = [
+    ("category=jumpsuits", SearchFilters(category="jumpsuits")),
+    ("category=bags", SearchFilters(category="bags")),
+    ("category=dresses", SearchFilters(category="dresses")),
+    ("category=tops", SearchFilters(category="tops")),
+    ("price <= $5", SearchFilters(price_max=Decimal(5))),
+    ("price <= $10", SearchFilters(price_max=Decimal(10))),
+    ("price $20-$35", SearchFilters(price_min=Decimal(20), price_max=Decimal(35))),
+    ("category=dresses, price <= $40", SearchFilters(category="dresses", price_max=Decimal(40))),
+    ("category=jeans, colour=blue", SearchFilters(category="jeans", colour="blue")),
+    ("colour=black, condition=very good", SearchFilters(colour="black", condition="very good")),
+    (
+        "category=tops, price $20-$35",
+        SearchFilters(category="tops", price_min=Decimal(20), price_max=Decimal(35)),
+    ),
+]
 
 
 async def measure(
@@ -36,7 +54,7 @@ async def measure(
     pool = await create_pool(dsn, min_size=1, max_size=1, **({"ef_search": ef_search} if ef_search else {}))
     try:
         async with pool.acquire() as connection:
-            ids, matrix, categories = await read_vectors(connection, model_key)
+            ids, matrix, _ = await read_vectors(connection, model_key)
             ef = await connection.fetchval("SHOW hnsw.ef_search")
             iterative = await connection.fetchval("SHOW hnsw.iterative_scan")
             rng = np.random.default_rng([spec.seed, 3])
@@ -54,18 +72,20 @@ async def measure(
                 await repo.nearest(connection, vector, limit=k, offset=0)
             report["unfiltered"] = await _run(connection, repo, vectors, matrix, ids, None, k)
 
-            if not supports_filters():
-                report["filtered"] = "filtered search not available yet (VectorQueries.nearest has no filters)"
-                return report
-            cats = np.asarray(categories)
-            for label, value in (("filtered_10pct", FILTER_10), ("filtered_1pct", FILTER_1)):
-                mask = cats == value
-                result = await _run(
-                    connection, repo, vectors, matrix[mask], ids[mask], SearchFilters(category=value), k
-                )
-                result["filter"] = f"category={value}"
+            # The app's own plan choices: per-category partial indexes where they exist.
+            report["category_indexes"] = sorted(await repo.load_category_indexes(connection))
+            report["filtered"] = []
+            for label, filters in FILTERS:
+                params: list[Any] = []
+                where = filter_sql(filters, params)
+                passing = await connection.fetch(f"SELECT i.id FROM items i WHERE {where}", *params)
+                mask = np.isin(ids, np.fromiter((r["id"] for r in passing), dtype=ids.dtype))
+                await repo.nearest(connection, vectors[0], limit=k, offset=0, filters=filters)  # plan choice
+                few = vectors[:FILTERED_QUERIES]
+                result = await _run(connection, repo, few, matrix[mask], ids[mask], filters, k)
+                result["filter"] = label
                 result["selectivity"] = round(float(mask.mean()), 4)
-                report[label] = result
+                report["filtered"].append(result)
     finally:
         await pool.close()
     return report

@@ -9,7 +9,9 @@ TARGET_SPEEDUP = 8.0
 TARGET_P99_AT_80PCT_MS = 150.0
 TARGET_RECALL = 0.95
 TARGET_INDEX_P50_MS = 5.0
-TARGET_FILTERED_RECALL = 0.9
+TARGET_FILTERED_RECALL = 0.95
+TARGET_FILTERED_P50_MS = 10.0
+TARGET_FILTER_SHARE = (0.0095, 0.30)  # filters selecting 1%-30% of the catalog (1% within rounding)
 TARGET_CACHED_P99_MS = 5.0
 TARGET_SUGGEST_P99_MS = 50.0
 
@@ -52,12 +54,27 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     speedup = report["ratios"]["max_qps_optimised_over_stock"]
     rows.append(
         (
-            "max uncached q/s: optimised / stock",
+            "max uncached q/s: optimised / stock, both over HTTP",
             f"{opt['max_qps']:.1f} / {stock['max_qps']:.1f} = x{speedup:.2f}" if speedup else "n/a",
-            f">= x{TARGET_SPEEDUP:g}",
-            verdict(speedup >= TARGET_SPEEDUP if speedup else None),
+            "(for information)",
+            "",
         )
     )
+    alone = report["model_alone"]
+    over_alone = report["ratios"]["max_qps_optimised_over_model_alone"]
+    rows.append(
+        (
+            "max uncached q/s: optimised over HTTP / stock encode_text alone (in-process, 1 at a time)",
+            f"{opt['max_qps']:.1f} / {alone['stock_encode_text_qps']:.1f} = x{over_alone:.2f}"
+            if over_alone
+            else "n/a",
+            f">= x{TARGET_SPEEDUP:g}",
+            verdict(over_alone >= TARGET_SPEEDUP if over_alone else None),
+        )
+    )
+    batched = next((v for k, v in alone.items() if k.startswith("truncated_batch")), None)
+    if batched:
+        rows.append(("  model alone, truncated, one batch of 64 (the ceiling)", f"{batched:.1f} q/s", "", ""))
     ol = opt.get("open_loop_80pct", {})
     p99 = ol.get("p99_ms")
     rows.append(
@@ -68,6 +85,38 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             verdict(p99 is not None and p99 <= TARGET_P99_AT_80PCT_MS and not ol.get("errors")),
         )
     )
+    cap = opt.get("capacity")
+    if cap:
+        curve = ", ".join(f"{p['offered_rate']:.0f}: {p['p99_ms']} ms/{p['errors']} err" for p in cap["points"])
+        rows.append(
+            (
+                f"capacity: highest offered q/s with open-loop p99 <= {cap['p99_limit_ms']:g} ms, < 1% refused",
+                f"{cap['capacity_qps']} q/s  (offered q/s: p99/errors -- {curve})",
+                "(autoscaling target)",
+                "",
+            )
+        )
+    cat = report.get("catalog", {})
+    if cat.get("index_bytes"):
+        items = cat["spec"]["items"]
+        rows.append(
+            (
+                "vector indexes: build s (main + per-category), size",
+                f"{cat.get('index_built_s')} + {cat.get('category_indexes_built_s')} s (None: reused), "
+                f"{int(cat['index_bytes']) / 2**20:.0f} MiB = {int(cat['index_bytes']) / items:.0f} B/item",
+                "",
+                "",
+            )
+        )
+        if cat.get("table_bytes"):
+            rows.append(
+                (
+                    "database bytes per item (items + embeddings + all indexes)",
+                    f"{int(cat['table_bytes']) / items:.0f} B/item ({int(cat['table_bytes']) / 2**30:.2f} GiB)",
+                    "(reported)",
+                    "",
+                )
+            )
     rec = report["recall"]
     un = rec["unfiltered"]
     rows.append(
@@ -86,20 +135,24 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             verdict(un["p50_ms"] <= TARGET_INDEX_P50_MS),
         )
     )
-    if "filtered_10pct" in rec:
-        for label, target in (("filtered_10pct", TARGET_FILTERED_RECALL), ("filtered_1pct", None)):
-            f = rec[label]
-            rows.append(
-                (
-                    f"recall@10, {f['filter']} ({f['selectivity']:.1%} of items)",
-                    f"{f['recall_at_10']:.3f}, p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
-                    f"{f['short_pages']} short pages",
-                    f">= {target}" if target else "(no target)",
-                    verdict(f["recall_at_10"] >= target) if target else "",
+    for f in rec["filtered"]:
+        targeted = TARGET_FILTER_SHARE[0] <= f["selectivity"] <= TARGET_FILTER_SHARE[1]
+        rows.append(
+            (
+                f"filtered recall@10, {f['filter']} ({f['selectivity']:.1%} of items), p50 (p99)",
+                f"{f['recall_at_10']:.3f}, {f['p50_ms']} ms ({f['p99_ms']} ms), {f['short_pages']} short pages",
+                f">= {TARGET_FILTERED_RECALL}, p50 <= {TARGET_FILTERED_P50_MS:g} ms"
+                if targeted
+                else "(outside 1-30%)",
+                verdict(
+                    f["recall_at_10"] >= TARGET_FILTERED_RECALL
+                    and f["p50_ms"] <= TARGET_FILTERED_P50_MS
+                    and not f["short_pages"]
                 )
+                if targeted
+                else "",
             )
-    else:
-        rows.append(("recall@10, filtered 10%", str(rec["filtered"]), f">= {TARGET_FILTERED_RECALL}", "n/a"))
+        )
     c = opt.get("cached", {})
     rows.append(
         (
@@ -135,3 +188,10 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     for figure, measured, target, mark in rows:
         print(f"{figure:<{widths[0]}}  {measured:<{widths[1]}}  {target:<{widths[2]}}  {mark}")
     print()
+
+
+if __name__ == "__main__":  # re-print a stored run's table with this module's rows
+    import json
+    import sys
+
+    print_table(figures(json.loads(open(sys.argv[1]).read())))

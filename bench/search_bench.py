@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from bench import catalog, recall
+from bench import catalog, model_alone, recall
 from bench.load import (
     QueryStream,
     cached_query,
@@ -171,6 +171,59 @@ async def check_results(
     return items
 
 
+# Open-loop rates, as fractions of the closed-loop maximum, for the capacity figure.
+CAPACITY_FRACTIONS = (0.5, 0.65, 0.9, 1.0, 1.1)
+CAPACITY_P99_MS = 150.0
+CAPACITY_MAX_ERROR_SHARE = 0.01
+
+
+async def capacity_sweep(
+    server: ServerProcess,
+    queries: QueryStream,
+    plan: Plan,
+    meter: CpuMeter,
+    max_qps: float,
+    out: dict[str, Any],
+    mode: str | None,
+) -> dict[str, Any]:
+    """The highest offered rate whose open-loop p99 stays within 150 ms with under 1% refused.
+
+    That is the per-instance load to plan autoscaling on (infra/README.md, capacity notes).
+    """
+    points = [dict(out["open_loop_80pct"], fraction=0.8)]
+    for fraction in CAPACITY_FRACTIONS:
+        before = meter.snapshot()
+        point = await open_loop(
+            server.base_url, queries, rate=fraction * max_qps, duration_s=plan.open_loop_s / 2, mode=mode
+        )
+        account(point, meter.cores(before, meter.snapshot()))
+        point["fraction"] = fraction
+        say(
+            f"  open loop {point['offered_rate']:6.1f} q/s: p50 {point['p50_ms']} ms  "
+            f"p99 {point['p99_ms']} ms  errors {point['errors']}"
+        )
+        points.append(point)
+    points.sort(key=lambda p: p["offered_rate"])
+
+    def holds(p: dict[str, Any]) -> bool:
+        answered = p["ok"] + p["errors"]
+        return (
+            p["p99_ms"] is not None
+            and p["p99_ms"] <= CAPACITY_P99_MS
+            and p["errors"] <= CAPACITY_MAX_ERROR_SHARE * max(answered, 1)
+        )
+
+    held = [p["offered_rate"] for p in points if holds(p)]
+    return {
+        "p99_limit_ms": CAPACITY_P99_MS,
+        "points": [
+            {k: p.get(k) for k in ("fraction", "offered_rate", "qps", "p50_ms", "p99_ms", "errors", "ok")}
+            for p in points
+        ],
+        "capacity_qps": max(held) if held else None,
+    }
+
+
 def best(results: list[dict[str, Any]]) -> dict[str, Any]:
     return max(results, key=lambda r: r["qps"])
 
@@ -225,6 +278,7 @@ async def run_path(
                 f"  achieved {r['qps']} q/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
                 f"cores {r.get('cores')}"
             )
+            out["capacity"] = await capacity_sweep(server, queries, plan, meter, top["qps"], out, args.mode)
             out["cached"] = await cached_query(server.base_url, queries.take(), plan.cached_repeats, args.mode)
             c = out["cached"]
             say(
@@ -299,6 +353,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         un = report["recall"]["unfiltered"]
         say(f"  recall@10 {un['recall_at_10']}  p50 {un['p50_ms']} ms  cores {report['recall']['cores']}")
 
+        say("model alone: stock encode_text, one query at a time, in this process (no HTTP, no database)")
+        report["model_alone"] = model_alone.measure(MODEL, args.seed, duration_s=plan.phase_s)
+        say(f"  {report['model_alone']}")
+
         queries = QueryStream(args.seed)
         stock = {"PRETHRIFT_CLIP_BATCHING": "false", "PRETHRIFT_CLIP_TRUNCATE": "false"}
         optimised = {
@@ -320,8 +378,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         postgres.stop()
     s, o = report["stock"], report["optimised"]
     pairs = [(a, b) for a in s["closed_loop"] for b in o["closed_loop"] if a["concurrency"] == b["concurrency"]]
+    alone = report["model_alone"]["stock_encode_text_qps"]
     report["ratios"] = {
         "max_qps_optimised_over_stock": round(o["max_qps"] / s["max_qps"], 2) if s["max_qps"] else None,
+        "max_qps_optimised_over_model_alone": round(o["max_qps"] / alone, 2) if alone else None,
         "qps_by_concurrency": {
             str(a["concurrency"]): round(b["qps"] / a["qps"], 2) if a["qps"] else None for a, b in pairs
         },

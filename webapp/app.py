@@ -22,6 +22,7 @@ from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
 from webapp.images import return_freed_pixels_to_the_os
 from webapp.items.routes import blueprint as items_blueprint
+from webapp.jsonio import OrjsonProvider
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.ratelimit import EXTENSION as RATE_LIMITS
 from webapp.ratelimit import RateLimits
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     if settings.database.url is None:
         raise ValueError("create_app needs DATABASE_URL; the CLI starts the embedded database")
     app = Quart(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_image_bytes + 64 * 1024
     init_sentry(settings)
     configure_tracing(settings.telemetry)
@@ -214,5 +216,11 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         services.readiness.model_failed = True
         log.exception("model failed to load; the service stays not-ready")
         return
+    if services.queries is not None:
+        try:  # search is served meanwhile; category filters use these once they exist
+            async with services.pool.acquire() as connection:
+                await services.queries.ensure_category_indexes(connection)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not build the per-category vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:
         await run_worker(services, stop, recorder)

@@ -56,8 +56,9 @@ class DatabaseSettings(BaseSettings):
     ef_search: int = Field(default=60, ge=10, le=1000)
     # Filtered vector search scans at most this many matching items exactly; more go via HNSW.
     exact_scan_max_rows: int = Field(default=2000, ge=0)
-    # HNSW beam for filtered searches (bench: recall@10 at 10% selectivity 0.76 at 60, 0.81 at 200).
-    filtered_ef_search: int = Field(default=200, ge=10, le=1000)
+    # Smallest HNSW beam for filtered searches; narrow filters get a wider one
+    # (webapp.search.repo.EF_PER_RESULT; bench/README.md: filtered recall by filter).
+    filtered_ef_search: int = Field(default=300, ge=10, le=1000)
 
 
 class RedisSettings(BaseSettings):
@@ -121,6 +122,9 @@ class ClipSettings(BaseSettings):
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=1024, ge=1)
     deadline_s: float = Field(default=10.0, gt=0)
+    # Longest a text batch may run: the batch cap follows the measured time per batch so that
+    # one batch stays within it (0 turns the limit off and batches up to max_batch).
+    batch_budget_ms: float = Field(default=40.0, ge=0)
 
 
 class WorkerSettings(BaseSettings):

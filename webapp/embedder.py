@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
+import re
 import threading
 import time
 import urllib.error
@@ -224,6 +225,32 @@ def load_clip(settings: ClipSettings) -> ClipModel:
     return ClipModel(model, preprocess, tokenizer, key, dim, device, random_weights)
 
 
+# Padded lengths text queries are grouped by: a batch runs to its longest query's end-of-text
+# token (ClipModel.can_truncate), so mixing a 70-token query into a batch of 8-token ones would
+# cost every one of them the long sequence.
+TEXT_BUCKETS = (16, 32, 77)
+_WORDS = re.compile(r"[^\W\d_]+|\d|[^\w\s]", re.UNICODE)
+
+
+def text_bucket(text: str) -> int:
+    """A cheap upper estimate of a query's token count, rounded up to one of TEXT_BUCKETS.
+
+    CLIP's BPE gives a common English word one token and splits digits and punctuation off;
+    long words take about one token per 5 letters. The estimate only groups queries and weighs
+    batch cost; a wrong guess costs speed, never exactness.
+    """
+    tokens = 2  # start and end of text
+    for word in _WORDS.findall(text[:400]):
+        tokens += 1 + len(word) // 6
+        if tokens > TEXT_BUCKETS[-2]:
+            return TEXT_BUCKETS[-1]
+    return next(b for b in TEXT_BUCKETS if tokens <= b)
+
+
+def _one(_: object) -> int:
+    return 1
+
+
 class Embedder:
     """Async face of the model. The single place where blocking model work meets the loop."""
 
@@ -264,7 +291,13 @@ class Embedder:
             return await self.run(clip.encode_images, images)
 
         self._text = MicroBatcher(
-            encode_texts, max_batch=max_batch, max_wait_s=wait, max_queue=s.max_queue, name="text"
+            encode_texts,
+            max_batch=max_batch,
+            max_wait_s=wait,
+            max_queue=s.max_queue,
+            name="text",
+            budget_s=s.batch_budget_ms / 1000 if s.batching and s.batch_budget_ms else None,
+            bucket=text_bucket if s.batching and s.truncate else _one,
         )
         self._image = MicroBatcher(
             encode_images,

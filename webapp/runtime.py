@@ -79,6 +79,7 @@ async def open_services(settings: Settings, clip: ClipModel | None = None) -> As
         stack.push_async_callback(pool.close)
         cache = make_cache(settings)
         stack.push_async_callback(cache.close)
+        await cache.catalog.start(dsn)
         storage = await make_storage(settings)
         stack.push_async_callback(storage.close)
         embedder = Embedder(settings.clip)

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from webapp.cache import note_catalog_write
+
 # pg_notify channel the embedding worker listens on.
 JOBS_CHANNEL = "embedding_jobs"
 
@@ -126,6 +128,7 @@ async def delete_item(connection: asyncpg.Connection, item_id: int) -> bool:
 
 
 async def bump_catalog_version(connection: asyncpg.Connection) -> None:
+    note_catalog_write(connection.get_server_pid())
     await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
 
 

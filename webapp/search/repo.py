@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+import hashlib
+import math
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import numpy as np
+from cachetools import TTLCache
 
-from webapp.db import sql_literal, vector_expression
+from webapp.db import sql_literal, vector_expression, vector_index_name
 from webapp.search.filters import SearchFilters, Sort
 
 # Below this many matching items an exact scan of the filtered set is both exact and fast
 # (a few thousand distance computations); above it the HNSW index with iterative scan wins.
 EXACT_SCAN_MAX_ROWS = 2000
-# HNSW beam width for filtered searches (bench/: recall@10 at 10% selectivity by this value).
-FILTERED_EF_SEARCH = 200
+# Smallest HNSW beam for filtered searches; a filter passing a share s of the graph it searches
+# gets EF_PER_RESULT x (offset + limit) / s, up to MAX_EF_SEARCH (bench/README.md: recall by filter).
+FILTERED_EF_SEARCH = 300
+EF_PER_RESULT = 8
+MAX_EF_SEARCH = 1000
+# Categories with at least this many items get a partial HNSW index of their own.
+CATEGORY_INDEX_MIN_ROWS = 500
+# Counting the rows a filter passes stops here (enough to estimate its share of the catalog).
+COUNT_CAP = 50_000
+# How long the plan choice for one filter combination (its matching-row count) is reused.
+# Either plan returns a full, correctly ordered page; the count only picks the faster one.
+PLAN_CACHE_TTL_S = 30.0
+# Advisory lock held while building per-category indexes, so instances do not race.
+_CATEGORY_INDEX_LOCK = 0x70726574_63617478
 
 _HIT_COLUMNS = (
     "i.id, i.title, i.brand, i.category, i.size, i.colour, i.condition, i.price, i.currency, "
@@ -42,7 +57,8 @@ class Hit:
     relevance: float | None = None  # the ranking score (RRF in hybrid mode)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # By hand rather than dataclasses.asdict, which deep-copies every field (hot path).
+        data = dict(self.__dict__)
         data["price"] = str(self.price)
         data["created_at"] = self.created_at.isoformat()
         return data
@@ -86,6 +102,19 @@ _ORDER = {
 }
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How one filtered vector query runs."""
+
+    exact: bool = False
+    category: str | None = None  # search this category's partial index
+    ef_search: int = FILTERED_EF_SEARCH
+
+
+_EXACT_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan")
+_INDEX_SETTINGS = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
+
+
 def _hit(row: asyncpg.Record, **extra: Any) -> Hit:
     data = {k: row[k] for k in Hit.__dataclass_fields__ if k in row.keys()}
     data.update(extra)
@@ -114,6 +143,60 @@ class VectorQueries:
         self._expr = vector_expression(dim)
         self._model = sql_literal(model_key)
         self._vector = f"SELECT embedding FROM item_embeddings WHERE item_id = $1 AND model_key = {self._model}"
+        # Lower-cased categories that have their own partial HNSW index (ensure_category_indexes).
+        self.category_indexes: frozenset[str] = frozenset()
+        self._category_rows: dict[str, int] = {}
+        self._total_rows = 0
+        self._matching: TTLCache[tuple[object, ...], int] = TTLCache(maxsize=4096, ttl=PLAN_CACHE_TTL_S)
+
+    def category_index_name(self, category: str) -> str:
+        digest = hashlib.sha1(category.encode()).hexdigest()[:8]
+        return f"{vector_index_name(self.model_key)}_c{digest}"
+
+    async def ensure_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
+        """Build a partial HNSW index for every category too big for an exact scan; returns them.
+
+        A category filter then searches a graph of that category alone (recall as unfiltered)
+        instead of filtering a graph whose neighbourhoods are mostly other categories.
+        """
+        await connection.execute("SELECT pg_advisory_lock($1)", _CATEGORY_INDEX_LOCK)
+        try:
+            rows = await connection.fetch(
+                f"""SELECT category FROM item_embeddings
+                    WHERE model_key = {self._model} AND category IS NOT NULL
+                    GROUP BY category HAVING count(*) >= $1""",
+                min(CATEGORY_INDEX_MIN_ROWS, self.exact_scan_max_rows + 1),
+            )
+            for row in rows:
+                name = self.category_index_name(row["category"])
+                if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                    await connection.execute(
+                        f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
+                        f"USING hnsw ((embedding::vector({int(self.dim)})) vector_cosine_ops) "
+                        f"WHERE model_key = {self._model} AND category = {sql_literal(row['category'])}"
+                    )
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", _CATEGORY_INDEX_LOCK)
+        return await self.load_category_indexes(connection)
+
+    async def load_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
+        """Learn which categories have a partial index (built here or by another instance)."""
+        rows = await connection.fetch(
+            f"""SELECT category, count(*) AS n FROM item_embeddings
+                WHERE model_key = {self._model} GROUP BY category"""
+        )
+        self._total_rows = sum(row["n"] for row in rows)
+        self._category_rows = {row["category"]: row["n"] for row in rows if row["category"] is not None}
+        found = set()
+        for row in rows:
+            if row["category"] is None:
+                continue
+            if await connection.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", self.category_index_name(row["category"])
+            ):
+                found.add(row["category"])
+        self.category_indexes = frozenset(found)
+        return self.category_indexes
 
     async def nearest(
         self,
@@ -128,40 +211,70 @@ class VectorQueries:
         """The ``limit`` items closest to ``vector`` after ``offset``, best first."""
         params: list[Any] = [vector, limit, offset, exclude_id]
         where = filter_sql(filters or SearchFilters(), params)
-        exact = False
+        plan = _Plan()
         if filters is not None and filters.active:
-            exact = await self._few_match(connection, filters)
+            plan = await self._filtered_plan(connection, filters, offset + limit)
+            if plan.category is not None:
+                # Named with a literal so that the planner can prove the partial index applies.
+                where += f" AND e.category = {sql_literal(plan.category)}"
         # The index serves only its own expression; the uncast column is the exact path.
-        distance = "e.embedding <=> $1" if exact else f"{self._expr} <=> $1"
+        distance = "e.embedding <=> $1" if plan.exact else f"{self._expr} <=> $1"
         sql = f"""
             SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS score
             FROM item_embeddings e JOIN items i ON i.id = e.item_id
             WHERE e.model_key = {self._model} AND e.item_id <> $4 AND {where}
             ORDER BY {distance}
             LIMIT $2 OFFSET $3"""
-        if filters is None or not filters.active or exact:
+        if filters is None or not filters.active:
             rows = await connection.fetch(sql, *params)
-        else:
-            # Left alone, the planner picks a full scan for mid-selectivity filters; HNSW's
-            # iterative scan (pgvector 0.8+, README "Iterative Index Scans") keeps reading until
-            # the page is full.
-            async with connection.transaction():
-                for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
-                    await connection.execute(f"SET LOCAL {setting} = off")
-                # A filter that rejects most of the query's neighbourhood needs a wider beam.
-                await connection.execute(f"SET LOCAL hnsw.ef_search = {int(self.filtered_ef_search)}")
-                rows = await connection.fetch(sql, *params)
+            return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in rows]
+        async with connection.transaction():
+            # Left alone, the planner guesses: a full scan of every vector for mid-selectivity
+            # filters, a hash join over all of item_embeddings for small ones. Both are slower
+            # than the plan the filter's measured size calls for.
+            settings = _EXACT_SETTINGS if plan.exact else _INDEX_SETTINGS
+            for setting in settings:
+                await connection.execute(f"SET LOCAL {setting} = off")
+            if not plan.exact:
+                await connection.execute(f"SET LOCAL hnsw.ef_search = {plan.ef_search}")
+            rows = await connection.fetch(sql, *params)
         return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in rows]
+
+    async def _filtered_plan(self, connection: asyncpg.Connection, filters: SearchFilters, depth: int) -> _Plan:
+        """Exact scan for few rows; else the category's own index or the main one, beam by share."""
+        matching = await self._count_matching(connection, filters)
+        category = filters.category.lower() if filters.category is not None else None
+        if category in self.category_indexes:
+            # The category's own graph, even for few matches: faster than an exact scan, which
+            # reads every matching vector out of line (a 512-float vector is TOASTed).
+            searched = self._category_rows.get(category, matching)
+        elif matching <= self.exact_scan_max_rows:
+            return _Plan(exact=True)
+        else:
+            category = None
+            searched = max(self._total_rows, matching)
+        share = min(1.0, matching / max(searched, 1))
+        beam = math.ceil(EF_PER_RESULT * depth / share)
+        return _Plan(category=category, ef_search=max(self.filtered_ef_search, min(MAX_EF_SEARCH, beam)))
 
     async def _few_match(self, connection: asyncpg.Connection, filters: SearchFilters) -> bool:
         """Whether so few items pass the filters that scanning them exactly is cheapest."""
+        return await self._count_matching(connection, filters) <= self.exact_scan_max_rows
+
+    async def _count_matching(self, connection: asyncpg.Connection, filters: SearchFilters) -> int:
+        """Items passing the filters, counted up to COUNT_CAP; reused for PLAN_CACHE_TTL_S."""
+        key = filters.cache_key()
+        known = self._matching.get(key)
+        if known is not None:
+            return known
         params: list[Any] = []
         where = filter_sql(filters, params)
-        params.append(self.exact_scan_max_rows + 1)
+        params.append(COUNT_CAP)
         matching: int = await connection.fetchval(
             f"SELECT count(*) FROM (SELECT 1 FROM items i WHERE {where} LIMIT ${len(params)}) s", *params
         )
-        return matching <= self.exact_scan_max_rows
+        self._matching[key] = matching
+        return matching
 
     async def keyword(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
@@ -17,6 +16,7 @@ from quart_schema import (
 from quart_schema.pydantic import File
 
 from webapp.context import Services, services
+from webapp.jsonio import dumps_bytes
 from webapp.ratelimit import rate_limited
 from webapp.schemas import (
     Page,
@@ -125,7 +125,7 @@ async def search_stream(query_args: TextSearch) -> Response:
             page = await page_out(svc, hits, query_args)
             if stage == "final":
                 _learn(svc, query_args, hits)
-            yield (json.dumps({"stage": stage, **page.model_dump()}) + "\n").encode()
+            yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":
                 return
             stage, hits = await anext(stages)

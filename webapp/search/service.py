@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from webapp.cache import query_key
 from webapp.context import Services
 from webapp.errors import ApiError, ModelNotReady
 from webapp.images import decode_rgb, read_header
-from webapp.items.repo import catalog_version
+from webapp.jsonio import dumps_bytes
 from webapp.search.filters import Mode, SearchFilters, Sort
 from webapp.search.repo import Hit, VectorQueries
 
@@ -56,19 +56,18 @@ def _queries(services: Services) -> VectorQueries:
 
 
 async def _version(services: Services) -> int:
-    async with services.pool.acquire() as connection:
-        return await catalog_version(connection)
+    return await services.cache.catalog.current(services.pool)
 
 
 async def _cached(services: Services, key: str) -> list[Hit] | None:
     cached = await services.cache.get_result(key)
     if cached is None:
         return None
-    return [Hit.from_json(hit) for hit in json.loads(cached)]
+    return [Hit.from_json(hit) for hit in orjson.loads(cached)]
 
 
 async def _store(services: Services, key: str, hits: list[Hit]) -> None:
-    await services.cache.set_result(key, json.dumps([h.to_json() for h in hits]).encode())
+    await services.cache.set_result(key, dumps_bytes([h.to_json() for h in hits]))
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
