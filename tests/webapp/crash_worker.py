@@ -11,8 +11,6 @@ import os
 import signal
 from collections.abc import Sequence
 
-from PIL import Image
-
 from webapp.config import load_settings
 from webapp.embedder import load_clip
 from webapp.runtime import open_services
@@ -23,12 +21,12 @@ async def main() -> None:
     settings = load_settings()
     clip = load_clip(settings.clip)
 
-    def die(images: Sequence[Image.Image]) -> object:
+    def die(images: Sequence[object]) -> object:
         print(f"claimed {len(images)} jobs; dying before commit", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
 
-    clip.encode_images = die  # type: ignore[method-assign]
+    clip.encode_pixels = die  # type: ignore[method-assign,assignment]
     async with open_services(settings) as services:
         services.embedder.attach(clip)
         worker = EmbeddingWorker(services.pool, services.embedder, services.storage, settings.worker)
