@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 
+from webapp import model_keys
 from webapp.config import Settings
 from webapp.context import Services
 from webapp.db import ensure_vector_index
@@ -74,6 +75,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             services.query_log = QueryLog(services.pool)
             services.suggester = Suggester(services.pool)
             query_log = asyncio.create_task(services.query_log.run(stop))
+            # Which key this API serves: `prethrift retire` refuses to retire it meanwhile.
+            replica = metrics_settings.replica
+            beating = asyncio.create_task(
+                model_keys.heartbeat(services.pool, replica, "api", services.model_key, stop)
+            )
+            app.extensions["coverage_gate"] = model_keys.CoverageGate(services.model_key)
             # The model loads in the background so /healthz answers at once; /readyz waits.
             warmup = asyncio.create_task(_warm_up(services, clip, stop, recorder))
             async with writer or contextlib.nullcontext():
@@ -85,6 +92,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                     with contextlib.suppress(asyncio.CancelledError):
                         await warmup
                     await query_log
+                    await beating
 
     @app.before_request
     async def _start_timer() -> None:
@@ -135,6 +143,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                         await connection.fetchval("SELECT 1")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 problems.append("database unreachable")
+            gate: model_keys.CoverageGate | None = app.extensions.get("coverage_gate")
+            if gate is not None and services.settings.gates_on_coverage and not problems:
+                async with services.pool.acquire() as connection:
+                    partial = await gate.problem(connection)
+                if partial:
+                    problems.append(partial)
         if problems:
             raise ApiError(503, "not_ready", "Not ready: " + ", ".join(problems) + ".")
         return jsonify({"status": "ready", "model": services.model_key if services else None})
@@ -178,6 +192,8 @@ async def _warm_up(
         return
     async with services.pool.acquire() as connection:
         await ensure_vector_index(connection, clip.model_key, clip.dim)
+        # Uploads are queued for every registered key, this one included from now on.
+        await model_keys.register(connection, clip.model_key)
     services.queries = VectorQueries(
         clip.model_key,
         clip.dim,

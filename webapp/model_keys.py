@@ -233,3 +233,21 @@ async def pending_reason(connection: asyncpg.Connection, item_id: int) -> str | 
         f"waiting for an embedding worker for model {', '.join(idle)}; none is running "
         "(start `prethrift worker` with that model)"
     )
+
+
+class CoverageGate:
+    """Readiness for an API that must not serve a half-built index: not ready until the served
+    key covers every item, then ready for good (new uploads pending for a moment don't count)."""
+
+    def __init__(self, model_key: str) -> None:
+        self.model_key = model_key
+        self.complete = False
+
+    async def problem(self, connection: asyncpg.Connection) -> str | None:
+        if self.complete:
+            return None
+        covered = await coverage(connection, self.model_key)
+        if covered.embedded >= covered.total:
+            self.complete = True
+            return None
+        return f"model {self.model_key} covers {covered.describe()}; a worker is backfilling it"
