@@ -123,31 +123,42 @@ async def _fail_exhausted(connection: asyncpg.Connection, model_key: str, max_at
 
 
 async def claim(
-    connection: asyncpg.Connection, model_key: str, limit: int, *, lease_s: float, max_attempts: int
+    connection: asyncpg.Connection,
+    model_key: str,
+    limit: int,
+    *,
+    lease_s: float,
+    max_attempts: int,
+    suspects: bool = True,
 ) -> tuple[Claim | None, int]:
     """Lease up to ``limit`` due jobs and commit the attempt; returns the claim (None when
-    nothing is due) and how many jobs were failed for having killed their worker."""
+    nothing is due) and how many jobs were failed for having killed their worker.
+
+    A job attempted before (a suspect: it may have killed its last worker) is claimed alone,
+    and only when ``suspects`` is true: the caller passes that when it holds no other lease, so
+    a photo that kills the worker again takes no batch-mates' attempts with it.
+    """
     lease = uuid.uuid4()
+    rows: list[asyncpg.Record] = []
     async with connection.transaction():
         died = await _fail_exhausted(connection, model_key, max_attempts)
-        # A job that was attempted before is claimed alone: if it kills the worker again,
-        # it kills no batch-mates.
-        rows = await connection.fetch(
-            """WITH picked AS (
-                   SELECT id FROM embedding_jobs
-                   WHERE status = 'queued' AND model_key = $1 AND run_after <= now() AND attempts > 0
-                   ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED
-               )
-               UPDATE embedding_jobs j
-               SET attempts = j.attempts + 1, lease = $2, updated_at = now(),
-                   run_after = now() + make_interval(secs => $3)
-               FROM picked, items i
-               WHERE j.id = picked.id AND i.id = j.item_id
-               RETURNING j.id AS job_id, j.item_id, j.attempts, i.image_key""",
-            model_key,
-            lease,
-            lease_s,
-        )
+        if suspects:
+            rows = await connection.fetch(
+                """WITH picked AS (
+                       SELECT id FROM embedding_jobs
+                       WHERE status = 'queued' AND model_key = $1 AND run_after <= now() AND attempts > 0
+                       ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED
+                   )
+                   UPDATE embedding_jobs j
+                   SET attempts = j.attempts + 1, lease = $2, updated_at = now(),
+                       run_after = now() + make_interval(secs => $3)
+                   FROM picked, items i
+                   WHERE j.id = picked.id AND i.id = j.item_id
+                   RETURNING j.id AS job_id, j.item_id, j.attempts, i.image_key""",
+                model_key,
+                lease,
+                lease_s,
+            )
         if not rows:
             rows = await connection.fetch(
                 """WITH picked AS (

@@ -103,7 +103,7 @@ class EmbeddingWorker:
     # The stages. Each takes the batch from the one before; none holds a database transaction
     # open while it waits on storage or the model.
 
-    async def _claim(self) -> _Batch | None:
+    async def _claim(self, *, suspects: bool = True) -> _Batch | None:
         async with self.pool.acquire() as connection:
             claim, died = await jobs.claim(
                 connection,
@@ -111,6 +111,7 @@ class EmbeddingWorker:
                 self.batch_size,
                 lease_s=self.settings.lease_s,
                 max_attempts=self.settings.max_attempts,
+                suspects=suspects,
             )
         if died:
             log.error("failed jobs whose worker died on them", count=died, model_key=self.model_key)
@@ -194,13 +195,27 @@ class EmbeddingWorker:
         prepared: asyncio.Queue[_Batch | None] = asyncio.Queue(depth)
         encoded: asyncio.Queue[_Batch | None] = asyncio.Queue(depth)
         embedded = 0
+        in_flight = 0
+        idle = asyncio.Event()  # set while no claimed batch is in the pipeline
+        idle.set()
 
         async def claim_stage() -> None:
+            # Fresh jobs are claimed ahead while batches are in flight; a job attempted before
+            # is claimed only into an empty pipeline, and nothing else until it is committed,
+            # so if it kills the process no other job loses an attempt.
+            nonlocal in_flight
             while stop is None or not stop.is_set():
-                batch = await self._claim()
+                batch = await self._claim(suspects=in_flight == 0)
                 if batch is None:
-                    break
+                    if in_flight == 0:
+                        break
+                    await idle.wait()  # then look again, suspects included
+                    continue
+                in_flight += 1
+                idle.clear()
                 await claimed.put(batch)
+                if batch.claim.jobs[0].attempts > 1:
+                    await idle.wait()
             await claimed.put(None)
 
         async def stage(
@@ -213,9 +228,12 @@ class EmbeddingWorker:
             await sink.put(None)
 
         async def commit_stage() -> None:
-            nonlocal embedded
+            nonlocal embedded, in_flight
             while (batch := await encoded.get()) is not None:
                 embedded += (await self._commit(batch)).embedded
+                in_flight -= 1
+                if in_flight == 0:
+                    idle.set()
 
         try:
             async with asyncio.TaskGroup() as group:
