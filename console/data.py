@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from webapp import jobs, model_keys
 from webapp.metrics_store import percentile
 
 # Time-range choices: (label, length, chart step). Steps keep a chart under ~100 points.
@@ -210,31 +211,18 @@ async def ingest_series(connection: asyncpg.Connection, window: TimeRange) -> li
     return [IngestPoint(r["t"], r["embedded"], r["retried"], r["failed"], r["queue_depth"], step) for r in rows]
 
 
-@dataclass(frozen=True)
-class Failure:
-    item_id: int
-    title: str
-    status: str  # 'failed' for good, 'queued' while it will be retried
-    attempts: int
-    reason: str
-    at: datetime
-
-
-async def recent_failures(connection: asyncpg.Connection, limit: int = 20) -> list[Failure]:
-    """Embedding jobs whose last attempt failed, newest first, with the reason recorded."""
-    rows = await connection.fetch(
-        """SELECT j.item_id, i.title, j.status, j.attempts, j.last_error, j.updated_at
-           FROM embedding_jobs j JOIN items i ON i.id = j.item_id
-           WHERE j.last_error IS NOT NULL AND j.status <> 'done'
-           ORDER BY j.updated_at DESC LIMIT $1""",
-        limit,
-    )
-    return [Failure(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+# The embedding queue and the model registry are read through their own repository modules.
+Failure = jobs.Failure
+recent_failures = jobs.recent_failures
 
 
 async def current_queue_depth(connection: asyncpg.Connection) -> int:
-    depth: int = await connection.fetchval("SELECT count(*) FROM embedding_jobs WHERE status = 'queued'")
-    return depth
+    return await jobs.queue_depth(connection)
+
+
+async def model_coverage(connection: asyncpg.Connection) -> list[model_keys.ModelInfo]:
+    """Each model key's coverage, state and embeddings written in the last five minutes."""
+    return await model_keys.list_models(connection)
 
 
 @dataclass(frozen=True)

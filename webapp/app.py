@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 
+from webapp import model_keys
 from webapp.config import Settings
 from webapp.context import Services
 from webapp.embedder import ClipModel
@@ -79,6 +80,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
             query_log = asyncio.create_task(services.query_log.run(stop))
+            # Which key this API serves: `prethrift retire` refuses to retire it meanwhile.
+            replica = metrics_settings.replica
+            beating = asyncio.create_task(
+                model_keys.heartbeat(services.pool, replica, "api", services.model_key, stop)
+            )
+            app.extensions["coverage_gate"] = model_keys.CoverageGate(services.model_key)
             # The model loads in the background so /healthz answers at once; /readyz waits.
             background = asyncio.create_task(_after_start(services, stop, recorder))
             async with writer or contextlib.nullcontext():
@@ -90,6 +97,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                     with contextlib.suppress(asyncio.CancelledError):
                         await background
                     await query_log
+                    await beating
 
     @app.before_request
     async def _start_timer() -> None:
@@ -141,6 +149,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                         await connection.fetchval("SELECT 1")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 problems.append("database unreachable")
+            gate: model_keys.CoverageGate | None = app.extensions.get("coverage_gate")
+            if gate is not None and services.settings.gates_on_coverage and not problems:
+                async with services.pool.acquire() as connection:
+                    partial = await gate.problem(connection)
+                if partial:
+                    problems.append(partial)
         if problems:
             raise ApiError(503, "not_ready", "Not ready: " + ", ".join(problems) + ".")
         return jsonify({"status": "ready", "model": services.model_key if services else None})
@@ -216,11 +230,15 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         services.readiness.model_failed = True
         log.exception("model failed to load; the service stays not-ready")
         return
-    if services.queries is not None:
-        try:  # search is served meanwhile; category filters use these once they exist
-            async with services.pool.acquire() as connection:
-                await services.queries.ensure_category_indexes(connection)
-        except (OSError, asyncpg.PostgresError):
-            log.exception("could not build the per-category vector indexes; filtered search uses the main one")
+    if services.queries is None:
+        return
+    async with services.pool.acquire() as connection:
+        # Uploads are queued for every registered key, this one included from now on.
+        await model_keys.register(connection, services.queries.model_key)
+    try:  # search is served meanwhile; category filters use these once they exist
+        async with services.pool.acquire() as connection:
+            await services.queries.ensure_category_indexes(connection)
+    except (OSError, asyncpg.PostgresError):
+        log.exception("could not build the per-category vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:
         await run_worker(services, stop, recorder)

@@ -1,4 +1,5 @@
-"""The ``prethrift`` command line: serve, worker, migrate, console, ingest, demo, run, plan.
+"""The ``prethrift`` command line: serve, worker, migrate, console, ingest, demo, run, plan, and the
+model lifecycle: reembed, models, retire.
 
 One function per command, and each imports what it uses inside it: ``migrate``, ``console``
 and ``plan`` start without the model code (torch), and webapp never imports console at load.
@@ -183,6 +184,7 @@ def run(demo_items: int) -> None:
 
         async def main(stop: asyncio.Event) -> None:
             loaded = await _demo_if_empty(settings, demo_items)
+            await _backfill_for_development(settings, clip.model_key)
             token = settings.admin_token.get_secret_value() if settings.admin_token else "(unset)"
             click.echo(
                 f"\nPrethrift is starting: search page http://{settings.host}:{settings.port}/ , "
@@ -208,6 +210,24 @@ async def _demo_if_empty(settings: Settings, count: int) -> int:
                 return 0
         summary = await load_demo(services, count)
         return summary.loaded
+
+
+async def _backfill_for_development(settings: Settings, key: str) -> None:
+    """Development serves while it backfills a changed model, and says so."""
+    from webapp import model_keys
+
+    async def backfill(connection: Any) -> tuple[int, model_keys.Coverage]:
+        queued = await model_keys.reembed(connection, key)
+        return queued, await model_keys.coverage(connection, key)
+
+    queued, covered = await _on_database(settings, backfill)
+    if covered.embedded < covered.total:
+        click.echo(
+            f"WARNING: model {key} covers {covered.describe()}; searches return partial results until "
+            f"the worker has embedded the rest ({queued} job(s) queued now). Production APIs stay "
+            "not-ready instead (see infra/README.md).",
+            err=True,
+        )
 
 
 @main.command()
@@ -279,8 +299,11 @@ def ingest(catalog: Path, images: Path) -> None:
         raise click.ClickException(str(error)) from None
     with embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
         summary = _load_with(settings, lambda services: load(services, rows, total=len(rows)))
+        warning = asyncio.run(_idle_keys_warning(settings)) if summary.loaded else None
     for line in summary.lines():
         click.echo(line)
+    if warning:
+        click.echo(warning, err=True)
     if summary.failed:
         sys.exit(1)
 
@@ -294,8 +317,105 @@ def demo(count: int) -> None:
 
     with embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
         summary = _load_with(settings, lambda services: load_demo(services, count))
+        warning = asyncio.run(_idle_keys_warning(settings)) if summary.loaded else None
     for line in summary.lines():
         click.echo(line)
+    if warning:
+        click.echo(warning, err=True)
+
+
+async def _on_database(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Migrate, then run ``work`` on one plain connection (no model, no pool)."""
+    import asyncpg
+
+    from webapp.db import run_migrations
+
+    assert settings.database.url is not None
+    dsn = settings.database.url.get_secret_value()
+    await run_migrations(dsn)
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+@main.command()
+def reembed() -> None:
+    """Register the model key configured here (PRETHRIFT_CLIP_MODEL, PRETHRIFT_CLIP_PRETRAINED)
+    and queue a job for every item it has not embedded; a `prethrift worker` with the same
+    settings works them. Idempotent."""
+    from webapp import model_keys
+    from webapp.embedded import embedded_defaults
+
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
+        key = model_keys.model_key_for(settings.clip)
+        queued = asyncio.run(_on_database(settings, lambda c: model_keys.reembed(c, key)))
+    click.echo(f"model key {key}: queued {queued} job(s)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list instead of a table")
+def models(as_json: bool) -> None:
+    """Each registered model key: items embedded, catalog total, coverage and state
+    (serving, backfilling, retired)."""
+    import json
+
+    from webapp import model_keys
+    from webapp.embedded import embedded_defaults
+
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
+        found = asyncio.run(_on_database(settings, model_keys.list_models))
+    if as_json:
+        click.echo(json.dumps([m.as_json() for m in found]))
+        return
+    if not found:
+        click.echo("no model keys registered (an upload or `prethrift reembed` registers one)")
+        return
+    width = max(len(m.model_key) for m in found)
+    click.echo(f"{'model key':<{width}}  {'embedded':>9}  {'total':>9}  coverage  state        apis  workers")
+    for m in found:
+        click.echo(
+            f"{m.model_key:<{width}}  {m.embedded:>9,}  {m.total:>9,}  {m.coverage:>8.1%}  "
+            f"{m.state:<11}  {m.serving_replicas:>4}  {m.workers:>7}"
+        )
+
+
+@main.command()
+@click.argument("key")
+@click.option("--force", is_flag=True, help="retire it even while an API reports serving it")
+def retire(key: str, force: bool) -> None:
+    """Delete KEY's embeddings, its HNSW index and its jobs, and stop queueing uploads for it.
+    Refuses while an API serves KEY."""
+    from webapp import model_keys
+    from webapp.embedded import embedded_defaults
+
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
+        try:
+            done = asyncio.run(_on_database(settings, lambda c: model_keys.retire(c, key, force=force)))
+        except (LookupError, model_keys.KeyInUse) as error:
+            raise click.ClickException(str(error.args[0])) from None
+    click.echo(
+        f"retired {done.model_key}: deleted {done.embeddings} embedding(s), {done.jobs} job(s), "
+        f"index {done.index}"
+    )
+
+
+async def _idle_keys_warning(settings: Settings) -> str | None:
+    """Keys that new items were queued for but no worker is running."""
+    from webapp import model_keys
+
+    async def check(connection: Any) -> list[str]:
+        active = [m for m in await model_keys.list_models(connection) if m.state != "retired"]
+        return [m.model_key for m in active if m.workers == 0]
+
+    idle = await _on_database(settings, check)
+    if not idle:
+        return None
+    return (
+        f"no embedding worker is running for {', '.join(idle)}: the items stay pending until one "
+        "runs (`prethrift worker` with that model, or `make run`)"
+    )
 
 
 @main.command("export-weights")

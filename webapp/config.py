@@ -135,9 +135,18 @@ class WorkerSettings(BaseSettings):
     # Run the embedding worker inside the API process (development) or as `prethrift worker`.
     inline: bool = True
     batch_size: int = Field(default=16, ge=1, le=512)
+    # Batch size when the model runs on a GPU (a forward pass of 256 keeps one busy).
+    gpu_batch_size: int = Field(default=256, ge=1, le=4096)
     max_attempts: int = Field(default=5, ge=1)
     backoff_base_s: float = Field(default=2.0, ge=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
+    # A claimed batch is leased for this long: the attempt is committed before the work, and a
+    # worker that dies holding it leaves the jobs to be claimed again once the lease ends.
+    lease_s: float = Field(default=300.0, ge=0.1)
+    # Processes decoding photos on the CPU; 0 means one per core.
+    decode_processes: int = Field(default=0, ge=0)
+    # Batches held between pipeline stages (claim, decode, encode, commit).
+    pipeline_depth: int = Field(default=2, ge=1, le=16)
 
 
 class TelemetrySettings(BaseSettings):
@@ -230,6 +239,9 @@ class Settings(BaseSettings):
     ssm_prefix: str | None = None
     console_port: int = Field(default=8050, ge=0, le=65535)
     console_password: SecretStr | None = None
+    # /readyz stays 503 until the served model key covers the whole catalog; None means: outside
+    # development (`prethrift run` serves a partial index while it backfills, and warns).
+    require_full_index: bool | None = None
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -250,6 +262,12 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def gates_on_coverage(self) -> bool:
+        if self.require_full_index is None:
+            return not self.is_development
+        return self.require_full_index
 
 
 class Program(enum.StrEnum):

@@ -25,6 +25,7 @@ from PIL import Image
 from webapp.batcher import MicroBatcher
 from webapp.config import ClipSettings
 from webapp.errors import ModelNotReady
+from webapp.model_keys import model_key_for as model_key_for  # where callers found it
 from webapp.tracing import tracer
 
 log = structlog.get_logger(__name__)
@@ -43,18 +44,6 @@ def _register_bundled_configs() -> None:
 
     folder = importlib.resources.files("webapp") / "clip_configs"
     open_clip.add_model_config(Path(str(folder)))
-
-
-def model_key_for(settings: ClipSettings) -> str:
-    """Embeddings are stored per model key, so a model change can re-embed beside the old one."""
-    pretrained = settings.pretrained
-    if pretrained.lower() == "none":
-        tag = "random-seed0"
-    elif Path(pretrained).is_file():
-        tag = "file-" + Path(pretrained).name
-    else:
-        tag = pretrained
-    return f"{settings.model}/{tag}"
 
 
 @dataclass
@@ -108,10 +97,16 @@ class ClipModel:
             x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
         return F.normalize(x, dim=-1)
 
-    @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
-        features = self.model.encode_image(batch, normalize=True)
+        return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed a batch of preprocessed images (N x 3 x H x W); fp16 autocast on CUDA."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        on_gpu = self.device.type == "cuda"
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=on_gpu):
+            features = self.model.encode_image(pixels, normalize=True)
         return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
 
 
@@ -333,6 +328,11 @@ class Embedder:
         """Embed a worker batch in one forward pass (the worker batches by itself)."""
         with _tracer.start_as_current_span("embed.forward", attributes={"batch.size": len(images)}):
             return await self.run(self.model.encode_images, images)
+
+    async def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed a worker batch that the decode stage already turned into model input."""
+        with _tracer.start_as_current_span("embed.forward", attributes={"batch.size": int(pixels.shape[0])}):
+            return await self.run(self.model.encode_pixels, pixels)
 
     async def close(self) -> None:
         for batcher in (self._text, self._image):

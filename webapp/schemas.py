@@ -126,6 +126,9 @@ class ItemOut(BaseModel):
     currency: str
     image_url: str
     failure_reason: str | None
+    pending_reason: str | None = Field(
+        default=None, description="why a pending item waits, when no worker is running for its model"
+    )
     created_at: str
     updated_at: str
 

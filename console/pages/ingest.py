@@ -1,4 +1,5 @@
-"""Ingest: embedding queue depth, embeddings per minute, failures and their reasons."""
+"""Ingest: each model key's coverage and backfill rate, queue depth, embeddings per minute,
+failures and their reasons."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
     points = console.database.run(data.ingest_series, window)
     depth = console.database.run(data.current_queue_depth)
     failures = console.database.run(data.recent_failures)
+    models = console.database.run(data.model_coverage)
     header = html.Div(
         [
             ui.stat("Queue depth now", f"{depth:,}", "embedding jobs waiting"),
@@ -66,4 +68,31 @@ def update(range_key: str, stack: str, _: int | None) -> Any:
         if rows
         else html.Div("No failed embeddings.", style={"color": ui.MUTED})
     )
-    return [header, *body, html.H4("Recent failures"), failures_part]
+    model_rows = [
+        (
+            m.model_key,
+            m.state,
+            f"{m.coverage:.1%}",
+            f"{m.embedded:,} of {m.total:,}",
+            f"{m.embedded_last_5m / 5:,.1f}",
+            m.workers,
+        )
+        for m in models
+    ]
+    models_part = (
+        ui.table(
+            (
+                "model key",
+                "state",
+                "coverage",
+                "items embedded",
+                "backfill rate (items/min, last 5 min)",
+                "workers",
+            ),
+            model_rows,
+            "ingest-models",
+        )
+        if model_rows
+        else html.Div("No model key registered yet.", style={"color": ui.MUTED})
+    )
+    return [header, html.H4("Model keys"), models_part, *body, html.H4("Recent failures"), failures_part]

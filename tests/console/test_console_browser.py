@@ -117,6 +117,8 @@ async def test_every_console_page_draws_the_traffic(
                     assert "Not connected" in await page.inner_text("#cost-actual-state")
                 if path == "/ingest":
                     assert "could not read image" in await page.inner_text("#ingest-failures")
+                    models = await page.inner_text("#ingest-models")
+                    assert "prethrift-tiny/random-seed0" in models and "%" in models
                 if path == "/":
                     assert "GET /api/search" in await page.inner_text("#latency-routes")
             await browser.close()

@@ -201,3 +201,37 @@ def test_deployed_console_never_runs_the_pulumi_program(s3_endpoint: str, bucket
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["False 385.56", "[]"]
+
+
+async def test_model_coverage_and_backfill_rate_per_key(connection: asyncpg.Connection) -> None:
+    ids = [
+        await connection.fetchval(
+            "INSERT INTO items (title, price, image_key, image_sha256) VALUES ($1, 1, $1, $1) RETURNING id",
+            f"item {n}",
+        )
+        for n in range(5)
+    ]
+    await connection.execute("INSERT INTO embedding_models (model_key) VALUES ('old/a'), ('new/b')")
+    vector = "[1,1,1,1]"
+    for item_id in ids:
+        await connection.execute(
+            "INSERT INTO item_embeddings (item_id, model_key, embedding, created_at) "
+            "VALUES ($1, 'old/a', $2::vector, now() - interval '1 hour')",
+            item_id,
+            vector,
+        )
+    for item_id in ids[:2]:  # the backfill of the new key has done two items in the last minutes
+        await connection.execute(
+            "INSERT INTO item_embeddings (item_id, model_key, embedding) VALUES ($1, 'new/b', $2::vector)",
+            item_id,
+            vector,
+        )
+    # One photo the new model cannot read: it does not count against the new key's coverage.
+    await connection.execute(
+        "INSERT INTO embedding_jobs (item_id, model_key, status) VALUES ($1, 'new/b', 'failed')", ids[4]
+    )
+    found = {m.model_key: m for m in await data.model_coverage(connection)}
+    old, new = found["old/a"], found["new/b"]
+    assert (old.embedded, old.total, old.coverage, old.embedded_last_5m) == (5, 5, 1.0, 0)
+    assert (new.embedded, new.total, new.coverage, new.embedded_last_5m) == (2, 4, 0.5, 2)
+    assert old.state == new.state == "backfilling"  # no API reports serving either

@@ -62,6 +62,8 @@ async def test_ingest_loads_good_rows_and_reports_the_rest(settings: Settings, t
     assert "line 7: cannot read image 'missing.jpg'" in result.stdout
     assert "line 8:" in result.stdout and "price" in result.stdout
     assert "line 9: image '../../etc/passwd' is not a file inside" in result.stdout
+    # Queued for the key the catalog uses, and told plainly that no worker runs for it yet.
+    assert "no embedding worker is running for prethrift-tiny/random-seed0" in result.stderr
     assert await items_in(settings) == [
         ("Blue jeans", "pending"),
         ("Red dress", "pending"),

@@ -43,6 +43,7 @@ async def test_worker_killed_between_claim_and_commit_loses_and_doubles_nothing(
         "PRETHRIFT_CLIP_MODEL": settings.clip.model,
         "PRETHRIFT_CLIP_PRETRAINED": settings.clip.pretrained,
         "PRETHRIFT_WORKER_BATCH_SIZE": "8",
+        "PRETHRIFT_WORKER_LEASE_S": "1",
         "PRETHRIFT_ADMIN_TOKEN": "x" * 20,
     }
     env.pop("REDIS_URL", None)
@@ -57,12 +58,19 @@ async def test_worker_killed_between_claim_and_commit_loses_and_doubles_nothing(
     assert crashed.returncode == -9, crashed.stderr[-2000:]
     assert "claimed 3 jobs" in crashed.stdout
 
-    # The dead worker's claim vanished with its connection: all three are still queued.
-    assert [(r["status"], r["attempts"]) for r in await job_rows(app)] == [("queued", 0)] * 3
+    # The attempt was committed before the work: all three are queued, one attempt spent,
+    # and leased to the dead worker for a second.
+    assert [(r["status"], r["attempts"]) for r in await job_rows(app)] == [("queued", 1)] * 3
     assert await embedding_count(app) == 0
 
-    assert await worker.drain() == 3
-    assert [(r["status"], r["attempts"]) for r in await job_rows(app)] == [("done", 1)] * 3
+    embedded = 0
+    for _ in range(100):  # until the dead worker's lease has run out
+        embedded += await worker.drain()
+        if embedded == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert embedded == 3
+    assert [(r["status"], r["attempts"]) for r in await job_rows(app)] == [("done", 2)] * 3
     assert await embedding_count(app) == 3
     for item_id in ids:
         assert (await (await client.get(f"/api/items/{item_id}")).get_json())["status"] == "ready"
@@ -148,3 +156,59 @@ async def test_inline_worker_wakes_on_upload(
                 break
             await asyncio.sleep(0.02)
         assert body["status"] == "ready"
+
+
+async def test_a_photo_that_kills_the_worker_fails_alone_after_max_attempts(
+    app: Quart, client: QuartClient, settings: Settings, auth: dict[str, str]
+) -> None:
+    ids = [(await (await upload(client, photo(s), auth)).get_json())["id"] for s in range(5)]
+    poison_id = ids[2]
+    async with services_of(app).pool.acquire() as connection:
+        poison_key = await connection.fetchval("SELECT image_key FROM items WHERE id = $1", poison_id)
+    assert settings.database.url and settings.storage.bucket
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database.url.get_secret_value(),
+        "IMAGES_BUCKET": settings.storage.bucket,
+        "AWS_ENDPOINT_URL": settings.storage.endpoint_url or "",
+        "PRETHRIFT_CLIP_MODEL": settings.clip.model,
+        "PRETHRIFT_CLIP_PRETRAINED": settings.clip.pretrained,
+        "PRETHRIFT_WORKER_BATCH_SIZE": "8",
+        "PRETHRIFT_WORKER_MAX_ATTEMPTS": "3",
+        "PRETHRIFT_WORKER_BACKOFF_BASE_S": "0",
+        "PRETHRIFT_WORKER_LEASE_S": "0.5",
+        "PRETHRIFT_ADMIN_TOKEN": "x" * 20,
+        "CRASH_ON_IMAGE_KEY": poison_key,
+    }
+    env.pop("REDIS_URL", None)
+
+    # Restart the worker whenever it dies, as ECS or systemd would, until it finishes cleanly.
+    deaths = 0
+    for _ in range(10):
+        run = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "tests.webapp.crash_worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if run.returncode == 0:
+            break
+        assert run.returncode == -9, run.stderr[-2000:]
+        assert f"dying on {poison_key}" in run.stdout
+        deaths += 1
+        await asyncio.sleep(0.6)  # the dead worker's lease runs out
+    assert run.returncode == 0, "the worker kept dying on the same photo"
+    assert deaths == 3  # one death per attempt, then the photo is failed, not retried forever
+
+    for item_id in ids:
+        body = await (await client.get(f"/api/items/{item_id}")).get_json()
+        if item_id == poison_id:
+            assert body["status"] == "failed"
+            assert "the worker died while embedding this photo (3 attempts)" in body["failure_reason"]
+        else:
+            assert body["status"] == "ready", body  # its batch-mates were not held back
+    rows = {r["item_id"]: r for r in await job_rows(app)}
+    assert rows[poison_id]["status"] == "failed" and rows[poison_id]["attempts"] == 3
+    assert await embedding_count(app) == 4

@@ -8,10 +8,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from webapp import jobs
 from webapp.cache import note_catalog_write
-
-# pg_notify channel the embedding worker listens on.
-JOBS_CHANNEL = "embedding_jobs"
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,8 @@ async def insert_item_with_job(
     image_sha256: str,
     model_key: str,
 ) -> int:
-    """Record the item and its embedding job atomically, and wake the worker on commit.
+    """Record the item and its embedding jobs (one per registered model key, ``model_key`` when
+    none is registered) atomically, and wake the workers on commit.
 
     Raises asyncpg.UniqueViolationError when a live item already has these image bytes.
     """
@@ -102,10 +101,7 @@ async def insert_item_with_job(
             image_key,
             image_sha256,
         )
-        await connection.execute(
-            "INSERT INTO embedding_jobs (item_id, model_key) VALUES ($1, $2)", item_id, model_key
-        )
-        await connection.execute("SELECT pg_notify($1, $2)", JOBS_CHANNEL, model_key)
+        await jobs.queue_for_new_item(connection, item_id, model_key)
     return item_id
 
 
@@ -114,7 +110,7 @@ async def delete_item(connection: asyncpg.Connection, item_id: int) -> bool:
     async with connection.transaction():
         # Jobs first: a worker holding one finishes before we touch the item, so the
         # embedding it writes is seen and removed below (and no lock-order deadlock).
-        await connection.execute("DELETE FROM embedding_jobs WHERE item_id = $1", item_id)
+        await jobs.delete_for_item(connection, item_id)
         status = await connection.fetchval(
             """UPDATE items SET status = 'deleted', updated_at = now()
                WHERE id = $1 AND status <> 'deleted' RETURNING status""",

@@ -10,6 +10,7 @@ from webapp.context import services
 from webapp.errors import ApiError
 from webapp.items.repo import Item, delete_item, select_item
 from webapp.items.service import ItemUpload, create_item
+from webapp.model_keys import pending_reason
 from webapp.ratelimit import rate_limited
 from webapp.schemas import ItemAccepted, ItemOut, document_errors, parse_item_id
 
@@ -57,9 +58,12 @@ async def get_item(raw_id: str) -> ItemOut:
     item_id = parse_item_id(raw_id)
     async with services().pool.acquire() as connection:
         item = await select_item(connection, item_id)
+        waiting = await pending_reason(connection, item_id) if item and item.status == "pending" else None
     if item is None:
         raise ApiError(404, "not_found", f"There is no item {item_id}.")
-    return await item_out(item)
+    out = await item_out(item)
+    out.pending_reason = waiting
+    return out
 
 
 @blueprint.delete("/<raw_id>")
