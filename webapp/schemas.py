@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import fields
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from webapp.errors import ApiError
 from webapp.search.filters import Mode, SearchFilters, Sort
@@ -39,6 +49,32 @@ Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 SizeLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20), Printable]
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), Printable]
 Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+# The one list of conditions a garment can be in.
+Condition = Literal["new_with_tags", "like_new", "good", "fair", "worn"]
+
+
+def _as_text(value: object) -> object:
+    # Rows hold Decimal and datetime; the API sends exact decimals and ISO 8601 as strings.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _currency(value: object) -> object:
+    # The column is char(3): the one place its blank padding is dropped.
+    return value.strip() if isinstance(value, str) else value
+
+
+def _rounded(value: object) -> object:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+Currency = Annotated[str, BeforeValidator(_currency), StringConstraints(pattern=r"^[A-Z]{3}$")]
+DecimalText = Annotated[str, BeforeValidator(_as_text), Field(description="Exact decimal, as a string")]
+Timestamp = Annotated[str, BeforeValidator(_as_text), Field(description="ISO 8601")]
+Score = Annotated[float | None, BeforeValidator(_rounded)]
 
 
 class TextSearch(Page):
@@ -52,7 +88,7 @@ class TextSearch(Page):
     size: Facet | None = None
     colour: Facet | None = None
     brand: Facet | None = None
-    condition: Literal["new_with_tags", "like_new", "good", "fair", "worn"] | None = None
+    condition: Condition | None = None
     price_min: Price | None = None
     price_max: Price | None = None
 
@@ -65,18 +101,14 @@ class TextSearch(Page):
         return self
 
     def filters(self) -> SearchFilters:
-        return SearchFilters(
-            category=self.category,
-            size=self.size,
-            colour=self.colour,
-            brand=self.brand,
-            condition=self.condition,
-            price_min=self.price_min,
-            price_max=self.price_max,
-        )
+        return SearchFilters(**{f.name: getattr(self, f.name) for f in fields(SearchFilters)})
 
 
-class SearchHitOut(BaseModel):
+class GarmentOut(BaseModel):
+    """What every answer says about a garment; built from a row with ``from_row``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     title: str
     brand: str | None
@@ -84,11 +116,18 @@ class SearchHitOut(BaseModel):
     size: str | None
     colour: str | None
     condition: str | None
-    price: str = Field(description="Exact decimal, as a string")
-    currency: str
+    price: DecimalText
+    currency: Currency
     image_url: str
-    score: float | None = Field(description="Cosine similarity to the query, -1 to 1 (none when browsing)")
-    relevance: float | None = Field(default=None, description="The ranking score (fused rank in hybrid mode)")
+
+    @classmethod
+    def from_row(cls, row: object, image_url: str) -> Self:
+        return cls.model_validate({**vars(row), "image_url": image_url})
+
+
+class SearchHitOut(GarmentOut):
+    score: Score = Field(description="Cosine similarity to the query, -1 to 1 (none when browsing)")
+    relevance: Score = Field(default=None, description="The ranking score (fused rank in hybrid mode)")
 
 
 class SearchPageOut(BaseModel):
@@ -98,22 +137,12 @@ class SearchPageOut(BaseModel):
     next_offset: int | None
 
 
-class ItemOut(BaseModel):
-    id: int
+class ItemOut(GarmentOut):
     status: str = Field(description="pending, ready or failed")
-    title: str
     description: str
-    brand: str | None
-    category: str | None
-    size: str | None
-    colour: str | None
-    condition: str | None
-    price: str
-    currency: str
-    image_url: str
     failure_reason: str | None
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ItemAccepted(BaseModel):

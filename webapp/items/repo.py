@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from decimal import Decimal
 
 import asyncpg
@@ -12,8 +12,10 @@ import asyncpg
 JOBS_CHANNEL = "embedding_jobs"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewItem:
+    """The fields a seller writes: the one row-level definition of a garment."""
+
     title: str
     price: Decimal
     currency: str = "USD"
@@ -25,18 +27,11 @@ class NewItem:
     condition: str | None = None
 
 
-@dataclass(frozen=True)
-class Item:
+@dataclass(frozen=True, kw_only=True)
+class Item(NewItem):
+    """A stored listing: the seller's fields plus what the service keeps about it."""
+
     id: int
-    title: str
-    description: str
-    brand: str | None
-    category: str | None
-    size: str | None
-    colour: str | None
-    condition: str | None
-    price: Decimal
-    currency: str
     status: str
     failure_reason: str | None
     image_key: str
@@ -45,10 +40,8 @@ class Item:
     updated_at: dt.datetime
 
 
-_ITEM_COLUMNS = (
-    "id, title, description, brand, category, size, colour, condition, price, currency, status, "
-    "failure_reason, image_key, image_sha256, created_at, updated_at"
-)
+GARMENT_COLUMNS = tuple(f.name for f in fields(NewItem))
+_ITEM_COLUMNS = ", ".join(f.name for f in fields(Item))
 
 
 def _item(row: asyncpg.Record) -> Item:
@@ -83,20 +76,12 @@ async def insert_item_with_job(
     Raises asyncpg.UniqueViolationError when a live item already has these image bytes.
     """
     async with connection.transaction():
+        values = astuple(item)
         item_id: int = await connection.fetchval(
-            """INSERT INTO items (title, description, brand, category, size, colour, condition,
-                                  price, currency, image_key, image_sha256)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-               RETURNING id""",
-            item.title,
-            item.description,
-            item.brand,
-            item.category,
-            item.size,
-            item.colour,
-            item.condition,
-            item.price,
-            item.currency,
+            f"""INSERT INTO items ({", ".join(GARMENT_COLUMNS)}, image_key, image_sha256)
+                VALUES ({", ".join(f"${n}" for n in range(1, len(values) + 3))})
+                RETURNING id""",
+            *values,
             image_key,
             image_sha256,
         )

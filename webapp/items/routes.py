@@ -16,23 +16,7 @@ blueprint = Blueprint("items", __name__, url_prefix="/api/items")
 
 
 async def item_out(item: Item) -> ItemOut:
-    return ItemOut(
-        id=item.id,
-        status=item.status,
-        title=item.title,
-        description=item.description,
-        brand=item.brand,
-        category=item.category,
-        size=item.size,
-        colour=item.colour,
-        condition=item.condition,
-        price=str(item.price),
-        currency=item.currency.strip(),
-        image_url=await services().storage.url(item.image_key),
-        failure_reason=item.failure_reason,
-        created_at=item.created_at.isoformat(),
-        updated_at=item.updated_at.isoformat(),
-    )
+    return ItemOut.from_row(item, await services().storage.url(item.image_key))
 
 
 @blueprint.post("")

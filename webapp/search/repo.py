@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -18,11 +18,6 @@ from webapp.search.filters import SearchFilters, Sort
 EXACT_SCAN_MAX_ROWS = 2000
 # HNSW beam width for filtered searches (bench/: recall@10 at 10% selectivity by this value).
 FILTERED_EF_SEARCH = 200
-
-_HIT_COLUMNS = (
-    "i.id, i.title, i.brand, i.category, i.size, i.colour, i.condition, i.price, i.currency, "
-    "i.image_key, i.created_at"
-)
 
 
 @dataclass(frozen=True)
@@ -56,6 +51,10 @@ class Hit:
                 "created_at": dt.datetime.fromisoformat(data["created_at"]),
             }
         )
+
+
+# Every stored field of a hit (the scores are computed per query).
+_HIT_COLUMNS = ", ".join(f"i.{f.name}" for f in fields(Hit) if f.name not in ("score", "relevance"))
 
 
 def filter_sql(filters: SearchFilters, params: list[Any]) -> str:

@@ -48,23 +48,7 @@ def to_request(args: TextSearch) -> SearchRequest:
 
 
 async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
-    items = [
-        SearchHitOut(
-            id=h.id,
-            title=h.title,
-            brand=h.brand,
-            category=h.category,
-            size=h.size,
-            colour=h.colour,
-            condition=h.condition,
-            price=str(h.price),
-            currency=h.currency.strip(),
-            image_url=await svc.storage.url(h.image_key),
-            score=None if h.score is None else round(h.score, 6),
-            relevance=None if h.relevance is None else round(h.relevance, 6),
-        )
-        for h in hits
-    ]
+    items = [SearchHitOut.from_row(h, await svc.storage.url(h.image_key)) for h in hits]
     full = len(items) == page.limit
     return SearchPageOut(
         items=items,

@@ -122,25 +122,39 @@ async def search_stages(services: Services, request: SearchRequest) -> AsyncIter
 async def _compute(
     services: Services, queries: VectorQueries, request: SearchRequest, key: str
 ) -> AsyncIterator[tuple[str, list[Hit]]]:
-    start, end = request.offset, request.offset + request.limit
-    filters = request.filters
+    """Every way to a page ends here: the page is cached once and yielded as the final stage."""
     if request.q is None:
         async with services.pool.acquire() as connection:
             hits = await queries.browse(
-                connection, filters=filters, sort=request.sort, limit=request.limit, offset=request.offset
-            )
-        await _store(services, key, hits)
-        yield "final", hits
-        return
-    text = normalise_query(request.q)
-    if request.mode is Mode.KEYWORD:
+                connection, filters=request.filters, sort=request.sort, limit=request.limit,
+                offset=request.offset,
+            )  # fmt: skip
+    elif request.mode is Mode.KEYWORD:
         async with services.pool.acquire() as connection:
-            ranked = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
-        hits = _sorted(ranked, request.sort)[start:end]
-        await _store(services, key, hits)
-        yield "final", hits
-        return
+            ranked = await queries.keyword(
+                connection, normalise_query(request.q), limit=CANDIDATES, filters=request.filters
+            )
+        hits = _page(_sorted(ranked, request.sort), request)
+    else:
+        hits = []
+        async for stage, found in _ranked_by_vector(services, queries, request, normalise_query(request.q)):
+            if stage == "final":
+                hits = found
+            else:
+                yield stage, found
+    await _store(services, key, hits)
+    yield "final", hits
 
+
+def _page(ranked: list[Hit], request: SearchRequest) -> list[Hit]:
+    return ranked[request.offset : request.offset + request.limit]
+
+
+async def _ranked_by_vector(
+    services: Services, queries: VectorQueries, request: SearchRequest, text: str
+) -> AsyncIterator[tuple[str, list[Hit]]]:
+    """Semantic or hybrid: yields ('keyword', early hits) in hybrid mode, then ('final', the page)."""
+    filters = request.filters
     keyword: list[Hit] = []
     if request.mode is Mode.HYBRID:
         embedding = asyncio.create_task(text_vector(services, text))
@@ -159,11 +173,10 @@ async def _compute(
         # word for word, as most long ones): this very page comes straight from the index.
         # Same query, same choice on every page.
         async with services.pool.acquire() as connection:
-            hits = await queries.nearest(
+            page = await queries.nearest(
                 connection, vector, limit=request.limit, offset=request.offset, filters=filters
             )
-        await _store(services, key, hits)
-        yield "final", hits
+        yield "final", page
         return
     # Fused and re-sorted rankings are built over a fixed candidate set, so that every page
     # of a query cuts the same list: no item twice, none skipped.
@@ -175,9 +188,7 @@ async def _compute(
     if request.min_score is not None:
         exact = {h.id for h in keyword}
         ranked = [h for h in ranked if h.id in exact or (h.score or 0.0) >= request.min_score]
-    hits = _sorted(ranked, request.sort)[start:end]
-    await _store(services, key, hits)
-    yield "final", hits
+    yield "final", _page(_sorted(ranked, request.sort), request)
 
 
 async def search_text(services: Services, request: SearchRequest) -> list[Hit]:
