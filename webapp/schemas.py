@@ -91,6 +91,10 @@ class TextSearch(Page):
     condition: Condition | None = None
     price_min: Price | None = None
     price_max: Price | None = None
+    parse: bool = Field(
+        default=True,
+        description="Read constraints written in q (price, size, colour, brand, condition) as filters",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TextSearch:
@@ -130,11 +134,24 @@ class SearchHitOut(GarmentOut):
     relevance: Score = Field(default=None, description="The ranking score (fused rank in hybrid mode)")
 
 
+class Interpreted(BaseModel):
+    """What was read out of the query: the words searched, and the filters applied from it."""
+
+    q: str = Field(description="The words left to search (empty when the query was all constraints)")
+    filters: dict[str, str] = Field(
+        description="Filters taken from the query, by parameter name (brand, colour, size, condition, "
+        "price_min, price_max); values as strings, prices exact"
+    )
+
+
 class SearchPageOut(BaseModel):
     items: list[SearchHitOut]
     limit: int
     offset: int
     next_offset: int | None
+    interpreted: Interpreted | None = Field(
+        default=None, description="Present when constraints were taken out of q (see the parse parameter)"
+    )
 
 
 class ItemOut(GarmentOut):

@@ -232,6 +232,21 @@ class VectorQueries:
         return np.asarray(value, dtype=np.float32)
 
 
+async def catalog_names(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
+    """The distinct brands and colours of searchable items (for reading them in queries)."""
+    rows = await connection.fetch(
+        """SELECT 'brand' AS kind, brand AS name FROM (SELECT DISTINCT brand FROM items
+               WHERE status = 'ready' AND brand IS NOT NULL) b
+           UNION ALL
+           SELECT 'colour', colour FROM (SELECT DISTINCT colour FROM items
+               WHERE status = 'ready' AND colour IS NOT NULL) c"""
+    )
+    return (
+        [r["name"] for r in rows if r["kind"] == "brand"],
+        [r["name"] for r in rows if r["kind"] == "colour"],
+    )
+
+
 def prefix_tsquery(text: str) -> str | None:
     """'faded den' -> 'faded & den:*': every word typed so far, the last one as a prefix."""
     words = ["".join(ch for ch in word if ch.isalnum()) for word in text.lower().split()]

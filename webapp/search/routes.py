@@ -17,7 +17,15 @@ from quart_schema import (
 from quart_schema.pydantic import File
 
 from webapp.context import Services, services
-from webapp.schemas import ErrorOut, Page, SearchHitOut, SearchPageOut, TextSearch, parse_item_id
+from webapp.schemas import (
+    ErrorOut,
+    Interpreted,
+    Page,
+    SearchHitOut,
+    SearchPageOut,
+    TextSearch,
+    parse_item_id,
+)
 from webapp.search.repo import Hit
 from webapp.search.service import (
     SearchRequest,
@@ -26,6 +34,7 @@ from webapp.search.service import (
     search_similar,
     search_stages,
     search_text,
+    understand,
 )
 
 blueprint = Blueprint("search", __name__)
@@ -35,8 +44,9 @@ class PhotoSearch(BaseModel):
     image: File
 
 
-def to_request(args: TextSearch) -> SearchRequest:
-    return SearchRequest(
+async def to_request(svc: Services, args: TextSearch) -> tuple[SearchRequest, Interpreted | None]:
+    """The search to run, after reading constraints out of q (unless ``parse=false``)."""
+    request = SearchRequest(
         q=args.q,
         filters=args.filters(),
         mode=args.mode,
@@ -45,9 +55,15 @@ def to_request(args: TextSearch) -> SearchRequest:
         limit=args.limit,
         offset=args.offset,
     )
+    if not args.parse:
+        return request, None
+    request, parsed = await understand(svc, request)
+    return request, None if parsed is None else Interpreted(q=parsed.q, filters=parsed.filters)
 
 
-async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
+async def page_out(
+    svc: Services, hits: list[Hit], page: Page, interpreted: Interpreted | None = None
+) -> SearchPageOut:
     items = [SearchHitOut.from_row(h, await svc.storage.url(h.image_key)) for h in hits]
     full = len(items) == page.limit
     return SearchPageOut(
@@ -55,6 +71,7 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
         limit=page.limit,
         offset=page.offset,
         next_offset=page.offset + page.limit if full else None,
+        interpreted=interpreted,
     )
 
 
@@ -65,9 +82,10 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
 async def search(query_args: TextSearch) -> SearchPageOut:
     """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
-    hits = await search_text(svc, to_request(query_args))
+    request, interpreted = await to_request(svc, query_args)
+    hits = await search_text(svc, request)
     _learn(svc, query_args, hits)
-    return await page_out(svc, hits, query_args)
+    return await page_out(svc, hits, query_args, interpreted)
 
 
 def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
@@ -84,7 +102,7 @@ async def search_stream(query_args: TextSearch) -> Response:
     Each line is {"stage": "keyword" | "final", "items": [...]}; the last line is the final one.
     """
     svc = services()
-    request = to_request(query_args)
+    request, interpreted = await to_request(svc, query_args)
     stages = search_stages(svc, request)
     # The first stage runs before the response starts, so bad state (model still loading)
     # is an ordinary JSON error and not a broken stream.
@@ -93,7 +111,7 @@ async def search_stream(query_args: TextSearch) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         stage, hits = first
         while True:
-            page = await page_out(svc, hits, query_args)
+            page = await page_out(svc, hits, query_args, interpreted)
             if stage == "final":
                 _learn(svc, query_args, hits)
             yield (json.dumps({"stage": stage, **page.model_dump()}) + "\n").encode()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
+import asyncpg
 import numpy as np
+from cachetools import LRUCache
 
 from webapp.cache import query_key
 from webapp.context import Services
@@ -15,7 +18,16 @@ from webapp.errors import ApiError
 from webapp.images import check_image, decode_rgb
 from webapp.items.repo import catalog_version
 from webapp.search.filters import Mode, SearchFilters, Sort
-from webapp.search.repo import Hit, VectorQueries
+from webapp.search.parse import (
+    ALIASES_FILE,
+    Aliases,
+    Parsed,
+    Vocabulary,
+    load_aliases,
+    merge_filters,
+    parse_query,
+)
+from webapp.search.repo import Hit, VectorQueries, catalog_names
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
 # Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
@@ -68,6 +80,44 @@ async def _cached(services: Services, key: str) -> list[Hit] | None:
 
 async def _store(services: Services, key: str, hits: list[Hit]) -> None:
     await services.cache.set_result(key, json.dumps([h.to_json() for h in hits]).encode())
+
+
+_ALIASES: list[Aliases] = []
+# Per pool (held, so its id is not reused): the catalog version and its vocabulary.
+_VOCABULARIES: LRUCache[int, tuple[asyncpg.Pool, int, Vocabulary]] = LRUCache(maxsize=8)
+
+
+async def catalog_vocabulary(services: Services, version: int) -> Vocabulary:
+    """The brands and colours the catalog holds, read again only when the catalog changes."""
+    entry = _VOCABULARIES.get(id(services.pool))
+    if entry is not None and entry[0] is services.pool and entry[1] == version:
+        return entry[2]
+    if not _ALIASES:
+        _ALIASES.append(await asyncio.to_thread(load_aliases, ALIASES_FILE))
+    async with services.pool.acquire() as connection:
+        brands, colours = await catalog_names(connection)
+    vocabulary = Vocabulary.build(brands, colours, _ALIASES[0])
+    _VOCABULARIES[id(services.pool)] = (services.pool, version, vocabulary)
+    return vocabulary
+
+
+async def understand(services: Services, request: SearchRequest) -> tuple[SearchRequest, Parsed | None]:
+    """Constraints written in the query become filters; filters given as parameters win.
+
+    Returns the request to run and, when something was taken out of the query, what was read.
+    """
+    if request.q is None:
+        return request, None
+    parsed = parse_query(request.q, await catalog_vocabulary(services, await _version(services)))
+    if not parsed.changed:
+        return request, None
+    explicit = {name: getattr(request.filters, name) for name in SearchFilters.__dataclass_fields__}
+    applied = merge_filters(explicit, parsed.filters)
+    typed: dict[str, object] = {
+        name: Decimal(value) if name.startswith("price_") else value for name, value in applied.items()
+    }
+    filters = replace(request.filters, **typed)  # type: ignore[arg-type]
+    return replace(request, q=parsed.q or None, filters=filters), Parsed(parsed.q, applied)
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
