@@ -55,3 +55,43 @@ async def test_a_query_of_constraints_only_browses_the_filtered_catalog(
     assert page["interpreted"] == {"q": "", "filters": {"colour": "navy", "size": "M"}}
     expected = {row["title"] for row in CATALOG if row["colour"] == "navy" and row["size"] == "M"}
     assert {i["title"] for i in page["items"]} == expected
+
+
+def keyword_cases() -> list[tuple[str, set[str]]]:
+    cases = []
+    for line in (DATA / "keyword_queries.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            query, titles = (part.strip() for part in line.split("|"))
+            cases.append((query, {t.strip() for t in titles.split(";")}))
+    return cases
+
+
+async def test_keyword_search_forgives_typos_prefixes_synonyms_and_extra_words(
+    client: QuartClient, catalog: dict[str, int]
+) -> None:
+    cases = keyword_cases()
+    assert len(cases) >= 150
+    titles = set(catalog)
+    assert all(expected <= titles for _, expected in cases), "a label names no catalog item"
+    misses = []
+    for query, expected in cases:
+        page = await get(client, q=query, mode="keyword", limit=5)
+        if not expected & {i["title"] for i in page["items"]}:
+            misses.append((query, [i["title"] for i in page["items"]]))
+    success = 1 - len(misses) / len(cases)
+    print(f"keyword success@5 {success:.3f} on {len(cases)} queries; misses: {misses}")
+    assert success >= 0.95, misses
+
+
+async def test_exact_words_still_rank_first_and_one_unknown_word_does_not_empty(
+    client: QuartClient, catalog: dict[str, int]
+) -> None:
+    page = await get(client, q="levis 501", mode="keyword", parse="false", limit=5)
+    assert page["items"][0]["title"] == "Levi's 501 original jeans"
+    page = await get(client, q="denim jacket", mode="keyword", limit=5)
+    assert page["items"][0]["title"] == "Faded denim jacket"
+    page = await get(client, q="faded denim jacket zzqx", mode="keyword", limit=5)
+    assert page["items"][0]["title"] == "Faded denim jacket"
+    # A typo never outranks the word as typed: "sweater" items before "sweaters"-like corrections.
+    page = await get(client, q="wool jumper", mode="keyword", limit=5)
+    assert page["items"][0]["title"] == "Merino wool sweater"

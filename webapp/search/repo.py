@@ -12,6 +12,7 @@ import numpy as np
 
 from webapp.db import sql_literal, vector_expression
 from webapp.search.filters import SearchFilters, Sort
+from webapp.search.forgive import WordGroup
 
 # Below this many matching items an exact scan of the filtered set is both exact and fast
 # (a few thousand distance computations); above it the HNSW index with iterative scan wins.
@@ -191,6 +192,46 @@ class VectorQueries:
         )
         return [_hit(r, relevance=float(r["rank"])) for r in rows]
 
+    async def forgiving(
+        self,
+        connection: asyncpg.Connection,
+        groups: list[WordGroup],
+        *,
+        limit: int,
+        filters: SearchFilters | None = None,
+        exclude: list[int] | None = None,
+    ) -> list[Hit]:
+        """Items matching any group of alternatives, those matching more groups first (soft AND)."""
+        if not groups:
+            return []
+        params: list[Any] = [limit, exclude or []]
+        where = filter_sql(filters or SearchFilters(), params)
+        expressions = []
+        for group in groups:
+            alternatives = []
+            for term in group.terms:
+                params.append(term)
+                alternatives.append(
+                    f"plainto_tsquery('simple', ${len(params)}) || plainto_tsquery('english', ${len(params)})"
+                )
+            if group.prefix:
+                params.append(group.word + ":*")
+                alternatives.append(f"to_tsquery('simple', ${len(params)})")
+            expressions.append("(" + " || ".join(alternatives) + ")")
+        names = [f"g{n}" for n in range(len(expressions))]
+        coverage = " + ".join(f"(i.search_tsv @@ g.{name})::int" for name in names)
+        anything = " || ".join(f"g.{name}" for name in names)
+        rows = await connection.fetch(
+            f"""WITH g AS (SELECT {", ".join(f"{e} AS {n}" for e, n in zip(expressions, names, strict=True))})
+                SELECT {_HIT_COLUMNS}, {coverage} AS coverage, ts_rank_cd(i.search_tsv, {anything}, 32) AS rank
+                FROM items i, g
+                WHERE i.search_tsv @@ ({anything}) AND NOT i.id = ANY($2::bigint[]) AND {where}
+                ORDER BY coverage DESC, rank DESC, i.id
+                LIMIT $1""",
+            *params,
+        )
+        return [_hit(r, relevance=float(r["rank"])) for r in rows]
+
     async def scores(
         self, connection: asyncpg.Connection, vector: np.ndarray, ids: list[int]
     ) -> dict[int, float]:
@@ -245,6 +286,12 @@ async def catalog_names(connection: asyncpg.Connection) -> tuple[list[str], list
         [r["name"] for r in rows if r["kind"] == "brand"],
         [r["name"] for r in rows if r["kind"] == "colour"],
     )
+
+
+async def search_words(connection: asyncpg.Connection) -> list[str]:
+    """Every word the catalog has held (for correcting typos against)."""
+    rows = await connection.fetch("SELECT word FROM search_words")
+    return [r["word"] for r in rows]
 
 
 def prefix_tsquery(text: str) -> str | None:

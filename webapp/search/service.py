@@ -18,6 +18,7 @@ from webapp.errors import ApiError
 from webapp.images import check_image, decode_rgb
 from webapp.items.repo import catalog_version
 from webapp.search.filters import Mode, SearchFilters, Sort
+from webapp.search.forgive import load_synonyms, word_groups
 from webapp.search.parse import (
     ALIASES_FILE,
     Aliases,
@@ -27,7 +28,7 @@ from webapp.search.parse import (
     merge_filters,
     parse_query,
 )
-from webapp.search.repo import Hit, VectorQueries, catalog_names
+from webapp.search.repo import Hit, VectorQueries, catalog_names, search_words
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
 # Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
@@ -82,23 +83,59 @@ async def _store(services: Services, key: str, hits: list[Hit]) -> None:
     await services.cache.set_result(key, json.dumps([h.to_json() for h in hits]).encode())
 
 
-_ALIASES: list[Aliases] = []
-# Per pool (held, so its id is not reused): the catalog version and its vocabulary.
-_VOCABULARIES: LRUCache[int, tuple[asyncpg.Pool, int, Vocabulary]] = LRUCache(maxsize=8)
+# Exact matches as plentiful as a page leave typos, synonyms and missing words nothing to add;
+# the forgiving pass runs only below this (a stable choice per query, so pages stay consistent).
+FORGIVE_BELOW = 20
 
 
-async def catalog_vocabulary(services: Services, version: int) -> Vocabulary:
-    """The brands and colours the catalog holds, read again only when the catalog changes."""
-    entry = _VOCABULARIES.get(id(services.pool))
-    if entry is not None and entry[0] is services.pool and entry[1] == version:
-        return entry[2]
-    if not _ALIASES:
-        _ALIASES.append(await asyncio.to_thread(load_aliases, ALIASES_FILE))
+@dataclass(frozen=True)
+class CatalogWords:
+    """What the catalog holds, for reading queries: names for filters, words for corrections."""
+
+    names: Vocabulary
+    words: frozenset[str]
+
+
+_SHIPPED: list[tuple[Aliases, dict[str, tuple[str, ...]]]] = []
+# Per pool (held, so its id is not reused): the catalog version and its words.
+_CATALOG_WORDS: LRUCache[int, tuple[asyncpg.Pool, int, CatalogWords]] = LRUCache(maxsize=8)
+
+
+def _shipped() -> tuple[Aliases, dict[str, tuple[str, ...]]]:
+    """The editable lists shipped with the service, read once."""
+    if not _SHIPPED:
+        _SHIPPED.append((load_aliases(ALIASES_FILE), load_synonyms()))
+    return _SHIPPED[0]
+
+
+async def catalog_words(services: Services) -> CatalogWords:
+    """The catalog's names and words, read again only when the catalog changes."""
     async with services.pool.acquire() as connection:
+        version = await catalog_version(connection)
+        entry = _CATALOG_WORDS.get(id(services.pool))
+        if entry is not None and entry[0] is services.pool and entry[1] == version:
+            return entry[2]
         brands, colours = await catalog_names(connection)
-    vocabulary = Vocabulary.build(brands, colours, _ALIASES[0])
-    _VOCABULARIES[id(services.pool)] = (services.pool, version, vocabulary)
-    return vocabulary
+        words = await search_words(connection)
+    found = CatalogWords(Vocabulary.build(brands, colours, _shipped()[0]), frozenset(words))
+    _CATALOG_WORDS[id(services.pool)] = (services.pool, version, found)
+    return found
+
+
+async def keyword_ranking(
+    services: Services, queries: VectorQueries, text: str, filters: SearchFilters
+) -> list[Hit]:
+    """Exact keyword matches first (phrases, brand and model), then forgiving ones, best first."""
+    async with services.pool.acquire() as connection:
+        exact = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+    if len(exact) >= FORGIVE_BELOW:
+        return exact
+    groups = word_groups(text, (await catalog_words(services)).words, _shipped()[1])
+    async with services.pool.acquire() as connection:
+        more = await queries.forgiving(
+            connection, groups, limit=CANDIDATES - len(exact), filters=filters, exclude=[h.id for h in exact]
+        )
+    return exact + more
 
 
 async def understand(services: Services, request: SearchRequest) -> tuple[SearchRequest, Parsed | None]:
@@ -108,7 +145,7 @@ async def understand(services: Services, request: SearchRequest) -> tuple[Search
     """
     if request.q is None:
         return request, None
-    parsed = parse_query(request.q, await catalog_vocabulary(services, await _version(services)))
+    parsed = parse_query(request.q, (await catalog_words(services)).names)
     if not parsed.changed:
         return request, None
     explicit = {name: getattr(request.filters, name) for name in SearchFilters.__dataclass_fields__}
@@ -180,10 +217,7 @@ async def _compute(
                 offset=request.offset,
             )  # fmt: skip
     elif request.mode is Mode.KEYWORD:
-        async with services.pool.acquire() as connection:
-            ranked = await queries.keyword(
-                connection, normalise_query(request.q), limit=CANDIDATES, filters=request.filters
-            )
+        ranked = await keyword_ranking(services, queries, normalise_query(request.q), request.filters)
         hits = _page(_sorted(ranked, request.sort), request)
     else:
         hits = []
@@ -209,8 +243,7 @@ async def _ranked_by_vector(
     if request.mode is Mode.HYBRID:
         embedding = asyncio.create_task(text_vector(services, text))
         try:
-            async with services.pool.acquire() as connection:
-                keyword = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+            keyword = await keyword_ranking(services, queries, text, filters)
             if keyword:
                 yield "keyword", _sorted(keyword, request.sort)[: request.limit]
             vector = await embedding
