@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from webapp.errors import ApiError
+from webapp.search.facets import parse_names as parse_facet_names
 from webapp.search.filters import Mode, SearchFilters, Sort
 
 MAX_ID = 2**63 - 1
@@ -91,6 +92,10 @@ class TextSearch(Page):
     condition: Condition | None = None
     price_min: Price | None = None
     price_max: Price | None = None
+    facets: str | None = Field(
+        default=None,
+        description="Comma-separated fields to count (size, brand, colour, condition, category, price) or all",
+    )
     parse: bool = Field(
         default=True,
         description="Read constraints written in q (price, size, colour, brand, condition) as filters",
@@ -102,6 +107,8 @@ class TextSearch(Page):
             raise ValueError("price_min is above price_max")
         if self.min_score is not None and (self.q is None or self.mode is Mode.KEYWORD):
             raise ValueError("min_score needs a query in semantic or hybrid mode")
+        if self.facets is not None:
+            parse_facet_names(self.facets)
         return self
 
     def filters(self) -> SearchFilters:
@@ -144,11 +151,32 @@ class Interpreted(BaseModel):
     )
 
 
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class PriceBucket(BaseModel):
+    min: str = Field(description="Inclusive lower bound, exact decimal")
+    max: str | None = Field(description="Exclusive upper bound; none for the open-ended last bucket")
+    count: int
+
+
 class SearchPageOut(BaseModel):
     items: list[SearchHitOut]
     limit: int
     offset: int
     next_offset: int | None
+    facets: dict[str, list[FacetValue] | list[PriceBucket]] | None = Field(
+        default=None,
+        description="Counts per value of each requested field; a field's counts ignore its own filter "
+        "(disjunctive), price comes as buckets",
+    )
+    facets_scope: Literal["exact", "candidates"] | None = Field(
+        default=None,
+        description="exact: over the whole filtered catalog (browsing); candidates: over the ranked "
+        "candidate set a query's pages are drawn from",
+    )
     interpreted: Interpreted | None = Field(
         default=None, description="Present when constraints were taken out of q (see the parse parameter)"
     )

@@ -95,3 +95,51 @@ async def test_exact_words_still_rank_first_and_one_unknown_word_does_not_empty(
     # A typo never outranks the word as typed: "sweater" items before "sweaters"-like corrections.
     page = await get(client, q="wool jumper", mode="keyword", limit=5)
     assert page["items"][0]["title"] == "Merino wool sweater"
+
+
+def expected_counts(field: str, keep: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in CATALOG:
+        if row[field] is not None and keep(row):
+            counts[row[field]] = counts.get(row[field], 0) + 1
+    return counts
+
+
+async def test_browsing_facets_are_exact_and_disjunctive(client: QuartClient, catalog: dict[str, int]) -> None:
+    page = await get(client, facets="all", category="outerwear", size="M")
+    assert page["facets_scope"] == "exact"
+    facets = {name: values for name, values in page["facets"].items() if name != "price"}
+    in_size = {v["value"]: v["count"] for v in facets["size"]}
+    # Sizes are counted as if no size were chosen: M and the others among outerwear.
+    assert in_size == expected_counts("size", lambda r: r["category"] == "outerwear")
+    in_category = {v["value"]: v["count"] for v in facets["category"]}
+    assert in_category == expected_counts("category", lambda r: r["size"] == "M")
+    brands = {v["value"]: v["count"] for v in facets["brand"]}
+    assert brands == expected_counts("brand", lambda r: r["size"] == "M" and r["category"] == "outerwear")
+    buckets = page["facets"]["price"]
+    chosen = [r for r in CATALOG if r["size"] == "M" and r["category"] == "outerwear"]
+    assert sum(b["count"] for b in buckets) == len(chosen)
+    assert buckets[0]["min"] == "0" or all(float(r["price"]) >= 20 for r in chosen)
+    # Counts follow the values shown: sorted by count.
+    assert [v["count"] for v in facets["size"]] == sorted(in_size.values(), reverse=True)
+
+
+async def test_query_facets_count_the_candidates(client: QuartClient, catalog: dict[str, int]) -> None:
+    page = await get(client, q="sneakers", mode="keyword", facets="brand,size", limit=50)
+    assert page["facets_scope"] == "candidates"
+    brands = {v["value"]: v["count"] for v in page["facets"]["brand"]}
+    assert brands == expected_counts("brand", lambda r: "sneakers" in r["title"].lower())
+    assert "price" not in page["facets"]
+    # Choosing a brand keeps the other brands' counts (disjunctive), and narrows the sizes.
+    chosen = await get(client, q="sneakers", mode="keyword", facets="brand,size", brand="Nike", limit=50)
+    assert {v["value"]: v["count"] for v in chosen["facets"]["brand"]} == brands
+    sizes = {v["value"]: v["count"] for v in chosen["facets"]["size"]}
+    assert sizes == expected_counts("size", lambda r: "sneakers" in r["title"].lower() and r["brand"] == "Nike")
+
+
+@pytest.mark.parametrize("facets", ["sizes", "all,brand", "", "price;brand"])
+async def test_unknown_facets_are_a_clear_error(client: QuartClient, facets: str) -> None:
+    response = await client.get("/api/search", query_string={"facets": facets})
+    assert response.status_code == 422
+    body = await response.get_json()
+    assert body["error"]["code"] == "invalid_parameters" and "facet" in body["error"]["message"]

@@ -26,9 +26,11 @@ from webapp.schemas import (
     TextSearch,
     parse_item_id,
 )
+from webapp.search.facets import parse_names as parse_facet_names
 from webapp.search.repo import Hit
 from webapp.search.service import (
     SearchRequest,
+    facet_counts,
     normalise_query,
     search_image,
     search_similar,
@@ -85,7 +87,13 @@ async def search(query_args: TextSearch) -> SearchPageOut:
     request, interpreted = await to_request(svc, query_args)
     hits = await search_text(svc, request)
     _learn(svc, query_args, hits)
-    return await page_out(svc, hits, query_args, interpreted)
+    page = await page_out(svc, hits, query_args, interpreted)
+    if query_args.facets is not None:
+        counts = await facet_counts(svc, request, parse_facet_names(query_args.facets))
+        page = SearchPageOut.model_validate(
+            {**page.model_dump(), "facets": counts.values, "facets_scope": counts.scope}
+        )
+    return page
 
 
 def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:

@@ -17,6 +17,7 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.images import check_image, decode_rgb
 from webapp.items.repo import catalog_version
+from webapp.search.facets import FacetCounts, count_facets
 from webapp.search.filters import Mode, SearchFilters, Sort
 from webapp.search.forgive import load_synonyms, word_groups
 from webapp.search.parse import (
@@ -155,6 +156,41 @@ async def understand(services: Services, request: SearchRequest) -> tuple[Search
     }
     filters = replace(request.filters, **typed)  # type: ignore[arg-type]
     return replace(request, q=parsed.q or None, filters=filters), Parsed(parsed.q, applied)
+
+
+async def facet_counts(services: Services, request: SearchRequest, names: tuple[str, ...]) -> FacetCounts:
+    """Disjunctive counts: exact over the filtered catalog when browsing, else over the candidates."""
+    queries = _queries(services)
+    text = request.q and normalise_query(request.q)
+    key = query_key(
+        "facets", services.model_key, await _version(services), text, request.filters.cache_key(),
+        request.mode.value, names,
+    )  # fmt: skip
+    cached = await services.cache.get_result(key)
+    if cached is not None:
+        return FacetCounts.from_json(cached)
+    candidates: list[int] | None = None
+    if text is not None:
+        # The set pages are drawn from, and the same without filters, so that a field's own
+        # filter does not hide its other values.
+        wanted = [request.filters, SearchFilters()] if request.filters.active else [request.filters]
+        found: dict[int, None] = {}
+        vector = None if request.mode is Mode.KEYWORD else await text_vector(services, text)
+        for filters in wanted:
+            if request.mode is not Mode.SEMANTIC:
+                found.update(
+                    dict.fromkeys(h.id for h in await keyword_ranking(services, queries, text, filters))
+                )
+            if vector is not None:
+                async with services.pool.acquire() as connection:
+                    near = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
+                found.update(dict.fromkeys(h.id for h in near))
+        candidates = list(found)
+    async with services.pool.acquire() as connection:
+        values = await count_facets(connection, names, request.filters, candidates)
+    counts = FacetCounts(values, "exact" if candidates is None else "candidates")
+    await services.cache.set_result(key, counts.to_json().encode())
+    return counts
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
