@@ -78,13 +78,9 @@ Timestamp = Annotated[str, BeforeValidator(_as_text), Field(description="ISO 860
 Score = Annotated[float | None, BeforeValidator(_rounded)]
 
 
-class TextSearch(Page):
-    """Text search; without ``q`` it lists the items that pass the filters."""
+class FilterParams(BaseModel):
+    """What a listing can be narrowed by: the one definition of the filter parameters."""
 
-    q: Query | None = None
-    mode: Mode = Mode.HYBRID
-    sort: Sort = Sort.RELEVANCE
-    min_score: float | None = Field(default=None, ge=-1, le=1, description="drop semantic matches below")
     category: Facet | None = None
     size: Facet | None = None
     colour: Facet | None = None
@@ -92,6 +88,24 @@ class TextSearch(Page):
     condition: Condition | None = None
     price_min: Price | None = None
     price_max: Price | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("price_min is above price_max")
+        return self
+
+    def filters(self) -> SearchFilters:
+        return SearchFilters(**{f.name: getattr(self, f.name) for f in fields(SearchFilters)})
+
+
+class TextSearch(Page, FilterParams):
+    """Text search; without ``q`` it lists the items that pass the filters."""
+
+    q: Query | None = None
+    mode: Mode = Mode.HYBRID
+    sort: Sort = Sort.RELEVANCE
+    min_score: float | None = Field(default=None, ge=-1, le=1, description="drop semantic matches below")
     facets: str | None = Field(
         default=None,
         description="Comma-separated fields to count (size, brand, colour, condition, category, price) or all",
@@ -103,16 +117,11 @@ class TextSearch(Page):
 
     @model_validator(mode="after")
     def _consistent(self) -> TextSearch:
-        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
-            raise ValueError("price_min is above price_max")
         if self.min_score is not None and (self.q is None or self.mode is Mode.KEYWORD):
             raise ValueError("min_score needs a query in semantic or hybrid mode")
         if self.facets is not None:
             parse_facet_names(self.facets)
         return self
-
-    def filters(self) -> SearchFilters:
-        return SearchFilters(**{f.name: getattr(self, f.name) for f in fields(SearchFilters)})
 
 
 class GarmentOut(BaseModel):
@@ -183,11 +192,29 @@ class SearchPageOut(BaseModel):
 
 
 class ItemOut(GarmentOut):
-    status: str = Field(description="pending, ready or failed")
+    status: str = Field(
+        description="pending, ready (searchable) or failed, as the photo is embedded; reserved or sold "
+        "once the seller says so (out of search)"
+    )
     description: str
     failure_reason: str | None
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class ItemListQuery(FilterParams):
+    """A seller's or admin's view of the catalog, newest first, a page at a time."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,18}$")] | None = Field(
+        default=None, description="next_cursor of the previous page"
+    )
+    status: Literal["pending", "ready", "failed", "reserved", "sold"] | None = None
+
+
+class ItemListOut(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; none on the last")
 
 
 class ItemAccepted(BaseModel):

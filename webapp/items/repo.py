@@ -122,3 +122,76 @@ async def catalog_version(connection: asyncpg.Connection) -> int:
 async def count_items(connection: asyncpg.Connection) -> int:
     count: int = await connection.fetchval("SELECT count(*) FROM items WHERE status <> 'deleted'")
     return count
+
+
+# The statuses a seller sets; 'available' is stored as 'ready' once the item is searchable.
+SALE_STATUSES = ("available", "reserved", "sold")
+
+
+async def update_item(
+    connection: asyncpg.Connection, item_id: int, changes: dict[str, object], sale_status: str | None
+) -> Item | None:
+    """Change a live item's fields and sale status, and bump the catalog version; None if absent.
+
+    Reserved and sold items leave search at once (search reads only ready ones). Making one
+    available again returns it to search if it has an embedding, else to the queue's outcome.
+    """
+    assignments: list[str] = []
+    params: list[object] = [item_id]
+    for column, value in changes.items():
+        if column not in GARMENT_COLUMNS and column not in ("image_key", "image_sha256"):
+            raise ValueError(f"not an item field: {column}")
+        params.append(value)
+        assignments.append(f"{column} = ${len(params)}")
+    if sale_status in ("reserved", "sold"):
+        params.append(sale_status)
+        assignments.append(f"status = ${len(params)}")
+    elif sale_status == "available":
+        assignments.append(
+            """status = CASE
+                   WHEN status IN ('reserved', 'sold') AND EXISTS
+                        (SELECT 1 FROM item_embeddings e WHERE e.item_id = items.id) THEN 'ready'
+                   WHEN status IN ('reserved', 'sold') AND EXISTS
+                        (SELECT 1 FROM embedding_jobs j WHERE j.item_id = items.id AND j.status = 'failed')
+                        THEN 'failed'
+                   WHEN status IN ('reserved', 'sold') THEN 'pending'
+                   ELSE status END"""
+        )
+    assignments.append("updated_at = now()")
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            f"""UPDATE items SET {", ".join(assignments)} WHERE id = $1 AND status <> 'deleted'
+                RETURNING {_ITEM_COLUMNS}""",
+            *params,
+        )
+        if row is None:
+            return None
+        await bump_catalog_version(connection)
+    return _item(row)
+
+
+async def requeue_embedding(connection: asyncpg.Connection, item_id: int, model_key: str) -> None:
+    """Queue the item's photo for (re-)embedding and wake the worker on commit."""
+    await connection.execute(
+        """INSERT INTO embedding_jobs (item_id, model_key) VALUES ($1, $2)
+           ON CONFLICT (item_id, model_key) DO UPDATE
+           SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL, updated_at = now()""",
+        item_id,
+        model_key,
+    )
+    await connection.execute("SELECT pg_notify($1, $2)", JOBS_CHANNEL, model_key)
+
+
+async def list_items(
+    connection: asyncpg.Connection, where: str, params: list[object], *, before_id: int | None, limit: int
+) -> list[Item]:
+    """Live items passing ``where`` (conditions on ``items i``), newest first, ids below ``before_id``."""
+    params = [*params, before_id or 2**63 - 1, limit]
+    columns = ", ".join(f"i.{f.name}" for f in fields(Item))
+    rows = await connection.fetch(
+        f"""SELECT {columns} FROM items i
+            WHERE {where} AND i.id < ${len(params) - 1}
+            ORDER BY i.id DESC LIMIT ${len(params)}""",
+        *params,
+    )
+    return [_item(r) for r in rows]

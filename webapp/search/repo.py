@@ -58,9 +58,12 @@ class Hit:
 _HIT_COLUMNS = ", ".join(f"i.{f.name}" for f in fields(Hit) if f.name not in ("score", "relevance"))
 
 
-def filter_sql(filters: SearchFilters, params: list[Any]) -> str:
-    """SQL conditions on ``items i`` for the active filters; appends their parameters."""
-    clauses = ["i.status = 'ready'"]
+def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.status = 'ready'") -> str:
+    """SQL conditions on ``items i`` for the active filters; appends their parameters.
+
+    Search sees only ready items; the seller's listing passes its own ``status`` condition.
+    """
+    clauses = [status]
     for column in ("category", "size", "colour", "brand"):
         value = getattr(filters, column)
         if value is not None:

@@ -29,3 +29,12 @@ CREATE TRIGGER items_search_words
 INSERT INTO search_words (word)
 SELECT DISTINCT w FROM items, item_words(brand, title, category, colour, description) AS w
 ON CONFLICT DO NOTHING;
+
+-- Every second-hand item is unique and sells once: a listing can be held for a buyer
+-- (reserved) or sold. Both leave search at once (search reads only 'ready' items); making it
+-- available again returns it to 'ready'. The embedding worker only promotes pending or failed
+-- items, so a sold item stays sold while a changed photo is re-embedded.
+ALTER TABLE items DROP CONSTRAINT items_status_check;
+ALTER TABLE items ADD CONSTRAINT items_status_check
+    CHECK (status IN ('pending', 'ready', 'failed', 'reserved', 'sold', 'deleted'));
+CREATE INDEX items_listing ON items (id DESC) WHERE status <> 'deleted';
