@@ -88,12 +88,19 @@ async def search(query_args: TextSearch) -> SearchPageOut:
     hits = await search_text(svc, request)
     _learn(svc, query_args, hits)
     page = await page_out(svc, hits, query_args, interpreted)
-    if query_args.facets is not None:
-        counts = await facet_counts(svc, request, parse_facet_names(query_args.facets))
-        page = SearchPageOut.model_validate(
-            {**page.model_dump(), "facets": counts.values, "facets_scope": counts.scope}
-        )
-    return page
+    return await with_facets(svc, page, request, query_args)
+
+
+async def with_facets(
+    svc: Services, page: SearchPageOut, request: SearchRequest, args: TextSearch
+) -> SearchPageOut:
+    """The page with the facet counts asked for, if any."""
+    if args.facets is None:
+        return page
+    counts = await facet_counts(svc, request, parse_facet_names(args.facets))
+    return SearchPageOut.model_validate(
+        {**page.model_dump(), "facets": counts.values, "facets_scope": counts.scope}
+    )
 
 
 def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
@@ -107,7 +114,8 @@ def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
 async def search_stream(query_args: TextSearch) -> Response:
     """Newline-delimited JSON: keyword hits as soon as they exist, then the final ranking.
 
-    Each line is {"stage": "keyword" | "final", "items": [...]}; the last line is the final one.
+    Each line is {"stage": "keyword" | "final", "items": [...]}; the last line is the final one,
+    and carries the facet counts when they were asked for.
     """
     svc = services()
     request, interpreted = await to_request(svc, query_args)
@@ -122,6 +130,7 @@ async def search_stream(query_args: TextSearch) -> Response:
             page = await page_out(svc, hits, query_args, interpreted)
             if stage == "final":
                 _learn(svc, query_args, hits)
+                page = await with_facets(svc, page, request, query_args)
             yield (json.dumps({"stage": stage, **page.model_dump()}) + "\n").encode()
             if stage == "final":
                 return
