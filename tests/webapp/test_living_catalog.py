@@ -162,3 +162,19 @@ async def test_bad_edits_get_clear_errors_and_change_nothing(
     assert bad_cursor.status_code == 422
     after = await (await client.get(f"/api/items/{ids[0]}")).get_json()
     assert after == before
+
+
+async def test_openapi_describes_interpretation_facets_and_the_catalog_routes(client: QuartClient) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    schemas = spec["components"]["schemas"]
+    search = spec["paths"]["/api/search"]["get"]
+    page = search["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    assert {"interpreted", "facets", "facets_scope"} <= set(page)
+    assert {"q", "filters"} <= set(schemas["Interpreted"]["properties"])
+    assert {"FacetValue", "PriceBucket"} <= set(schemas)
+    assert {"facets", "parse"} <= {p["name"] for p in search["parameters"]}
+    patch_doc = spec["paths"]["/api/items/{raw_id}"]["patch"]
+    body = patch_doc["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert {"status", "price", "title"} <= set(body)
+    listing = spec["paths"]["/api/items"]["get"]
+    assert {"cursor", "status", "brand"} <= {p["name"] for p in listing["parameters"]}
