@@ -66,36 +66,116 @@ async def count_facets(
     candidates: list[int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Disjunctive counts for ``names``: over the whole catalog, or over ``candidates`` when given."""
+    if candidates is not None:
+        return await _count_candidates(connection, names, filters, candidates)
     counts: dict[str, list[dict[str, Any]]] = {}
+    # Fields without a filter of their own share one pass over the filtered set (GROUPING SETS);
+    # a filtered field is counted under the other filters only.
+    free = [name for name in names if not _filtered(filters, name)]
+    if free:
+        counts.update(await _grouped(connection, free, filters))
     for name in names:
-        params: list[Any] = []
-        where = filter_sql(_without(filters, name), params)
-        if candidates is not None:
-            params.append(candidates)
-            where += f" AND i.id = ANY(${len(params)}::bigint[])"
+        if name not in free:
+            counts.update(await _grouped(connection, [name], _without(filters, name)))
+    return {name: counts[name] for name in names}
+
+
+def _filtered(filters: SearchFilters, name: str) -> bool:
+    if name == "price":
+        return filters.price_min is not None or filters.price_max is not None
+    return getattr(filters, name) is not None
+
+
+def _group_key(name: str) -> str:
+    if name == "price":
+        return f"width_bucket(i.price, ARRAY[{', '.join(str(e) for e in PRICE_EDGES[1:])}]::numeric[])"
+    return "i.condition" if name == "condition" else f"lower(i.{name})"
+
+
+async def _grouped(
+    connection: asyncpg.Connection, names: list[str], filters: SearchFilters
+) -> dict[str, list[dict[str, Any]]]:
+    params: list[Any] = []
+    where = filter_sql(filters, params)
+    keys = [_group_key(name) for name in names]
+    shown = [f"min(i.{name})" if name != "price" else "NULL::text" for name in names]
+    which = ", ".join(f"GROUPING({key}) = 0" for key in keys)
+    columns = ", ".join(
+        f"{key} AS k{n}, {label} AS v{n}" for n, (key, label) in enumerate(zip(keys, shown, strict=True))
+    )
+    rows = await connection.fetch(
+        f"""SELECT {columns},
+                   ARRAY[{which}] AS grouped, count(*) AS count
+            FROM items i WHERE {where}
+            GROUP BY GROUPING SETS ({", ".join(f"({key})" for key in keys)})""",
+        *params,
+    )
+    counts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for row in rows:
+        n = row["grouped"].index(True)
+        name = names[n]
         if name == "price":
-            counts[name] = await _price_buckets(connection, where, params)
-            continue
-        column = "i.condition" if name == "condition" else f"lower(i.{name})"
-        params.append(MAX_VALUES)
-        rows = await connection.fetch(
-            f"""SELECT min(i.{name}) AS value, count(*) AS count FROM items i
-                WHERE {where} AND i.{name} IS NOT NULL
-                GROUP BY {column} ORDER BY count DESC, value LIMIT ${len(params)}""",
-            *params,
-        )
-        counts[name] = [{"value": r["value"], "count": r["count"]} for r in rows]
+            counts[name].append({"bucket": row[f"k{n}"], "count": row["count"]})
+        elif row[f"v{n}"] is not None:
+            counts[name].append({"value": row[f"v{n}"], "count": row["count"]})
+    for name in names:
+        if name == "price":
+            counts[name] = _buckets({c["bucket"]: c["count"] for c in counts[name]})
+        else:
+            counts[name] = sorted(counts[name], key=lambda c: (-c["count"], c["value"]))[:MAX_VALUES]
     return counts
 
 
-async def _price_buckets(connection: asyncpg.Connection, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    edges = ", ".join(str(edge) for edge in PRICE_EDGES[1:])
+async def _count_candidates(
+    connection: asyncpg.Connection, names: tuple[str, ...], filters: SearchFilters, candidates: list[int]
+) -> dict[str, list[dict[str, Any]]]:
+    """A few hundred candidates: read their fields once and count here, per field."""
+    params: list[Any] = [candidates]
+    where = filter_sql(SearchFilters(), params)
     rows = await connection.fetch(
-        f"""SELECT width_bucket(i.price, ARRAY[{edges}]::numeric[]) AS bucket, count(*) AS count
-            FROM items i WHERE {where} GROUP BY bucket""",
+        f"""SELECT i.size, i.brand, i.colour, i.condition, i.category, i.price FROM items i
+            WHERE i.id = ANY($1::bigint[]) AND {where}""",
         *params,
     )
-    found = {r["bucket"]: r["count"] for r in rows}
+    counts: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        others = _without(filters, name)
+        kept = [row for row in rows if _passes(row, others)]
+        if name == "price":
+            found: dict[int, int] = {}
+            for row in kept:
+                bucket = sum(1 for edge in PRICE_EDGES[1:] if row["price"] >= edge)
+                found[bucket] = found.get(bucket, 0) + 1
+            counts[name] = _buckets(found)
+            continue
+        tally: dict[str, list[Any]] = {}
+        for row in kept:
+            value = row[name]
+            if value is not None:
+                key = value if name == "condition" else value.lower()
+                entry = tally.setdefault(key, [value, 0])
+                entry[0] = min(entry[0], value)
+                entry[1] += 1
+        ordered = sorted(tally.values(), key=lambda e: (-e[1], e[0]))[:MAX_VALUES]
+        counts[name] = [{"value": value, "count": count} for value, count in ordered]
+    return counts
+
+
+def _passes(row: asyncpg.Record, filters: SearchFilters) -> bool:
+    """The same test as ``filter_sql``, on a row already read."""
+    for name in FIELDS:
+        wanted = getattr(filters, name)
+        if wanted is None:
+            continue
+        value = row[name]
+        if value is None or (value != wanted if name == "condition" else value.lower() != wanted.lower()):
+            return False
+    if filters.price_min is not None and row["price"] < filters.price_min:
+        return False
+    return filters.price_max is None or row["price"] <= filters.price_max
+
+
+def _buckets(found: dict[int, int]) -> list[dict[str, Any]]:
     buckets = []
     for index, low in enumerate(PRICE_EDGES):
         high = PRICE_EDGES[index + 1] if index + 1 < len(PRICE_EDGES) else None
