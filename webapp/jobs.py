@@ -69,6 +69,25 @@ async def queue_for_new_item(connection: asyncpg.Connection, item_id: int, fallb
     return keys
 
 
+async def requeue_item(connection: asyncpg.Connection, item_id: int, fallback_key: str) -> list[str]:
+    """Queue an item again for every unretired key (its photo changed): a fresh job, fresh attempts."""
+    rows = await connection.fetch(
+        """INSERT INTO embedding_jobs (item_id, model_key)
+           SELECT $1, model_key FROM embedding_models WHERE retired_at IS NULL
+           UNION SELECT $1, $2
+           ON CONFLICT (item_id, model_key) DO UPDATE
+           SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL, lease = NULL,
+               updated_at = now()
+           RETURNING model_key""",
+        item_id,
+        fallback_key,
+    )
+    keys = [r["model_key"] for r in rows]
+    for key in keys:
+        await notify(connection, key)
+    return keys
+
+
 async def queue_backfill(connection: asyncpg.Connection, model_key: str) -> int:
     """Queue ``model_key`` for every live item it has not embedded; idempotent. Returns how many."""
     async with connection.transaction():

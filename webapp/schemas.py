@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from dataclasses import fields
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from quart_schema import document_response
 from quart_schema.openapi import OpenAPIProvider
 
 from webapp.errors import ApiError
+from webapp.search.facets import parse_names as parse_facet_names
 from webapp.search.filters import Mode, SearchFilters, Sort
 
 MAX_ID = 2**63 - 1
@@ -46,44 +57,85 @@ Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 SizeLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20), Printable]
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), Printable]
 Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+# The one list of conditions a garment can be in.
+Condition = Literal["new_with_tags", "like_new", "good", "fair", "worn"]
 
 
-class TextSearch(Page):
+def _as_text(value: object) -> object:
+    # Rows hold Decimal and datetime; the API sends exact decimals and ISO 8601 as strings.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _currency(value: object) -> object:
+    # The column is char(3): the one place its blank padding is dropped.
+    return value.strip() if isinstance(value, str) else value
+
+
+def _rounded(value: object) -> object:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+Currency = Annotated[str, BeforeValidator(_currency), StringConstraints(pattern=r"^[A-Z]{3}$")]
+DecimalText = Annotated[str, BeforeValidator(_as_text), Field(description="Exact decimal, as a string")]
+Timestamp = Annotated[str, BeforeValidator(_as_text), Field(description="ISO 8601")]
+Score = Annotated[float | None, BeforeValidator(_rounded)]
+
+
+class FilterParams(BaseModel):
+    """What a listing can be narrowed by: the one definition of the filter parameters."""
+
+    category: Facet | None = None
+    size: Facet | None = None
+    colour: Facet | None = None
+    brand: Facet | None = None
+    condition: Condition | None = None
+    price_min: Price | None = None
+    price_max: Price | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("price_min is above price_max")
+        return self
+
+    def filters(self) -> SearchFilters:
+        return SearchFilters(**{f.name: getattr(self, f.name) for f in fields(SearchFilters)})
+
+
+class TextSearch(Page, FilterParams):
     """Text search; without ``q`` it lists the items that pass the filters."""
 
     q: Query | None = None
     mode: Mode = Mode.HYBRID
     sort: Sort = Sort.RELEVANCE
     min_score: float | None = Field(default=None, ge=-1, le=1, description="drop semantic matches below")
-    category: Facet | None = None
-    size: Facet | None = None
-    colour: Facet | None = None
-    brand: Facet | None = None
-    condition: Literal["new_with_tags", "like_new", "good", "fair", "worn"] | None = None
-    price_min: Price | None = None
-    price_max: Price | None = None
+    facets: str | None = Field(
+        default=None,
+        description="Comma-separated fields to count (size, brand, colour, condition, category, price) or all",
+    )
+    parse: bool = Field(
+        default=True,
+        description="Read constraints written in q (price, size, colour, brand, condition) as filters",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TextSearch:
-        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
-            raise ValueError("price_min is above price_max")
         if self.min_score is not None and (self.q is None or self.mode is Mode.KEYWORD):
             raise ValueError("min_score needs a query in semantic or hybrid mode")
+        if self.facets is not None:
+            parse_facet_names(self.facets)
         return self
 
-    def filters(self) -> SearchFilters:
-        return SearchFilters(
-            category=self.category,
-            size=self.size,
-            colour=self.colour,
-            brand=self.brand,
-            condition=self.condition,
-            price_min=self.price_min,
-            price_max=self.price_max,
-        )
 
+class GarmentOut(BaseModel):
+    """What every answer says about a garment; built from a row with ``from_row``."""
 
-class SearchHitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     title: str
     brand: str | None
@@ -91,11 +143,39 @@ class SearchHitOut(BaseModel):
     size: str | None
     colour: str | None
     condition: str | None
-    price: str = Field(description="Exact decimal, as a string")
-    currency: str
+    price: DecimalText
+    currency: Currency
     image_url: str
-    score: float | None = Field(description="Cosine similarity to the query, -1 to 1 (none when browsing)")
-    relevance: float | None = Field(default=None, description="The ranking score (fused rank in hybrid mode)")
+
+    @classmethod
+    def from_row(cls, row: object, image_url: str) -> Self:
+        return cls.model_validate({**vars(row), "image_url": image_url})
+
+
+class SearchHitOut(GarmentOut):
+    score: Score = Field(description="Cosine similarity to the query, -1 to 1 (none when browsing)")
+    relevance: Score = Field(default=None, description="The ranking score (fused rank in hybrid mode)")
+
+
+class Interpreted(BaseModel):
+    """What was read out of the query: the words searched, and the filters applied from it."""
+
+    q: str = Field(description="The words left to search (empty when the query was all constraints)")
+    filters: dict[str, str] = Field(
+        description="Filters taken from the query, by parameter name (brand, colour, size, condition, "
+        "price_min, price_max); values as strings, prices exact"
+    )
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class PriceBucket(BaseModel):
+    min: str = Field(description="Inclusive lower bound, exact decimal")
+    max: str | None = Field(description="Exclusive upper bound; none for the open-ended last bucket")
+    count: int
 
 
 class SearchPageOut(BaseModel):
@@ -103,6 +183,19 @@ class SearchPageOut(BaseModel):
     limit: int
     offset: int
     next_offset: int | None
+    facets: dict[str, list[FacetValue] | list[PriceBucket]] | None = Field(
+        default=None,
+        description="Counts per value of each requested field; a field's counts ignore its own filter "
+        "(disjunctive), price comes as buckets",
+    )
+    facets_scope: Literal["exact", "candidates"] | None = Field(
+        default=None,
+        description="exact: over the whole filtered catalog (browsing); candidates: over the ranked "
+        "candidate set a query's pages are drawn from",
+    )
+    interpreted: Interpreted | None = Field(
+        default=None, description="Present when constraints were taken out of q (see the parse parameter)"
+    )
 
 
 class StreamLineOut(SearchPageOut):
@@ -112,25 +205,33 @@ class StreamLineOut(SearchPageOut):
     stage: Literal["keyword", "final"]
 
 
-class ItemOut(BaseModel):
-    id: int
-    status: str = Field(description="pending, ready or failed")
-    title: str
+class ItemOut(GarmentOut):
+    status: str = Field(
+        description="pending, ready (searchable) or failed, as the photo is embedded; reserved or sold "
+        "once the seller says so (out of search)"
+    )
     description: str
-    brand: str | None
-    category: str | None
-    size: str | None
-    colour: str | None
-    condition: str | None
-    price: str
-    currency: str
-    image_url: str
     failure_reason: str | None
     pending_reason: str | None = Field(
         default=None, description="why a pending item waits, when no worker is running for its model"
     )
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ItemListQuery(FilterParams):
+    """A seller's or admin's view of the catalog, newest first, a page at a time."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,18}$")] | None = Field(
+        default=None, description="next_cursor of the previous page"
+    )
+    status: Literal["pending", "ready", "failed", "reserved", "sold"] | None = None
+
+
+class ItemListOut(BaseModel):
+    items: list[ItemOut]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; none on the last")
 
 
 class ItemAccepted(BaseModel):

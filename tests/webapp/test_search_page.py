@@ -71,8 +71,9 @@ async def test_search_page_in_chromium(live: tuple[Quart, str], tmp_path: Path, 
         await expect(first.locator(".score")).to_contain_text("match")
         await expect(page.locator("#status")).to_have_text("6 items")
 
-        # Filters narrow the results.
-        await page.locator("input[name=category]").fill("outerwear")
+        # Filters narrow the results: a facet value, then a sort order.
+        await page.locator("#facets [data-facet=category] button", has_text="outerwear").click()
+        await expect(cards).to_have_count(2)
         await page.locator("select[name=sort]").select_option("price_desc")
         await page.locator("#q").press("Enter")
         await expect(cards).to_have_count(2)

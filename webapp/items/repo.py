@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from decimal import Decimal
 
 import asyncpg
@@ -12,8 +12,10 @@ from webapp import jobs
 from webapp.cache import note_catalog_write
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewItem:
+    """The fields a seller writes: the one row-level definition of a garment."""
+
     title: str
     price: Decimal
     currency: str = "USD"
@@ -25,18 +27,11 @@ class NewItem:
     condition: str | None = None
 
 
-@dataclass(frozen=True)
-class Item:
+@dataclass(frozen=True, kw_only=True)
+class Item(NewItem):
+    """A stored listing: the seller's fields plus what the service keeps about it."""
+
     id: int
-    title: str
-    description: str
-    brand: str | None
-    category: str | None
-    size: str | None
-    colour: str | None
-    condition: str | None
-    price: Decimal
-    currency: str
     status: str
     failure_reason: str | None
     image_key: str
@@ -45,10 +40,8 @@ class Item:
     updated_at: dt.datetime
 
 
-_ITEM_COLUMNS = (
-    "id, title, description, brand, category, size, colour, condition, price, currency, status, "
-    "failure_reason, image_key, image_sha256, created_at, updated_at"
-)
+GARMENT_COLUMNS = tuple(f.name for f in fields(NewItem))
+_ITEM_COLUMNS = ", ".join(f.name for f in fields(Item))
 
 
 def _item(row: asyncpg.Record) -> Item:
@@ -84,20 +77,12 @@ async def insert_item_with_job(
     Raises asyncpg.UniqueViolationError when a live item already has these image bytes.
     """
     async with connection.transaction():
+        values = astuple(item)
         item_id: int = await connection.fetchval(
-            """INSERT INTO items (title, description, brand, category, size, colour, condition,
-                                  price, currency, image_key, image_sha256)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-               RETURNING id""",
-            item.title,
-            item.description,
-            item.brand,
-            item.category,
-            item.size,
-            item.colour,
-            item.condition,
-            item.price,
-            item.currency,
+            f"""INSERT INTO items ({", ".join(GARMENT_COLUMNS)}, image_key, image_sha256)
+                VALUES ({", ".join(f"${n}" for n in range(1, len(values) + 3))})
+                RETURNING id""",
+            *values,
             image_key,
             image_sha256,
         )
@@ -136,3 +121,64 @@ async def catalog_version(connection: asyncpg.Connection) -> int:
 async def count_items(connection: asyncpg.Connection) -> int:
     count: int = await connection.fetchval("SELECT count(*) FROM items WHERE status <> 'deleted'")
     return count
+
+
+# The statuses a seller sets; 'available' is stored as 'ready' once the item is searchable.
+SALE_STATUSES = ("available", "reserved", "sold")
+
+
+async def update_item(
+    connection: asyncpg.Connection, item_id: int, changes: dict[str, object], sale_status: str | None
+) -> Item | None:
+    """Change a live item's fields and sale status, and bump the catalog version; None if absent.
+
+    Reserved and sold items leave search at once (search reads only ready ones). Making one
+    available again returns it to search if it has an embedding, else to the queue's outcome.
+    """
+    assignments: list[str] = []
+    params: list[object] = [item_id]
+    for column, value in changes.items():
+        if column not in GARMENT_COLUMNS and column not in ("image_key", "image_sha256"):
+            raise ValueError(f"not an item field: {column}")
+        params.append(value)
+        assignments.append(f"{column} = ${len(params)}")
+    if sale_status in ("reserved", "sold"):
+        params.append(sale_status)
+        assignments.append(f"status = ${len(params)}")
+    elif sale_status == "available":
+        assignments.append(
+            """status = CASE
+                   WHEN status IN ('reserved', 'sold') AND EXISTS
+                        (SELECT 1 FROM item_embeddings e WHERE e.item_id = items.id) THEN 'ready'
+                   WHEN status IN ('reserved', 'sold') AND EXISTS
+                        (SELECT 1 FROM embedding_jobs j WHERE j.item_id = items.id AND j.status = 'failed')
+                        THEN 'failed'
+                   WHEN status IN ('reserved', 'sold') THEN 'pending'
+                   ELSE status END"""
+        )
+    assignments.append("updated_at = now()")
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            f"""UPDATE items SET {", ".join(assignments)} WHERE id = $1 AND status <> 'deleted'
+                RETURNING {_ITEM_COLUMNS}""",
+            *params,
+        )
+        if row is None:
+            return None
+        await bump_catalog_version(connection)
+    return _item(row)
+
+
+async def list_items(
+    connection: asyncpg.Connection, where: str, params: list[object], *, before_id: int | None, limit: int
+) -> list[Item]:
+    """Live items passing ``where`` (conditions on ``items i``), newest first, ids below ``before_id``."""
+    params = [*params, before_id or 2**63 - 1, limit]
+    columns = ", ".join(f"i.{f.name}" for f in fields(Item))
+    rows = await connection.fetch(
+        f"""SELECT {columns} FROM items i
+            WHERE {where} AND i.id < ${len(params) - 1}
+            ORDER BY i.id DESC LIMIT ${len(params)}""",
+        *params,
+    )
+    return [_item(r) for r in rows]

@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
-from quart_schema import DataSource, validate_request, validate_response
+from typing import Any
+
+from quart import Blueprint, Response, request
+from quart_schema import (
+    DataSource,
+    document_request,
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from webapp.auth import require_admin
 from webapp.context import services
 from webapp.errors import ApiError
-from webapp.items.repo import Item, delete_item, select_item
+from webapp.items.edit import ItemPatch, edit_item, parse_patch
+from webapp.items.repo import Item, delete_item, list_items, select_item
 from webapp.items.service import ItemUpload, create_item
 from webapp.model_keys import pending_reason
 from webapp.ratelimit import rate_limited
-from webapp.schemas import ItemAccepted, ItemOut, document_errors, parse_item_id
+from webapp.schemas import (
+    ErrorOut,
+    ItemAccepted,
+    ItemListOut,
+    ItemListQuery,
+    ItemOut,
+    document_errors,
+    parse_item_id,
+)
+from webapp.search.repo import filter_sql
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")
 
 
 async def item_out(item: Item) -> ItemOut:
-    return ItemOut(
-        id=item.id,
-        status=item.status,
-        title=item.title,
-        description=item.description,
-        brand=item.brand,
-        category=item.category,
-        size=item.size,
-        colour=item.colour,
-        condition=item.condition,
-        price=str(item.price),
-        currency=item.currency.strip(),
-        image_url=await services().storage.url(item.image_key),
-        failure_reason=item.failure_reason,
-        created_at=item.created_at.isoformat(),
-        updated_at=item.updated_at.isoformat(),
-    )
+    return ItemOut.from_row(item, await services().storage.url(item.image_key))
 
 
 @blueprint.post("")
@@ -72,8 +75,64 @@ async def get_item(raw_id: str) -> ItemOut:
 async def remove_item(raw_id: str) -> Response:
     """Remove an item from the catalog and from search."""
     item_id = parse_item_id(raw_id)
-    async with services().pool.acquire() as connection:
+    svc = services()
+    async with svc.pool.acquire() as connection:
         removed = await delete_item(connection, item_id)
+    if svc.suggester is not None:
+        svc.suggester.forget()
     if not removed:
         raise ApiError(404, "not_found", f"There is no item {item_id}.")
     return Response(status=204)
+
+
+@blueprint.get("")
+@require_admin
+@validate_querystring(ItemListQuery)
+@validate_response(ItemListOut)
+@document_response(ErrorOut, 401)
+async def get_items(query_args: ItemListQuery) -> ItemListOut:
+    """The catalog for sellers and admins, newest first: any status, the search filters, a cursor."""
+    params: list[Any] = []
+    status = "i.status <> 'deleted'"
+    if query_args.status is not None:
+        params.append(query_args.status)
+        status = f"i.status = ${len(params)}"
+    where = filter_sql(query_args.filters(), params, status=status)
+    before = int(query_args.cursor) if query_args.cursor else None
+    async with services().pool.acquire() as connection:
+        items = await list_items(connection, where, params, before_id=before, limit=query_args.limit)
+    full = len(items) == query_args.limit
+    return ItemListOut(
+        items=[await item_out(item) for item in items],
+        next_cursor=str(items[-1].id) if full else None,
+    )
+
+
+@blueprint.patch("/<raw_id>")
+@require_admin
+@document_request(ItemPatch)
+@validate_response(ItemOut)
+@document_response(ErrorOut, 404)
+async def patch_item(raw_id: str) -> ItemOut:
+    """Change a listing: any field, its sale status (available, reserved, sold), or its photo.
+
+    JSON, or multipart/form-data with an optional ``image`` part. Reserved and sold items leave
+    search at once; a new photo is re-embedded through the queue, changed text alone is not.
+    """
+    item_id = parse_item_id(raw_id)
+    photo: bytes | None = None
+    if request.mimetype == "multipart/form-data":
+        data: Any = dict((await request.form).items())
+        upload = (await request.files).get("image")
+        photo = upload.read() if upload is not None else None
+    else:
+        data = await request.get_json(force=True, silent=True)
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid_json", "Send the changes as a JSON object or as multipart/form-data.")
+    svc = services()
+    item = await edit_item(svc, item_id, parse_patch(data), photo)
+    # Result caches are keyed by the catalog version, which the change bumped; this process's
+    # suggestion previews are held by prefix, so they go too.
+    if svc.suggester is not None:
+        svc.suggester.forget()
+    return await item_out(item)

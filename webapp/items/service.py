@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated
 
 import asyncpg
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -21,9 +20,7 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.images import CheckedImage, check_image, read_header
 from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
-from webapp.schemas import Description, Facet, SizeLabel, Title
-
-Condition = Literal["new_with_tags", "like_new", "good", "fair", "worn"]
+from webapp.schemas import Condition, Currency, Description, Facet, SizeLabel, Title
 
 
 class ItemFields(BaseModel):
@@ -39,7 +36,7 @@ class ItemFields(BaseModel):
     colour: Facet | None = None
     condition: Condition | None = None
     price: Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False)]
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    currency: Currency = "USD"
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from cachetools import TTLCache
 
 from webapp.db import sql_literal, vector_expression, vector_index_name
 from webapp.search.filters import SearchFilters, Sort
+from webapp.search.forgive import WordGroup
 
 # Below this many matching items an exact scan of the filtered set is both exact and fast
 # (a few thousand distance computations); above it the HNSW index with iterative scan wins.
@@ -33,11 +34,6 @@ COUNT_CAP = 50_000
 PLAN_CACHE_TTL_S = 30.0
 # Advisory lock held while building per-category indexes, so instances do not race.
 _CATEGORY_INDEX_LOCK = 0x70726574_63617478
-
-_HIT_COLUMNS = (
-    "i.id, i.title, i.brand, i.category, i.size, i.colour, i.condition, i.price, i.currency, "
-    "i.image_key, i.created_at"
-)
 
 
 @dataclass(frozen=True)
@@ -74,9 +70,16 @@ class Hit:
         )
 
 
-def filter_sql(filters: SearchFilters, params: list[Any]) -> str:
-    """SQL conditions on ``items i`` for the active filters; appends their parameters."""
-    clauses = ["i.status = 'ready'"]
+# Every stored field of a hit (the scores are computed per query).
+_HIT_COLUMNS = ", ".join(f"i.{f.name}" for f in fields(Hit) if f.name not in ("score", "relevance"))
+
+
+def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.status = 'ready'") -> str:
+    """SQL conditions on ``items i`` for the active filters; appends their parameters.
+
+    Search sees only ready items; the seller's listing passes its own ``status`` condition.
+    """
+    clauses = [status]
     for column in ("category", "size", "colour", "brand"):
         value = getattr(filters, column)
         if value is not None:
@@ -306,6 +309,46 @@ class VectorQueries:
         )
         return [_hit(r, relevance=float(r["rank"])) for r in rows]
 
+    async def forgiving(
+        self,
+        connection: asyncpg.Connection,
+        groups: list[WordGroup],
+        *,
+        limit: int,
+        filters: SearchFilters | None = None,
+        exclude: list[int] | None = None,
+    ) -> list[Hit]:
+        """Items matching any group of alternatives, those matching more groups first (soft AND)."""
+        if not groups:
+            return []
+        params: list[Any] = [limit, exclude or []]
+        where = filter_sql(filters or SearchFilters(), params)
+        expressions = []
+        for group in groups:
+            alternatives = []
+            for term in group.terms:
+                params.append(term)
+                alternatives.append(
+                    f"plainto_tsquery('simple', ${len(params)}) || plainto_tsquery('english', ${len(params)})"
+                )
+            if group.prefix:
+                params.append(group.word + ":*")
+                alternatives.append(f"to_tsquery('simple', ${len(params)})")
+            expressions.append("(" + " || ".join(alternatives) + ")")
+        names = [f"g{n}" for n in range(len(expressions))]
+        coverage = " + ".join(f"(i.search_tsv @@ g.{name})::int" for name in names)
+        anything = " || ".join(f"g.{name}" for name in names)
+        rows = await connection.fetch(
+            f"""WITH g AS (SELECT {", ".join(f"{e} AS {n}" for e, n in zip(expressions, names, strict=True))})
+                SELECT {_HIT_COLUMNS}, {coverage} AS coverage, ts_rank_cd(i.search_tsv, {anything}, 32) AS rank
+                FROM items i, g
+                WHERE i.search_tsv @@ ({anything}) AND NOT i.id = ANY($2::bigint[]) AND {where}
+                ORDER BY coverage DESC, rank DESC, i.id
+                LIMIT $1""",
+            *params,
+        )
+        return [_hit(r, relevance=float(r["rank"])) for r in rows]
+
     async def scores(
         self, connection: asyncpg.Connection, vector: np.ndarray, ids: list[int]
     ) -> dict[int, float]:
@@ -345,6 +388,27 @@ class VectorQueries:
         if hasattr(value, "to_numpy"):  # pgvector.Vector
             value = value.to_numpy()
         return np.asarray(value, dtype=np.float32)
+
+
+async def catalog_names(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
+    """The distinct brands and colours of searchable items (for reading them in queries)."""
+    rows = await connection.fetch(
+        """SELECT 'brand' AS kind, brand AS name FROM (SELECT DISTINCT brand FROM items
+               WHERE status = 'ready' AND brand IS NOT NULL) b
+           UNION ALL
+           SELECT 'colour', colour FROM (SELECT DISTINCT colour FROM items
+               WHERE status = 'ready' AND colour IS NOT NULL) c"""
+    )
+    return (
+        [r["name"] for r in rows if r["kind"] == "brand"],
+        [r["name"] for r in rows if r["kind"] == "colour"],
+    )
+
+
+async def search_words(connection: asyncpg.Connection) -> list[str]:
+    """Every word the catalog has held (for correcting typos against)."""
+    rows = await connection.fetch("SELECT word FROM search_words")
+    return [r["word"] for r in rows]
 
 
 def prefix_tsquery(text: str) -> str | None:

@@ -19,6 +19,7 @@ from webapp.context import Services, services
 from webapp.jsonio import dumps_bytes
 from webapp.ratelimit import rate_limited
 from webapp.schemas import (
+    Interpreted,
     Page,
     SearchHitOut,
     SearchPageOut,
@@ -27,14 +28,17 @@ from webapp.schemas import (
     document_errors,
     parse_item_id,
 )
+from webapp.search.facets import parse_names as parse_facet_names
 from webapp.search.repo import Hit
 from webapp.search.service import (
     SearchRequest,
+    facet_counts,
     normalise_query,
     search_image,
     search_similar,
     search_stages,
     search_text,
+    understand,
 )
 
 blueprint = Blueprint("search", __name__)
@@ -44,8 +48,9 @@ class PhotoSearch(BaseModel):
     image: File
 
 
-def to_request(args: TextSearch) -> SearchRequest:
-    return SearchRequest(
+async def to_request(svc: Services, args: TextSearch) -> tuple[SearchRequest, Interpreted | None]:
+    """The search to run, after reading constraints out of q (unless ``parse=false``)."""
+    request = SearchRequest(
         q=args.q,
         filters=args.filters(),
         mode=args.mode,
@@ -54,32 +59,23 @@ def to_request(args: TextSearch) -> SearchRequest:
         limit=args.limit,
         offset=args.offset,
     )
+    if not args.parse:
+        return request, None
+    request, parsed = await understand(svc, request)
+    return request, None if parsed is None else Interpreted(q=parsed.q, filters=parsed.filters)
 
 
-async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
-    items = [
-        SearchHitOut(
-            id=h.id,
-            title=h.title,
-            brand=h.brand,
-            category=h.category,
-            size=h.size,
-            colour=h.colour,
-            condition=h.condition,
-            price=str(h.price),
-            currency=h.currency.strip(),
-            image_url=await svc.storage.url(h.image_key),
-            score=None if h.score is None else round(h.score, 6),
-            relevance=None if h.relevance is None else round(h.relevance, 6),
-        )
-        for h in hits
-    ]
+async def page_out(
+    svc: Services, hits: list[Hit], page: Page, interpreted: Interpreted | None = None
+) -> SearchPageOut:
+    items = [SearchHitOut.from_row(h, await svc.storage.url(h.image_key)) for h in hits]
     full = len(items) == page.limit
     return SearchPageOut(
         items=items,
         limit=page.limit,
         offset=page.offset,
         next_offset=page.offset + page.limit if full else None,
+        interpreted=interpreted,
     )
 
 
@@ -91,9 +87,23 @@ async def page_out(svc: Services, hits: list[Hit], page: Page) -> SearchPageOut:
 async def search(query_args: TextSearch) -> SearchPageOut:
     """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
-    hits = await search_text(svc, to_request(query_args))
+    request, interpreted = await to_request(svc, query_args)
+    hits = await search_text(svc, request)
     _learn(svc, query_args, hits)
-    return await page_out(svc, hits, query_args)
+    page = await page_out(svc, hits, query_args, interpreted)
+    return await with_facets(svc, page, request, query_args)
+
+
+async def with_facets(
+    svc: Services, page: SearchPageOut, request: SearchRequest, args: TextSearch
+) -> SearchPageOut:
+    """The page with the facet counts asked for, if any."""
+    if args.facets is None:
+        return page
+    counts = await facet_counts(svc, request, parse_facet_names(args.facets))
+    return SearchPageOut.model_validate(
+        {**page.model_dump(), "facets": counts.values, "facets_scope": counts.scope}
+    )
 
 
 def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
@@ -110,10 +120,11 @@ def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
 async def search_stream(query_args: TextSearch) -> Response:
     """Newline-delimited JSON: keyword hits as soon as they exist, then the final ranking.
 
-    Each line is {"stage": "keyword" | "final", "items": [...]}; the last line is the final one.
+    Each line is {"stage": "keyword" | "final", "items": [...]}; the last line is the final one,
+    and carries the facet counts when they were asked for.
     """
     svc = services()
-    request = to_request(query_args)
+    request, interpreted = await to_request(svc, query_args)
     stages = search_stages(svc, request)
     # The first stage runs before the response starts, so bad state (model still loading)
     # is an ordinary JSON error and not a broken stream.
@@ -122,9 +133,10 @@ async def search_stream(query_args: TextSearch) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         stage, hits = first
         while True:
-            page = await page_out(svc, hits, query_args)
+            page = await page_out(svc, hits, query_args, interpreted)
             if stage == "final":
                 _learn(svc, query_args, hits)
+                page = await with_facets(svc, page, request, query_args)
             yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":
                 return

@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
+import asyncpg
 import numpy as np
 import orjson
+from cachetools import LRUCache
 
 from webapp.cache import query_key
 from webapp.context import Services
 from webapp.errors import ApiError, ModelNotReady
 from webapp.images import decode_rgb, read_header
 from webapp.jsonio import dumps_bytes
+from webapp.search.facets import FacetCounts, count_facets
 from webapp.search.filters import Mode, SearchFilters, Sort
-from webapp.search.repo import Hit, VectorQueries
+from webapp.search.forgive import load_synonyms, word_groups
+from webapp.search.parse import (
+    ALIASES_FILE,
+    Aliases,
+    Parsed,
+    Vocabulary,
+    load_aliases,
+    merge_filters,
+    parse_query,
+)
+from webapp.search.repo import Hit, VectorQueries, catalog_names, search_words
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
 # Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
@@ -68,6 +82,115 @@ async def _cached(services: Services, key: str) -> list[Hit] | None:
 
 async def _store(services: Services, key: str, hits: list[Hit]) -> None:
     await services.cache.set_result(key, dumps_bytes([h.to_json() for h in hits]))
+
+
+# Exact matches as plentiful as a page leave typos, synonyms and missing words nothing to add;
+# the forgiving pass runs only below this (a stable choice per query, so pages stay consistent).
+FORGIVE_BELOW = 20
+
+
+@dataclass(frozen=True)
+class CatalogWords:
+    """What the catalog holds, for reading queries: names for filters, words for corrections."""
+
+    names: Vocabulary
+    words: frozenset[str]
+
+
+_SHIPPED: list[tuple[Aliases, dict[str, tuple[str, ...]]]] = []
+# Per pool (held, so its id is not reused): the catalog version and its words.
+_CATALOG_WORDS: LRUCache[int, tuple[asyncpg.Pool, int, CatalogWords]] = LRUCache(maxsize=8)
+
+
+def _shipped() -> tuple[Aliases, dict[str, tuple[str, ...]]]:
+    """The editable lists shipped with the service, read once."""
+    if not _SHIPPED:
+        _SHIPPED.append((load_aliases(ALIASES_FILE), load_synonyms()))
+    return _SHIPPED[0]
+
+
+async def catalog_words(services: Services) -> CatalogWords:
+    """The catalog's names and words, read again only when the catalog changes."""
+    version = await _version(services)
+    entry = _CATALOG_WORDS.get(id(services.pool))
+    if entry is not None and entry[0] is services.pool and entry[1] == version:
+        return entry[2]
+    async with services.pool.acquire() as connection:
+        brands, colours = await catalog_names(connection)
+        words = await search_words(connection)
+    found = CatalogWords(Vocabulary.build(brands, colours, _shipped()[0]), frozenset(words))
+    _CATALOG_WORDS[id(services.pool)] = (services.pool, version, found)
+    return found
+
+
+async def keyword_ranking(
+    services: Services, queries: VectorQueries, text: str, filters: SearchFilters
+) -> list[Hit]:
+    """Exact keyword matches first (phrases, brand and model), then forgiving ones, best first."""
+    async with services.pool.acquire() as connection:
+        exact = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+    if len(exact) >= FORGIVE_BELOW:
+        return exact
+    groups = word_groups(text, (await catalog_words(services)).words, _shipped()[1])
+    async with services.pool.acquire() as connection:
+        more = await queries.forgiving(
+            connection, groups, limit=CANDIDATES - len(exact), filters=filters, exclude=[h.id for h in exact]
+        )
+    return exact + more
+
+
+async def understand(services: Services, request: SearchRequest) -> tuple[SearchRequest, Parsed | None]:
+    """Constraints written in the query become filters; filters given as parameters win.
+
+    Returns the request to run and, when something was taken out of the query, what was read.
+    """
+    if request.q is None:
+        return request, None
+    parsed = parse_query(request.q, (await catalog_words(services)).names)
+    if not parsed.changed:
+        return request, None
+    explicit = {name: getattr(request.filters, name) for name in SearchFilters.__dataclass_fields__}
+    applied = merge_filters(explicit, parsed.filters)
+    typed: dict[str, object] = {
+        name: Decimal(value) if name.startswith("price_") else value for name, value in applied.items()
+    }
+    filters = replace(request.filters, **typed)  # type: ignore[arg-type]
+    return replace(request, q=parsed.q or None, filters=filters), Parsed(parsed.q, applied)
+
+
+async def facet_counts(services: Services, request: SearchRequest, names: tuple[str, ...]) -> FacetCounts:
+    """Disjunctive counts: exact over the filtered catalog when browsing, else over the candidates."""
+    queries = _queries(services)
+    text = request.q and normalise_query(request.q)
+    key = query_key(
+        "facets", services.model_key, await _version(services), text, request.filters.cache_key(),
+        request.mode.value, names,
+    )  # fmt: skip
+    cached = await services.cache.get_result(key)
+    if cached is not None:
+        return FacetCounts.from_json(cached)
+    candidates: list[int] | None = None
+    if text is not None:
+        # The set pages are drawn from, and the same without filters, so that a field's own
+        # filter does not hide its other values.
+        wanted = [request.filters, SearchFilters()] if request.filters.active else [request.filters]
+        found: dict[int, None] = {}
+        vector = None if request.mode is Mode.KEYWORD else await text_vector(services, text)
+        for filters in wanted:
+            if request.mode is not Mode.SEMANTIC:
+                found.update(
+                    dict.fromkeys(h.id for h in await keyword_ranking(services, queries, text, filters))
+                )
+            if vector is not None:
+                async with services.pool.acquire() as connection:
+                    near = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
+                found.update(dict.fromkeys(h.id for h in near))
+        candidates = list(found)
+    async with services.pool.acquire() as connection:
+        values = await count_facets(connection, names, request.filters, candidates)
+    counts = FacetCounts(values, "exact" if candidates is None else "candidates")
+    await services.cache.set_result(key, counts.to_json().encode())
+    return counts
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
@@ -122,31 +245,41 @@ async def search_stages(services: Services, request: SearchRequest) -> AsyncIter
 async def _compute(
     services: Services, queries: VectorQueries, request: SearchRequest, key: str
 ) -> AsyncIterator[tuple[str, list[Hit]]]:
-    start, end = request.offset, request.offset + request.limit
-    filters = request.filters
+    """Every way to a page ends here: the page is cached once and yielded as the final stage."""
     if request.q is None:
         async with services.pool.acquire() as connection:
             hits = await queries.browse(
-                connection, filters=filters, sort=request.sort, limit=request.limit, offset=request.offset
-            )
-        await _store(services, key, hits)
-        yield "final", hits
-        return
-    text = normalise_query(request.q)
-    if request.mode is Mode.KEYWORD:
-        async with services.pool.acquire() as connection:
-            ranked = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
-        hits = _sorted(ranked, request.sort)[start:end]
-        await _store(services, key, hits)
-        yield "final", hits
-        return
+                connection, filters=request.filters, sort=request.sort, limit=request.limit,
+                offset=request.offset,
+            )  # fmt: skip
+    elif request.mode is Mode.KEYWORD:
+        ranked = await keyword_ranking(services, queries, normalise_query(request.q), request.filters)
+        hits = _page(_sorted(ranked, request.sort), request)
+    else:
+        hits = []
+        async for stage, found in _ranked_by_vector(services, queries, request, normalise_query(request.q)):
+            if stage == "final":
+                hits = found
+            else:
+                yield stage, found
+    await _store(services, key, hits)
+    yield "final", hits
 
+
+def _page(ranked: list[Hit], request: SearchRequest) -> list[Hit]:
+    return ranked[request.offset : request.offset + request.limit]
+
+
+async def _ranked_by_vector(
+    services: Services, queries: VectorQueries, request: SearchRequest, text: str
+) -> AsyncIterator[tuple[str, list[Hit]]]:
+    """Semantic or hybrid: yields ('keyword', early hits) in hybrid mode, then ('final', the page)."""
+    filters = request.filters
     keyword: list[Hit] = []
     if request.mode is Mode.HYBRID:
         embedding = asyncio.create_task(text_vector(services, text))
         try:
-            async with services.pool.acquire() as connection:
-                keyword = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+            keyword = await keyword_ranking(services, queries, text, filters)
             if keyword:
                 yield "keyword", _sorted(keyword, request.sort)[: request.limit]
             vector = await embedding
@@ -159,11 +292,10 @@ async def _compute(
         # word for word, as most long ones): this very page comes straight from the index.
         # Same query, same choice on every page.
         async with services.pool.acquire() as connection:
-            hits = await queries.nearest(
+            page = await queries.nearest(
                 connection, vector, limit=request.limit, offset=request.offset, filters=filters
             )
-        await _store(services, key, hits)
-        yield "final", hits
+        yield "final", page
         return
     # Fused and re-sorted rankings are built over a fixed candidate set, so that every page
     # of a query cuts the same list: no item twice, none skipped.
@@ -175,9 +307,7 @@ async def _compute(
     if request.min_score is not None:
         exact = {h.id for h in keyword}
         ranked = [h for h in ranked if h.id in exact or (h.score or 0.0) >= request.min_score]
-    hits = _sorted(ranked, request.sort)[start:end]
-    await _store(services, key, hits)
-    yield "final", hits
+    yield "final", _page(_sorted(ranked, request.sort), request)
 
 
 async def search_text(services: Services, request: SearchRequest) -> list[Hit]:

@@ -10,6 +10,13 @@ const results = document.getElementById("results");
 const statusLine = document.getElementById("status");
 const more = document.getElementById("more");
 const photo = document.getElementById("photo");
+const facetsBox = document.getElementById("facets");
+const chips = document.getElementById("chips");
+const itemView = document.getElementById("item-view");
+
+const FACETS = { category: "Category", size: "Size", colour: "Colour", brand: "Brand", condition: "Condition", price: "Price" };
+const CONDITIONS = { new_with_tags: "New with tags", like_new: "Like new", good: "Good", fair: "Fair", worn: "Worn" };
+const FILTER_NAMES = ["category", "size", "colour", "brand", "condition", "price_min", "price_max"];
 
 const PAGE = 24;
 let nextOffset = null;
@@ -38,6 +45,7 @@ function card(item) {
   img.src = item.image_url;
   img.alt = item.title;
   img.loading = "lazy";
+  el.addEventListener("click", () => openItem(item.id).catch((e) => setStatus(String(e), true)));
   const body = document.createElement("div");
   body.className = "body";
   const title = document.createElement("div");
@@ -78,6 +86,7 @@ function params(offset) {
   if (out.get("mode") === "hybrid") out.delete("mode");
   out.set("limit", String(PAGE));
   out.set("offset", String(offset));
+  out.set("facets", "all");
   return out;
 }
 
@@ -114,6 +123,10 @@ async function streamSearch(query, append) {
       const page = JSON.parse(line);
       render(page.items, append);
       if (page.stage === "final") {
+        if (!append) {
+          renderFacets(page.facets || {});
+          renderChips(page.interpreted);
+        }
         nextOffset = page.next_offset;
         more.hidden = nextOffset === null;
         const shown = results.children.length;
@@ -126,11 +139,150 @@ async function streamSearch(query, append) {
   }
 }
 
+function filterInput(name) {
+  return form.ownerDocument.querySelector(`input[type=hidden][name=${name}]`);
+}
+
+function label(name, value) {
+  if (name === "condition") return CONDITIONS[value] || value;
+  if (name === "price_min") return `From ${value}`;
+  if (name === "price_max") return `Up to ${value}`;
+  return value;
+}
+
+function search() {
+  lastParams = params(0);
+  streamSearch(lastParams, false).catch((e) => setStatus(String(e), true));
+}
+
+// Facet lists with counts: choosing a value filters by it; choosing it again lets it go.
+function renderFacets(facets) {
+  facetsBox.replaceChildren();
+  for (const [name, title] of Object.entries(FACETS)) {
+    const values = facets[name];
+    if (!values || values.length === 0) continue;
+    const section = document.createElement("section");
+    section.dataset.facet = name;
+    const heading = document.createElement("h3");
+    heading.textContent = title;
+    const list = document.createElement("ul");
+    for (const entry of values) {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      const text = document.createElement("span");
+      text.className = "value";
+      const count = document.createElement("span");
+      count.className = "count";
+      count.textContent = String(entry.count);
+      if (name === "price") {
+        text.textContent = entry.max === null ? `${entry.min}+` : `${entry.min} – ${entry.max}`;
+        const pressed = filterInput("price_min").value === entry.min;
+        button.setAttribute("aria-pressed", String(pressed));
+        button.addEventListener("click", () => {
+          filterInput("price_min").value = pressed ? "" : entry.min;
+          filterInput("price_max").value = pressed || entry.max === null ? "" : (Number(entry.max) - 0.01).toFixed(2);
+          search();
+        });
+      } else {
+        text.textContent = label(name, entry.value);
+        const input = filterInput(name);
+        const pressed = input.value.toLowerCase() === String(entry.value).toLowerCase();
+        button.setAttribute("aria-pressed", String(pressed));
+        button.addEventListener("click", () => {
+          input.value = pressed ? "" : entry.value;
+          search();
+        });
+      }
+      button.append(text, count);
+      li.append(button);
+      list.append(li);
+    }
+    section.append(heading, list);
+    facetsBox.append(section);
+  }
+}
+
+// Every active filter is a chip that removes it: those chosen here, and those read from the words.
+function renderChips(interpreted) {
+  chips.replaceChildren();
+  for (const name of FILTER_NAMES) {
+    const input = filterInput(name);
+    if (!input.value) continue;
+    chips.append(chip(`${label(name, input.value)}`, false, () => {
+      input.value = "";
+      search();
+    }));
+  }
+  if (!interpreted) return;
+  for (const [name, value] of Object.entries(interpreted.filters)) {
+    chips.append(chip(label(name, value), true, () => {
+      // The words that said it go; the other constraints read from them stay, as filters.
+      input.value = interpreted.q;
+      for (const [other, kept] of Object.entries(interpreted.filters)) {
+        if (other !== name) filterInput(other).value = kept;
+      }
+      search();
+    }));
+  }
+}
+
+function chip(text, parsed, remove) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = parsed ? "chip parsed" : "chip";
+  button.title = parsed ? "Read from your words; click to drop it" : "Click to drop this filter";
+  const name = document.createElement("span");
+  name.textContent = text;
+  const x = document.createElement("span");
+  x.className = "x";
+  x.textContent = "×";
+  button.append(name, x);
+  button.addEventListener("click", remove);
+  return button;
+}
+
+// The item view: the listing in full, and more that look like it.
+async function openItem(id) {
+  const [itemResponse, similarResponse] = await Promise.all([
+    fetch(`/api/items/${id}`),
+    fetch(`/api/items/${id}/similar?limit=8`),
+  ]);
+  if (!itemResponse.ok) {
+    setStatus(await errorText(itemResponse), true);
+    return;
+  }
+  const item = await itemResponse.json();
+  document.getElementById("item-image").src = item.image_url;
+  document.getElementById("item-image").alt = item.title;
+  document.getElementById("item-title").textContent = item.title;
+  document.getElementById("item-price").textContent = money(item);
+  document.getElementById("item-description").textContent = item.description;
+  const fields = document.getElementById("item-fields");
+  fields.replaceChildren();
+  for (const [name, title] of Object.entries(FACETS)) {
+    if (name === "price" || !item[name]) continue;
+    const dt = document.createElement("dt");
+    dt.textContent = title;
+    const dd = document.createElement("dd");
+    dd.textContent = label(name, item[name]);
+    fields.append(dt, dd);
+  }
+  const similar = document.getElementById("item-similar");
+  similar.replaceChildren();
+  if (similarResponse.ok) {
+    for (const hit of (await similarResponse.json()).items) similar.append(card(hit));
+  }
+  if (!itemView.open) itemView.showModal();
+  itemView.scrollTop = 0;
+}
+
+document.getElementById("item-close").addEventListener("click", () => itemView.close());
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   suggestBox.hidden = true;
-  lastParams = params(0);
-  streamSearch(lastParams, false).catch((e) => setStatus(String(e), true));
+  search();
 });
 
 more.addEventListener("click", () => {

@@ -105,6 +105,10 @@ class Suggester:
         self.pool = pool
         self._answers: TTLCache[str, Suggestions] = TTLCache(maxsize=max_entries, ttl=ttl_s)
 
+    def forget(self) -> None:
+        """Drop every held answer (an item left the catalog or changed)."""
+        self._answers.clear()
+
     async def suggest(self, prefix: str, queries: VectorQueries | None) -> Suggestions:
         cached = self._answers.get(prefix)
         if cached is not None:

@@ -23,9 +23,12 @@ from webapp.config import LimitsSettings
 from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.ratelimit import TokenBucket
-from webapp.schemas import Printable
+from webapp.schemas import Printable, SearchHitOut
 from webapp.search.service import normalise_query
 from webapp.suggest.repo import MAX_QUERY_CHARS
+
+# What a suggestion preview shows of each item.
+PREVIEW_FIELDS = {"id", "title", "size", "price", "currency", "image_url"}
 
 log = structlog.get_logger(__name__)
 
@@ -198,14 +201,9 @@ class SuggestSession:
             answer = await suggester.suggest(prefix, self.services.queries)
             suggestions = answer.completions
             items = [
-                {
-                    "id": h.id,
-                    "title": h.title,
-                    "size": h.size,
-                    "price": str(h.price),
-                    "currency": h.currency.strip(),
-                    "image_url": await self.services.storage.url(h.image_key),
-                }
+                SearchHitOut.from_row(h, await self.services.storage.url(h.image_key)).model_dump(
+                    include=PREVIEW_FIELDS
+                )
                 for h in answer.items
             ]
         return {"seq": frame.seq, "suggestions": suggestions, "items": items}

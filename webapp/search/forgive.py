@@ -1,0 +1,99 @@
+"""Keyword matching that forgives: typos, the unfinished last word, synonyms, missing words.
+
+A query becomes one group of alternatives per word: the word itself, its corrections against
+the catalog's own vocabulary (one edit for words of 4+ letters, two for 8+, as Typesense and
+Meilisearch allow), its synonyms from the shipped list, and for the last word every catalog
+word it begins. Items are then ranked by how many groups they match (soft AND).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+SYNONYMS_FILE = Path(__file__).with_name("synonyms.txt")
+# Most alternatives one word may bring (corrections plus synonyms); keeps the query small.
+MAX_ALTERNATIVES = 6
+_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+# Words too common to say anything (a subset of PostgreSQL's english.stop): they would match
+# most of the catalog on their own.
+STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have i in is it its me my of on or our so some that the "
+    "this to was what with you your".split()
+)
+
+
+def load_synonyms(path: Path = SYNONYMS_FILE) -> dict[str, tuple[str, ...]]:
+    """Each word or phrase of a group maps to the others; a word in several groups gets them all."""
+    found: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0]
+        group = [" ".join(term.lower().split()) for term in line.split(",")]
+        group = [term for term in group if term]
+        for term in group:
+            found.setdefault(term, []).extend(t for t in group if t != term and t not in found[term])
+    return {term: tuple(others) for term, others in found.items()}
+
+
+def allowed_edits(word: str) -> int:
+    if len(word) >= 8:
+        return 2
+    return 1 if len(word) >= 4 else 0
+
+
+def corrections(word: str, vocabulary: frozenset[str], limit: int = 3) -> list[str]:
+    """Catalog words within the allowed edits of an unknown ``word``, closest first."""
+    edits = allowed_edits(word)
+    if edits == 0 or word in vocabulary or any(ch.isdigit() for ch in word):
+        return []
+    matches = process.extract(word, vocabulary, scorer=OSA.distance, score_cutoff=edits, limit=limit * 4)
+    matches.sort(key=lambda m: (m[1], m[0]))
+    best = matches[0][1] if matches else 0
+    return [m[0] for m in matches if m[1] == best][:limit]
+
+
+@dataclass(frozen=True)
+class WordGroup:
+    """One word of the query and what may stand for it; ``prefix`` when it may be unfinished."""
+
+    word: str
+    alternatives: tuple[str, ...]
+    prefix: bool = False
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return (self.word, *self.alternatives)
+
+
+def word_groups(text: str, vocabulary: frozenset[str], synonyms: dict[str, tuple[str, ...]]) -> list[WordGroup]:
+    """The query's words with their corrections and synonyms; two-word synonyms are found first."""
+    words = _WORD.findall(text.lower())
+    groups: list[WordGroup] = []
+    index = 0
+    while index < len(words):
+        pair = " ".join(words[index : index + 2])
+        if index + 1 < len(words) and pair in synonyms:
+            groups.append(WordGroup(pair, synonyms[pair][:MAX_ALTERNATIVES]))
+            index += 2
+            continue
+        word = words[index]
+        last = index == len(words) - 1
+        index += 1
+        if word in STOPWORDS:
+            continue
+        typing = last and any(known.startswith(word) for known in vocabulary)
+        fixed = [] if typing else corrections(word, vocabulary)
+        alternatives = _unique(
+            [*fixed, *synonyms.get(word, ()), *(s for f in fixed for s in synonyms.get(f, ()))]
+        )
+        groups.append(WordGroup(word, tuple(alternatives[:MAX_ALTERNATIVES]), prefix=last and word.isalnum()))
+    return groups
+
+
+def _unique(terms: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(terms))
