@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 from collections.abc import AsyncIterator
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 from dash.fingerprint import check_fingerprint
 
-from tests.console.test_console_browser import CHROMIUM, FLAGS
+from tests.conftest import CHROMIUM_FLAGS
 from webapp.cache import free_port
 from webapp.config import Settings
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
@@ -84,12 +83,11 @@ async def test_head_and_conditional_requests_get_200_or_304(console_base: str) -
             assert (await http.get("/_dash-layout", headers={"If-None-Match": etag})).status_code == 304
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run)")
-async def test_a_browser_reload_still_shows_the_graphs_and_dropdowns(console_base: str) -> None:
+async def test_a_browser_reload_still_shows_the_graphs_and_dropdowns(console_base: str, chromium: str) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = await browser.new_page()
         await page.goto(console_base + "/")
         for _ in range(2):  # the first load, then a reload from the browser's cache
