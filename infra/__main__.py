@@ -36,7 +36,16 @@ def main() -> None:
     lb_cfg = cfg.load_balancer
     console_port = None if lb_cfg.console_host else lb_cfg.console_port
 
-    network = Network("network", NetworkArgs(cfg.network, prefix, console_port, lb_cfg.console_allowed_cidrs))
+    network = Network(
+        "network",
+        NetworkArgs(
+            cfg.network,
+            prefix,
+            console_port,
+            lb_cfg.console_allowed_cidrs,
+            sign_in_at_edge=lb_cfg.console_auth == "cognito",
+        ),
+    )
     storage = Storage(
         "storage",
         StorageArgs(cfg.storage, prefix, lb_cfg.access_log_days, ALB_LOG_PREFIX),

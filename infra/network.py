@@ -21,6 +21,8 @@ class NetworkArgs:
     console_port: int | None = None
     """The console's own listener port (no console host name), open to `console_cidrs` only."""
     console_cidrs: tuple[str, ...] = ()
+    sign_in_at_edge: bool = False
+    """The ALB signs operators in (Cognito): it needs HTTPS out to the identity provider."""
 
 
 class Network(pulumi.ComponentResource):
@@ -150,20 +152,33 @@ class Network(pulumi.ComponentResource):
                     "description": f"console {args.console_port} from the allow-list",
                 }
             )
+        alb_egress: list[Any] = [
+            {
+                "protocol": "tcp",
+                "from_port": 0,
+                "to_port": 65535,
+                "cidr_blocks": [cfg.cidr],
+                "description": "to targets in the VPC",
+            }
+        ]
+        if args.sign_in_at_edge:
+            # authenticate-cognito: the ALB calls the user pool's token and user-info endpoints.
+            # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/listener-authenticate-users.html
+            alb_egress.append(
+                {
+                    "protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                    "description": "to the sign-in provider (HTTPS)",
+                }
+            )
         alb_sg = aws.ec2.SecurityGroup(
             f"{name}-alb-sg",
             vpc_id=vpc.id,
             description="Public HTTP(S) to the load balancer",
             ingress=alb_ingress,
-            egress=[
-                {
-                    "protocol": "tcp",
-                    "from_port": 0,
-                    "to_port": 65535,
-                    "cidr_blocks": [cfg.cidr],
-                    "description": "to targets in the VPC",
-                }
-            ],
+            egress=alb_egress,
             opts=child,
         )
         tasks_sg = aws.ec2.SecurityGroup(

@@ -31,6 +31,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from infra.ports import CONSOLE_PORT
+
 Props = Mapping[str, Any]
 
 RDS = "aws:rds/instance:Instance"
@@ -52,7 +54,6 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
-CONSOLE_PORT = 8050
 
 # FSBP ECS.8 looks for these names; the rest are the app's secrets (they go in `secrets`).
 SECRET_ENV_NAMES = frozenset(

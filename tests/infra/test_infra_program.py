@@ -242,6 +242,14 @@ def test_load_balancer_https_in_prod_and_explicit_http_in_dev(records: dict[str,
     assert console["conditions"][0]["hostHeader"]["values"] == ["console.prethrift.com"]
     # Operators sign in at the edge before the console sees a request.
     assert [a["type"] for a in console["actions"]] == ["authenticate-cognito", "forward"]
+    alb_sg = next(
+        g
+        for g in of_type(records["prod"], "aws:ec2/securityGroup:SecurityGroup")
+        if g["name"] == "network-alb-sg"
+    )
+    assert {"protocol": "tcp", "fromPort": 443, "toPort": 443} in [
+        {k: e[k] for k in ("protocol", "fromPort", "toPort")} for e in alb_sg["inputs"]["egress"]
+    ]
     pool = one(records["prod"], "aws:cognito/userPool:UserPool")["inputs"]
     assert (
         pool["adminCreateUserConfig"]["allowAdminCreateUserOnly"] is True and pool["mfaConfiguration"] == "ON"
