@@ -6,9 +6,9 @@ import httpx
 from playwright.async_api import async_playwright, expect
 from quart import Quart
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, CHROMIUM_FLAGS
 from tests.webapp.conftest import listing, photo, services_of
-from tests.webapp.test_page import ARTIFACTS, CHROMIUM, FLAGS, pytestmark  # noqa: F401
+from tests.webapp.test_search_page import ARTIFACTS
 from tests.webapp.test_suggest_stream import _live  # noqa: F401  (the live-server fixture)
 from webapp.worker import EmbeddingWorker
 
@@ -22,7 +22,7 @@ ITEMS = [
 ]
 
 
-async def test_facets_chips_and_item_view_in_chromium(live: tuple[Quart, str]) -> None:
+async def test_facets_chips_and_item_view_in_chromium(live: tuple[Quart, str], chromium: str) -> None:
     app, base = live
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with httpx.AsyncClient(base_url=f"http://{base}") as http:
@@ -40,7 +40,7 @@ async def test_facets_chips_and_item_view_in_chromium(live: tuple[Quart, str]) -
 
     ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
