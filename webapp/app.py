@@ -16,7 +16,7 @@ from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 
 from webapp.config import Settings
-from webapp.context import Services
+from webapp.context import Readiness, Services
 from webapp.embedder import ClipModel
 from webapp.errors import ApiError, register_error_handlers
 from webapp.items.routes import blueprint as items_blueprint
@@ -52,14 +52,16 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         info=Info(title="Prethrift search API", version="0.1.0"),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
     )
-    register_error_handlers(app)
+    # Made before the services so that error handlers can report a database outage to it.
+    readiness = Readiness()
+    register_error_handlers(app, readiness.database)
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
 
     @app.while_serving  # type: ignore[type-var]
     async def lifespan() -> AsyncIterator[None]:
-        async with open_services(settings, clip) as services:
+        async with open_services(settings, clip, readiness) as services:
             app.extensions["prethrift"] = services
             services.cache.recorder = recorder
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
@@ -98,6 +100,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             )
             if recorder is not None and rule not in _UNRECORDED_ROUTES:
                 recorder.request(f"{request.method} {rule}", response.status_code, elapsed)
+        if readiness.database.down and 200 <= response.status_code < 300 and request.path.startswith("/api/"):
+            readiness.database.answered()  # a catalog request went through: the outage is over
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response
@@ -126,8 +130,11 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 async with asyncio.timeout(2):
                     async with services.pool.acquire() as connection:
                         await connection.fetchval("SELECT 1")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                readiness.database.failed(error)
                 problems.append("database unreachable")
+            else:
+                readiness.database.answered()
         if problems:
             raise ApiError(503, "not_ready", "Not ready: " + ", ".join(problems) + ".")
         return jsonify({"status": "ready", "model": services.model_key if services else None})

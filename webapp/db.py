@@ -20,6 +20,7 @@ log = structlog.get_logger(__name__)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Serialises concurrent `migrate` runs (several replicas starting at once).
 _MIGRATION_LOCK_ID = 0x50_52_45_54  # "PRET"
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_sea
         init=register_vector,
         server_settings=server_settings,
         reset=_keep_session,
+        # Fail a connection attempt fast when the server is away (asyncpg waits 60 s by default):
+        # requests answer 503 promptly, and reconnect once it is back.
+        timeout=CONNECT_TIMEOUT_S,
     )
     return pool
 
