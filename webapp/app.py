@@ -18,7 +18,7 @@ from quart_schema import Info, QuartSchema, hide
 from webapp.config import Settings
 from webapp.context import Readiness, Services
 from webapp.embedder import ClipModel
-from webapp.errors import ApiError, register_error_handlers
+from webapp.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.runtime import open_services, prepare_model, run_worker
@@ -165,12 +165,23 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
 
 
 async def _after_start(services: Services, stop: asyncio.Event, recorder: MetricsRecorder | None) -> None:
-    """Load the model (search answers 503 until then), then run the inline worker if configured."""
-    try:
-        await prepare_model(services)
-    except Exception:
-        services.readiness.model_failed = True
-        log.exception("model failed to load; the service stays not-ready")
-        return
+    """Load the model (search answers 503 until then), then run the inline worker if configured.
+
+    A database outage while the vector index is checked is waited out; any other failure
+    leaves the service alive but not ready, and says why in the log.
+    """
+    while True:
+        try:
+            await prepare_model(services)
+            break
+        except Exception as error:
+            if not database_unavailable(error):
+                services.readiness.model_failed = True
+                log.exception("model failed to load; the service stays not-ready")
+                return
+            services.readiness.database.failed(error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), DATABASE_RETRY_AFTER_S)
+            return  # stopping while waiting for the database
     if services.settings.worker.inline:
         await run_worker(services, stop, recorder)
