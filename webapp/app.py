@@ -18,9 +18,9 @@ from quart_schema import Info, QuartSchema, hide
 
 from webapp import model_keys
 from webapp.config import Settings
-from webapp.context import Services
+from webapp.context import Readiness, Services
 from webapp.embedder import ClipModel
-from webapp.errors import ApiError, register_error_handlers
+from webapp.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.images import return_freed_pixels_to_the_os
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.jsonio import OrjsonProvider
@@ -63,7 +63,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         openapi_provider_class=ApiDocument,
     )
-    register_error_handlers(app)
+    # Made before the services so that error handlers can report a database outage to it.
+    readiness = Readiness()
+    register_error_handlers(app, readiness.database)
     app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
     return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
@@ -73,7 +75,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
 
     @app.while_serving  # type: ignore[type-var]
     async def lifespan() -> AsyncIterator[None]:
-        async with open_services(settings, clip) as services:
+        async with open_services(settings, clip, readiness) as services:
             app.extensions["prethrift"] = services
             services.cache.recorder = recorder
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
@@ -119,6 +121,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             )
             if recorder is not None and rule not in _UNRECORDED_ROUTES:
                 recorder.request(f"{request.method} {rule}", response.status_code, elapsed)
+        if readiness.database.down and 200 <= response.status_code < 300 and request.path.startswith("/api/"):
+            readiness.database.answered()  # a catalog request went through: the outage is over
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response
@@ -147,8 +151,11 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 async with asyncio.timeout(2):
                     async with services.pool.acquire() as connection:
                         await connection.fetchval("SELECT 1")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                readiness.database.failed(error)
                 problems.append("database unreachable")
+            else:
+                readiness.database.answered()
             gate: model_keys.CoverageGate | None = app.extensions.get("coverage_gate")
             if gate is not None and services.settings.gates_on_coverage and not problems:
                 async with services.pool.acquire() as connection:
@@ -223,13 +230,24 @@ def security_headers(settings: Settings) -> Callable[[Response], Awaitable[Respo
 
 
 async def _after_start(services: Services, stop: asyncio.Event, recorder: MetricsRecorder | None) -> None:
-    """Load the model (search answers 503 until then), then run the inline worker if configured."""
-    try:
-        await prepare_model(services)
-    except Exception:
-        services.readiness.model_failed = True
-        log.exception("model failed to load; the service stays not-ready")
-        return
+    """Load the model (search answers 503 until then), then run the inline worker if configured.
+
+    A database outage while the vector index is checked is waited out; any other failure
+    leaves the service alive but not ready, and says why in the log.
+    """
+    while True:
+        try:
+            await prepare_model(services)
+            break
+        except Exception as error:
+            if not database_unavailable(error):
+                services.readiness.model_failed = True
+                log.exception("model failed to load; the service stays not-ready")
+                return
+            services.readiness.database.failed(error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), DATABASE_RETRY_AFTER_S)
+            return  # stopping while waiting for the database
     if services.queries is None:
         return
     async with services.pool.acquire() as connection:

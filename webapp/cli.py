@@ -36,7 +36,7 @@ def _settings(program: Program, **overrides: Any) -> Settings:
     from webapp.telemetry import configure_logging
 
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(program, **overrides)
     except ValidationError as error:
         raise click.ClickException(describe_settings_error(error)) from None
     try:

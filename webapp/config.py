@@ -376,6 +376,16 @@ SSM_SECRET_NAMES = (
     "SENTRY_DSN",
     "PRETHRIFT_CONSOLE_PASSWORD",
 )
+# The secrets each program reads, and so the ones its container is given (infra/containers.py
+# declares the same per ECS container; a test holds the two together).
+PROGRAM_SECRETS: dict[Program, tuple[str, ...]] = {
+    Program.API: ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
+    Program.WORKER: ("DATABASE_URL", "SENTRY_DSN"),
+    Program.MIGRATE: ("DATABASE_URL",),
+    Program.CONSOLE: ("DATABASE_URL", "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),
+    Program.LOADER: ("DATABASE_URL",),
+    Program.EXPORT: (),
+}
 
 
 def _env_names(model: type[BaseSettings]) -> set[str]:
@@ -403,11 +413,12 @@ def known_env_vars() -> set[str]:
     return _env_names(Settings) | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "OTEL_TRACES_SAMPLER_ARG"}
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment, after filling secrets from SSM when configured."""
+def load_settings(program: Program | None = None, **overrides: Any) -> Settings:
+    """Build settings from the environment, after filling secrets from SSM when configured:
+    the secrets ``program`` reads, or all of them when no program is named."""
     prefix = os.environ.get("PRETHRIFT_SSM_PREFIX")
     if prefix:
         from webapp.secrets import fill_environment_from_ssm
 
-        fill_environment_from_ssm(prefix, SSM_SECRET_NAMES)
+        fill_environment_from_ssm(prefix, SSM_SECRET_NAMES if program is None else PROGRAM_SECRETS[program])
     return Settings(**overrides)

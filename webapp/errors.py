@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import asyncpg
 import structlog
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
@@ -38,6 +40,62 @@ class ModelNotReady(ApiError):
 
     def __init__(self) -> None:
         super().__init__(503, "not_ready", "The search model is still loading; retry shortly.")
+
+
+# Seconds a client should wait before retrying while the database is away (a failover or
+# restart takes tens of seconds; clients that retry sooner only add load).
+DATABASE_RETRY_AFTER_S = 5
+_OUTAGE_ERRORS = (
+    asyncpg.PostgresConnectionError,  # includes "connection does not exist" mid-query
+    asyncpg.CannotConnectNowError,  # starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def _raised_by_driver(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__", "").startswith("asyncpg"):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means PostgreSQL cannot be reached now (down, restarting, failing over).
+
+    Socket errors and timeouts count only when the driver raised them: an OSError from a file
+    or the bucket is not a database outage.
+    """
+    if isinstance(error, _OUTAGE_ERRORS):
+        return True
+    return isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError)) and _raised_by_driver(error)
+
+
+class DatabaseOutage:
+    """One outage at a time: logged once when it starts and once when it ends, not per request."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, error: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(
+                "database unavailable; answering 503 until it returns",
+                error_type=type(error).__name__,
+                error=str(error)[:200],
+            )
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.info("database available again", outage_s=round(time.monotonic() - self.since, 1))
+            self.since = None
 
 
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
@@ -77,7 +135,10 @@ def _validation_message(error: RequestSchemaValidationError) -> tuple[str, list[
     return text, problems
 
 
-def register_error_handlers(app: Quart) -> None:
+def register_error_handlers(app: Quart, outage: DatabaseOutage | None = None) -> None:
+    """Map errors to JSON; ``outage`` is told when a request failed for want of the database."""
+    database = outage or DatabaseOutage()
+
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
         response = error_response(error.status, error.code, error.message, error.details)
@@ -108,6 +169,15 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
+        if database_unavailable(error):
+            database.failed(error)
+            response = error_response(
+                503,
+                "database_unavailable",
+                f"The catalog database is not reachable right now; retry in {DATABASE_RETRY_AFTER_S} seconds.",
+            )
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+            return response
         # The one place a bug becomes a 500: logged with its trace, never shown to the client.
         log.exception("unhandled error", error_type=type(error).__name__)
         return error_response(500, "internal_error", "Something went wrong on our side.")

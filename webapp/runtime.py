@@ -14,7 +14,7 @@ import structlog
 
 from webapp.cache import Cache, LocalBackend, RedisBackend
 from webapp.config import Settings
-from webapp.context import Services
+from webapp.context import Readiness, Services
 from webapp.db import create_pool, ensure_vector_index, run_migrations
 from webapp.embedded import development_token, embedded_defaults
 from webapp.embedder import ClipModel, Embedder, model_key_for
@@ -64,10 +64,13 @@ async def make_storage(settings: Settings) -> Storage:
 
 
 @contextlib.asynccontextmanager
-async def open_services(settings: Settings, clip: ClipModel | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, clip: ClipModel | None = None, readiness: Readiness | None = None
+) -> AsyncIterator[Services]:
     """Migrate, then open everything a feature may use and close it on exit.
 
     ``clip`` is an already loaded model to share; without it the model loads in prepare_model.
+    ``readiness`` is the app's, when its error handlers report to it before services open.
     """
     if settings.database.url is None:
         raise ValueError("DATABASE_URL is not set (the CLI starts the embedded database)")
@@ -95,6 +98,7 @@ async def open_services(settings: Settings, clip: ClipModel | None = None) -> As
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool),
             suggester=Suggester(pool),
+            readiness=readiness or Readiness(),
         )
 
 

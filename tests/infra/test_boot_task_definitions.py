@@ -234,6 +234,22 @@ async def embed_one_upload(client: httpx.AsyncClient, api: str, seed: int, progr
     await wait_for(f"item {item_id} to be embedded", embedded, programs)
 
 
+def test_each_container_is_given_exactly_the_secrets_its_program_reads() -> None:
+    from infra.containers import SERVICE_SECRETS
+    from webapp.config import PROGRAM_SECRETS, Program
+
+    programs = {
+        "api": Program.API,
+        "worker": Program.WORKER,
+        "gpu-worker": Program.WORKER,
+        "console": Program.CONSOLE,
+        "migrate": Program.MIGRATE,
+    }
+    assert set(SERVICE_SECRETS) == set(programs)
+    for container, program in programs.items():
+        assert set(SERVICE_SECRETS[container]) == set(PROGRAM_SECRETS[program]), container
+
+
 @pytest.mark.parametrize("variant", ["dev", "prod", "gpu"])
 async def test_every_app_container_boots_from_its_task_definition(
     variant: str,

@@ -152,3 +152,27 @@ def test_migrate_and_plan_start_without_the_model_code(settings: Settings) -> No
         )
         assert result.returncode == 0, result.stderr
         assert "exit 0 no-torch" in result.stdout, (command, result.stdout[-2000:], result.stderr[-2000:])
+
+
+def test_a_program_reads_from_ssm_only_the_secrets_it_uses(settings: Settings, s3_endpoint: str) -> None:
+    assert settings.database.url and settings.storage.bucket
+    ssm = boto3.client("ssm", endpoint_url=s3_endpoint, region_name="us-east-1")
+    prefix = "/prethrift-only/" + settings.storage.bucket.rsplit("-", 1)[-1]
+    ssm.put_parameter(
+        Name=f"{prefix}/DATABASE_URL", Value=settings.database.url.get_secret_value(), Type="SecureString"
+    )
+    # An admin token the API would refuse (too short): migrate must never read it.
+    ssm.put_parameter(Name=f"{prefix}/PRETHRIFT_ADMIN_TOKEN", Value="too-short", Type="SecureString")
+    env = service_env(
+        settings, PRETHRIFT_SSM_PREFIX=prefix, AWS_ENDPOINT_URL=s3_endpoint, AWS_REGION="us-east-1"
+    )
+    for name in ("DATABASE_URL", "PRETHRIFT_ADMIN_TOKEN", "REDIS_URL"):
+        del env[name]
+    env["ENVIRONMENT"] = "production"
+    migrate = prethrift("migrate", env=env)
+    assert migrate.returncode == 0, migrate.stderr
+    assert "none pending" in migrate.stdout
+    serve = prethrift("serve", env=env)  # the API does read it, and refuses it
+    assert serve.returncode == 1
+    assert "PRETHRIFT_ADMIN_TOKEN: must be at least 16 characters" in serve.stderr
+    assert "too-short" not in serve.stderr

@@ -108,7 +108,7 @@ async def with_facets(
 
 def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
     # Suggestions come from searches that found something, not from every keystroke.
-    if args.q and hits and args.offset == 0 and svc.query_log is not None:
+    if args.q and hits and args.offset == 0:
         svc.query_log.record(normalise_query(args.q))
 
 

@@ -197,7 +197,7 @@ class SuggestSession:
         suggestions: list[str] = []
         items: list[dict[str, Any]] = []
         suggester = self.services.suggester
-        if prefix and suggester is not None:
+        if prefix:
             answer = await suggester.suggest(prefix, self.services.queries)
             suggestions = answer.completions
             items = [
