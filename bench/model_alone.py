@@ -1,7 +1,7 @@
 """The model-alone baselines: stock ``encode_text`` one query at a time, in this process.
 
 No HTTP, no database, no cache: the cheapest way anyone could serve the stock model. The
-served path's throughput is quoted against it (issue target: x8), beside the HTTP-vs-HTTP ratio.
+served path's throughput is quoted against it (target: x8), beside the HTTP-vs-HTTP ratio.
 The same distinct shopper phrases as the HTTP phases are used (a fresh QueryStream, same seed).
 """
 

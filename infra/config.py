@@ -87,7 +87,11 @@ class TaskSize:
     min_count: int = 1
     max_count: int = 2
     requests_per_target: int = 1200
-    """ALB requests per task per minute that the API's autoscaling aims for."""
+    """ALB requests per task per minute that the API's autoscaling aims for.
+
+    About 70% of the load where a task's open-loop p99 crosses 150 ms (infra/README.md,
+    capacity notes; re-measure with ``python -m bench.capacity``).
+    """
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ class MicroBatcher(Generic[T, R]):
         max_queue: int,
         name: str,
         budget_s: float | None = None,
+        min_batch: int = 1,
         bucket: Callable[[T], int] = _unit_weight,
     ) -> None:
         self._encode = encode
@@ -127,6 +128,10 @@ class MicroBatcher(Generic[T, R]):
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.budget_s = budget_s
+        # When even this many items overrun the budget (a machine busy with other work), batches
+        # still take this many: the budget cannot be met either way, and a smaller batch only
+        # lowers throughput while the queue grows.
+        self.min_batch = min(min_batch, max_batch)
         self.name = name
         self._bucket = bucket
         self.cost = BatchCost()
@@ -162,7 +167,7 @@ class MicroBatcher(Generic[T, R]):
         if self.budget_s is None or not self.cost.known:
             return self.max_batch
         fits = math.floor(self.cost.max_units(self.budget_s) / max(weight, 1))
-        return max(1, min(self.max_batch, fits))
+        return max(self.min_batch, min(self.max_batch, fits))
 
     def predicted_wait_s(self, weight: int = 1) -> float:
         """How long a new item of ``weight`` would take to be answered, from the cost model.

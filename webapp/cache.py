@@ -128,7 +128,8 @@ def note_catalog_write(backend_pid: int) -> None:
     so a shopper who deletes an item and searches again never sees it (read your own writes).
     """
     for version in list(_live_versions):
-        version.pending[backend_pid] = time.monotonic()
+        count, _ = version.pending.get(backend_pid, (0, 0.0))
+        version.pending[backend_pid] = (count + 1, time.monotonic())
 
 
 class CatalogVersion:
@@ -141,7 +142,8 @@ class CatalogVersion:
 
     def __init__(self) -> None:
         self.value: int | None = None
-        self.pending: dict[int, float] = {}
+        # Writes this process made and has not seen notified yet: backend pid -> (count, last).
+        self.pending: dict[int, tuple[int, float]] = {}
         self.reads = 0  # database reads, for tests and the benchmark
         self._connection: asyncpg.Connection | None = None
         _live_versions.add(self)
@@ -167,7 +169,13 @@ class CatalogVersion:
         version, _, writer = payload.partition(":")
         with contextlib.suppress(ValueError):
             self.value = max(self.value or 0, int(version))
-            self.pending.pop(int(writer), None)
+            pid = int(writer)
+            if pid in self.pending:
+                count, at = self.pending[pid]
+                if count > 1:
+                    self.pending[pid] = (count - 1, at)
+                else:
+                    del self.pending[pid]
 
     def _terminated(self, _connection: Any) -> None:
         log.warning("catalog version listener lost; reading the version per search")
@@ -177,7 +185,7 @@ class CatalogVersion:
     async def current(self, pool: asyncpg.Pool) -> int:
         if self.pending:
             now = time.monotonic()
-            self.pending = {pid: at for pid, at in self.pending.items() if now - at < _PENDING_WRITE_S}
+            self.pending = {pid: w for pid, w in self.pending.items() if now - w[1] < _PENDING_WRITE_S}
         if self.value is not None and not self.pending and self.listening:
             return self.value
         self.reads += 1

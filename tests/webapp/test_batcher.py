@@ -51,8 +51,9 @@ async def test_batches_stay_within_the_time_budget() -> None:
         assert await asyncio.gather(*(budgeted.submit(i, 30.0) for i in range(60))) == list(range(60))
     finally:
         await budgeted.stop()
-    # 30 ms holds at most 13 items of 2 ms over a 4 ms fixed cost; a slow machine only lowers it.
-    assert max(sizes) <= 13
+    # 30 ms holds 13 items of 2 ms over a 4 ms fixed cost. Sleeps overrun on a busy machine,
+    # which moves the fitted cap, so the bound asserted is looser than 13 but far below 60.
+    assert max(sizes[1:]) <= 20
     assert max(sizes) > 1 and sum(sizes) == 61
 
 
@@ -139,3 +140,23 @@ async def test_an_overloaded_search_answers_503_with_retry_after(
             body = await response.get_json()
             assert body["error"]["code"] == "overloaded" and "retry" in body["error"]["message"]
             assert int(response.headers["Retry-After"]) >= 1
+
+
+async def test_an_unmeetable_budget_still_batches_at_the_floor() -> None:
+    sizes: list[int] = []
+
+    async def encode(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        await asyncio.sleep(0.02 + 0.001 * len(items))  # even one item takes twice the budget
+        return items
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        encode, max_batch=64, max_wait_s=0.01, max_queue=500, name="t", budget_s=0.01, min_batch=4
+    )
+    batcher.start()
+    try:
+        await batcher.submit(-1, 30.0)
+        assert await asyncio.gather(*(batcher.submit(i, 30.0) for i in range(20))) == list(range(20))
+    finally:
+        await batcher.stop()
+    assert batcher.cap(1) == 4 and max(sizes[1:]) == 4  # a queue of 20 drains four at a time
