@@ -15,7 +15,7 @@ decoding, the GPU batch size), else the CPU. Phases:
 3. on CUDA, text-query encoding (batches of 64, the API's batcher size) in queries/s.
 
 Prints a JSON report (also written to bench/results/) with the ratio end to end / model alone,
-which issue targets at >= 0.8 on a CPU and >= 3,000 images/s end to end on one GPU.
+the targets being >= 0.8 on a CPU and >= 3,000 images/s end to end on one GPU.
 It is a benchmark, not a test: it reports misses and exits 0.
 """
 
