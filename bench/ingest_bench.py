@@ -1,7 +1,7 @@
 """Ingest benchmark: images/s from stored photos to committed embedding rows, against the model
 alone at the same batch size, in the same run.
 
-    .venv/bin/python -m bench.ingest_bench                 # 320 photos, ViT-B-32, random weights
+    .venv/bin/python -m bench.ingest_bench                 # 160 photos x 2 rounds, ViT-B-32, random weights
     .venv/bin/python -m bench.ingest_bench --images 4096   # on a GPU machine
 
 It uses the device it finds: CUDA when ``torch.cuda.is_available()`` (fp16 autocast, nvJPEG
@@ -15,7 +15,7 @@ decoding, the GPU batch size), else the CPU. Phases:
 3. on CUDA, text-query encoding (batches of 64, the API's batcher size) in queries/s.
 
 Prints a JSON report (also written to bench/results/) with the ratio end to end / model alone,
-which issue targets at >= 0.8 on a CPU and >= 3,000 images/s end to end on one GPU.
+the targets being >= 0.8 on a CPU and >= 3,000 images/s end to end on one GPU.
 It is a benchmark, not a test: it reports misses and exits 0.
 """
 
@@ -96,15 +96,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         assert decoded.pixels is not None
         batches.append(decoded.pixels)
     clip.encode_pixels(batches[0])  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for pixels in batches:
-        clip.encode_pixels(pixels)
-    model_s = time.perf_counter() - started
-    report["model_only_images_per_s"] = round(args.images / model_s, 1)
 
-    # 2. End to end through the worker pipeline into PostgreSQL.
+    def model_alone() -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for pixels in batches:
+            clip.encode_pixels(pixels)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        count: int = args.images
+        return count / (time.perf_counter() - started)
+
+    # 2. End to end through the worker pipeline into PostgreSQL. The two phases alternate for
+    #    --rounds rounds, so that load from other processes on a shared machine falls on both.
+    model_rates: list[float] = []
+    e2e_rates: list[float] = []
     postgres = EmbeddedPostgres(ROOT / ".data" / "postgres", database=DATABASE)
     dsn = postgres.start()
     try:
@@ -122,26 +129,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 worker = EmbeddingWorker(pool, embedder, storage, worker_settings)
                 await worker.drain()  # warm-up: decode processes, prepared statements
-                async with pool.acquire() as connection:
-                    await load_catalog(connection, storage, data, clip.model_key)
-                started = time.perf_counter()
-                embedded = await worker.drain()
-                e2e_s = time.perf_counter() - started
-                async with pool.acquire() as connection:
-                    rows = await connection.fetchval("SELECT count(*) FROM item_embeddings")
-                    done = await connection.fetchval(
-                        "SELECT count(*) FROM embedding_jobs WHERE status = 'done'"
-                    )
+                for _ in range(args.rounds):
+                    model_rates.append(model_alone())
+                    async with pool.acquire() as connection:
+                        await load_catalog(connection, storage, data, clip.model_key)
+                    started = time.perf_counter()
+                    embedded = await worker.drain()
+                    e2e_rates.append(args.images / (time.perf_counter() - started))
+                    async with pool.acquire() as connection:
+                        rows = await connection.fetchval("SELECT count(*) FROM item_embeddings")
+                        done = await connection.fetchval(
+                            "SELECT count(*) FROM embedding_jobs WHERE status = 'done'"
+                        )
+                    assert embedded == rows == done == args.images, (embedded, rows, done)
             finally:
                 await embedder.close()
                 await pool.close()
     finally:
         postgres.stop()
-    assert embedded == rows == done == args.images, (embedded, rows, done)
-    report["end_to_end_images_per_s"] = round(args.images / e2e_s, 1)
-    report["ratio_end_to_end_to_model"] = round(
-        report["end_to_end_images_per_s"] / report["model_only_images_per_s"], 3
-    )
+    report["model_only_images_per_s_rounds"] = [round(r, 2) for r in model_rates]
+    report["end_to_end_images_per_s_rounds"] = [round(r, 2) for r in e2e_rates]
+    # The best round of each: the one least slowed by other load.
+    report["model_only_images_per_s"] = round(max(model_rates), 2)
+    report["end_to_end_images_per_s"] = round(max(e2e_rates), 2)
+    report["ratio_end_to_end_to_model"] = round(max(e2e_rates) / max(model_rates), 3)
+    report["load_average_1m"] = round(os.getloadavg()[0], 2)
 
     # 3. Text queries on the GPU (the API's query encoding when PRETHRIFT_CLIP_DEVICE=cuda).
     if device == "cuda":
@@ -165,7 +177,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--images", type=int, default=160)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating model-alone / end-to-end rounds")
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--size", type=int, default=480, help="photo width and height in pixels")
     parser.add_argument("--batch", type=int, default=WorkerSettings().batch_size, help="CPU batch size")

@@ -18,6 +18,7 @@ import atexit
 import multiprocessing
 import os
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -183,6 +184,14 @@ def _stack(outcomes: Sequence[torch.Tensor | str]) -> Decoded:
 def decode_jpegs(photos: Sequence[bytes], device: torch.device) -> list[torch.Tensor | str]:
     """JPEG bytes to CHW uint8 tensors on ``device`` (nvJPEG on CUDA), one batch call; a batch
     that fails is decoded photo by photo so that one bad file fails alone."""
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs in favour of TorchCodec; decode_jpeg is
+        # still the batched nvJPEG entry point here. Moving to TorchCodec is a later change.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _decode_jpegs(photos, device)
+
+
+def _decode_jpegs(photos: Sequence[bytes], device: torch.device) -> list[torch.Tensor | str]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     data = [torch.frombuffer(bytearray(photo), dtype=torch.uint8) for photo in photos]

@@ -93,8 +93,9 @@ async def insert_item_with_job(
 async def delete_item(connection: asyncpg.Connection, item_id: int) -> bool:
     """Take an item out of the catalog and out of search; False when there was none."""
     async with connection.transaction():
-        # Jobs first: a worker holding one finishes before we touch the item, so the
-        # embedding it writes is seen and removed below (and no lock-order deadlock).
+        # Jobs first: a worker committing one finishes before we touch the item, so the
+        # embedding it writes is seen and removed below (and no lock-order deadlock); a worker
+        # that commits later finds its leased job gone and writes nothing.
         await jobs.delete_for_item(connection, item_id)
         status = await connection.fetchval(
             """UPDATE items SET status = 'deleted', updated_at = now()

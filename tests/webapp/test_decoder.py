@@ -1,0 +1,48 @@
+"""The worker's decode stage gives the model the input the API's own preprocessing gives."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tests.webapp.conftest import photo
+from webapp.decoder import Decoder, decode_jpegs, resize_on_device
+from webapp.embedder import ClipModel
+from webapp.pixels import decode_rgb
+
+
+def png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(photo(seed))).resize((200, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_process_pool_decoding_matches_the_model_transform_exactly(tiny_clip: ClipModel) -> None:
+    photos = [photo(1), png(2), photo(3)]
+    decoded = await Decoder(tiny_clip, processes=2).decode(photos)
+    expected = torch.stack([tiny_clip.preprocess(decode_rgb(p)) for p in photos])
+    assert decoded.errors == [None, None, None]
+    assert decoded.pixels is not None and torch.equal(decoded.pixels, expected)
+
+
+async def test_a_bad_photo_fails_alone_in_its_batch(tiny_clip: ClipModel) -> None:
+    decoded = await Decoder(tiny_clip, processes=2).decode([photo(1), b"\xff\xd8\xffnot a jpeg", photo(2)])
+    assert decoded.errors[0] is None and decoded.errors[2] is None
+    assert decoded.errors[1] is not None and "could not decode image" in decoded.errors[1]
+    assert decoded.pixels is not None and decoded.pixels.shape[0] == 2
+
+
+def test_the_gpu_path_run_on_the_cpu_gives_the_same_vectors(tiny_clip: ClipModel) -> None:
+    """nvJPEG decoding plus tensor resizing (here on the CPU device) against PIL: the pixels
+    differ by filter rounding only, the embeddings agree."""
+    photos = [photo(4), photo(5)]
+    images = decode_jpegs(photos, torch.device("cpu"))
+    decoded = resize_on_device(images, Decoder(tiny_clip).spec, torch.device("cpu"))  # type: ignore[arg-type]
+    assert decoded.pixels is not None
+    expected = torch.stack([tiny_clip.preprocess(decode_rgb(p)) for p in photos])
+    assert float((decoded.pixels - expected).abs().mean()) < 0.01
+    ours, theirs = tiny_clip.encode_pixels(decoded.pixels), tiny_clip.encode_pixels(expected)
+    assert np.all((ours * theirs).sum(axis=1) > 0.999)
