@@ -119,7 +119,12 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
         yield base, process.pid
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            raise AssertionError("server did not stop within 30 s of SIGTERM: " + log_path.read_text()[-2000:]) from None
 
 
 async def run_worker_until_idle(app: Quart, recorder: MetricsRecorder | None, polls: int = 400) -> None:
