@@ -124,7 +124,8 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-            raise AssertionError("server did not stop within 30 s of SIGTERM: " + log_path.read_text()[-2000:]) from None
+            tail = log_path.read_text()[-2000:]
+            raise AssertionError(f"server did not stop within 30 s of SIGTERM: {tail}") from None
 
 
 async def run_worker_until_idle(app: Quart, recorder: MetricsRecorder | None, polls: int = 400) -> None:
