@@ -18,8 +18,8 @@ from PIL import Image
 from quart import Quart
 from quart.testing import QuartClient
 
+from bench.hostile import single_colour_png
 from tests.webapp.conftest import image_file, services_of, upload, wait_ready
-from tests.webapp.hostile import single_colour_png
 from tests.webapp.test_bad_input import error_of
 from webapp.app import create_app
 from webapp.cache import free_port

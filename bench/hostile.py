@@ -1,4 +1,4 @@
-"""Hostile clients for the tests and the abuse bench: a raw WebSocket flooder, bomb-like photos,
+"""Hostile clients for the abuse bench and the tests: a raw WebSocket flooder, bomb-like photos,
 and the resident memory of a server process with its children."""
 
 from __future__ import annotations
