@@ -170,9 +170,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             f"   frames sent {flood['frames_sent']} on {flood['connections']} connections; "
             f"healthz p50 during/before x{flood['during']['healthz']['p50_ms'] / base:.2f}"
         )
-        say(
-            f"   worst answer during the flood {worst:.3f} s (target < {TARGET_LATENCY_S} s) {_verdict(worst < 1)}"
-        )
+        verdict = _verdict(worst < TARGET_LATENCY_S)
+        say(f"   worst answer during the flood {worst:.3f} s (target < {TARGET_LATENCY_S} s) {verdict}")
         say(
             f"   RSS growth {flood['rss_growth_mb']} MB (target < {TARGET_FLOOD_MB}) "
             f"{_verdict(flood['rss_growth_mb'] < TARGET_FLOOD_MB)}"
@@ -183,15 +182,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         default_mb = LimitsSettings().decode_budget_mb
         report["photos"] = {}
         say(f"2. Photo searches, {len(png) // 1024} KB PNGs of 6300x6300 pixels")
-        for name, switches in (
-            ("budget_off", {**unlimited, "PRETHRIFT_LIMITS_DECODE_BUDGET_MB": str(2**20)}),
-            (f"budget_{default_mb}mb", unlimited),
+        # Distinct photos per server: the embedding cache would otherwise skip the decodes.
+        for (name, switches), mine in zip(
+            (
+                ("budget_off", {**unlimited, "PRETHRIFT_LIMITS_DECODE_BUDGET_MB": str(2**20)}),
+                (f"budget_{default_mb}mb", unlimited),
+            ),
+            (photos[:24], photos[24:]),
+            strict=True,
         ):
             server = ServerProcess(f"abuse-{name}", dsn, redis_url, switches)
             await server.start()
             try:
-                eight = await photo_round(server, photos[:8])
-                sixteen = await photo_round(server, photos[8:24] if name == "budget_off" else photos[24:40])
+                eight = await photo_round(server, mine[:8])
+                sixteen = await photo_round(server, mine[8:24])
             finally:
                 server.stop()
             report["photos"][name] = {"eight": eight, "sixteen": sixteen}
