@@ -85,7 +85,10 @@ def app_environment(
         "PRETHRIFT_WORKER_INLINE": "false",
     }
     if program == "api":
+        # Clients reach the API only through the ALB, which appends the address it saw to
+        # X-Forwarded-For: that entry names the client for the per-client limits.
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
+        env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
     if program == "console":
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
     return env | args.extra_env
