@@ -261,6 +261,8 @@ def test_openapi_declares_the_bearer_scheme_and_error_responses(app: Quart) -> N
         assert operations[key]["security"] == [{"bearer": []}], key
         assert {"401", "403"} <= set(operations[key]["responses"])
     assert "security" not in operations[("GET", "/api/search")]
+    assert "content" not in operations[("DELETE", "/api/items/{raw_id}")]["responses"]["204"]
+    assert "application/x-ndjson" in operations[("GET", "/api/search/stream")]["responses"]["200"]["content"]
     expected = {
         ("GET", "/api/search"): {"422", "429", "503"},
         ("POST", "/api/search/image"): {"413", "415", "422", "429", "503"},

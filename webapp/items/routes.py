@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_schema import DataSource, validate_request, validate_response
+from quart_schema import DataSource, document_response, validate_request, validate_response
 
 from webapp.auth import require_admin
 from webapp.context import services
@@ -11,7 +11,7 @@ from webapp.errors import ApiError
 from webapp.items.repo import Item, delete_item, select_item
 from webapp.items.service import ItemUpload, create_item
 from webapp.ratelimit import rate_limited
-from webapp.schemas import ItemAccepted, ItemOut, document_errors, parse_item_id
+from webapp.schemas import ItemAccepted, ItemOut, NoContent, document_errors, parse_item_id
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")
 
@@ -64,6 +64,7 @@ async def get_item(raw_id: str) -> ItemOut:
 
 @blueprint.delete("/<raw_id>")
 @require_admin
+@document_response(NoContent, 204)
 @document_errors(400, 404)
 async def remove_item(raw_id: str) -> Response:
     """Remove an item from the catalog and from search."""
