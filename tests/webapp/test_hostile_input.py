@@ -22,7 +22,6 @@ from quart.testing import QuartClient
 from bench.hostile import single_colour_png
 from tests.webapp.conftest import image_file, services_of, upload, wait_ready
 from tests.webapp.test_bad_input import error_of
-from tests.webapp.test_search_features import seed_catalog
 from webapp.app import create_app
 from webapp.cache import free_port
 from webapp.config import LimitsSettings, Settings, StorageSettings
