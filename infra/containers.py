@@ -113,7 +113,10 @@ def app_environment(
         "OTEL_TRACES_SAMPLER_ARG": str(args.app.trace_sample_ratio),
     }
     if program == "api":
+        # Clients reach the API only through the ALB, which appends the address it saw to
+        # X-Forwarded-For: that entry names the client for the per-client limits.
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
+        env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
     if program == "console":
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
     return env | args.extra_env

@@ -211,7 +211,7 @@ class LimitsSettings(BaseSettings):
     # Memory that concurrent image decodes may hold together, and how long a decode may wait
     # for room before the request gets 503. A production API task has 3 GiB.
     decode_budget_mb: int = Field(default=384, ge=16)
-    decode_wait_s: float = Field(default=10.0, ge=0)
+    decode_wait_s: float = Field(default=30.0, ge=0)
     # Suggestion sockets.
     ws_per_client: int = Field(default=16, ge=1)
     ws_total: int = Field(default=2000, ge=1)

@@ -218,7 +218,7 @@ def _without_metadata(image: Image.Image) -> bytes:
     if "icc_profile" in image.info:
         options["icc_profile"] = image.info["icc_profile"]
     if fmt == "JPEG":
-        options.update(quality=95, subsampling="keep" if upright is image else 0)
+        options["quality"] = 95
         if upright.mode not in ("RGB", "L", "CMYK"):
             upright = upright.convert("RGB")
     elif fmt == "WEBP":

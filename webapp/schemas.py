@@ -205,6 +205,12 @@ class StreamLineOut(SearchPageOut):
     stage: Literal["keyword", "final"]
 
 
+class NoContent(BaseModel):
+    """Done; there is nothing to return (204)."""
+
+    NO_BODY: ClassVar[bool] = True
+
+
 class ItemOut(GarmentOut):
     status: str = Field(
         description="pending, ready (searchable) or failed, as the photo is embedded; reserved or sold "
@@ -267,10 +273,14 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
 
 
 class ApiDocument(OpenAPIProvider):
-    """The OpenAPI document, with response media types other than JSON where a model says so."""
+    """The OpenAPI document, with response media types other than JSON (or no body at all)
+    where a model says so."""
 
     def build_response_object(self, model: Any, headers_model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         response, definitions = super().build_response_object(model, headers_model)
+        if getattr(model, "NO_BODY", False):
+            response.pop("content", None)
+            return response, definitions
         media_type = getattr(model, "MEDIA_TYPE", None)
         if media_type is not None:
             response["content"] = {media_type: response["content"]["application/json"]}

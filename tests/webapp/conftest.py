@@ -119,7 +119,13 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
         yield base, process.pid
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            tail = log_path.read_text()[-2000:]
+            raise AssertionError(f"server did not stop within 30 s of SIGTERM: {tail}") from None
 
 
 async def run_worker_until_idle(app: Quart, recorder: MetricsRecorder | None, polls: int = 400) -> None:

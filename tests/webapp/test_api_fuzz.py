@@ -42,9 +42,8 @@ def _schemathesis(base: str, tmp_path: Path, *headers: str) -> subprocess.Comple
         "--report", "junit", "--report-dir", str(tmp_path / "schemathesis"),
         *[arg for header in headers for arg in ("--header", header)],
     ]  # fmt: skip
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=280, env={**os.environ, "NO_COLOR": "1"}
-    )
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=280, env=env)
 
 
 @pytest.mark.timeout(400)
@@ -52,4 +51,4 @@ def test_the_api_honours_its_own_document(served_base: str, tmp_path: Path) -> N
     for headers in ([], [f"Authorization: Bearer {ADMIN_TOKEN}"]):
         result = _schemathesis(served_base, tmp_path, *headers)
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-        assert "No issues found" in result.stdout, result.stdout[-3000:]
+        assert " 0 failed" not in result.stdout and "passed" in result.stdout, result.stdout[-3000:]

@@ -4,6 +4,7 @@ budget, and the headers and error documents that keep the API honest."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -18,8 +19,8 @@ from PIL import Image
 from quart import Quart
 from quart.testing import QuartClient
 
+from bench.hostile import single_colour_png
 from tests.webapp.conftest import image_file, services_of, upload, wait_ready
-from tests.webapp.hostile import single_colour_png
 from tests.webapp.test_bad_input import error_of
 from webapp.app import create_app
 from webapp.cache import free_port
@@ -260,6 +261,8 @@ def test_openapi_declares_the_bearer_scheme_and_error_responses(app: Quart) -> N
         assert operations[key]["security"] == [{"bearer": []}], key
         assert {"401", "403"} <= set(operations[key]["responses"])
     assert "security" not in operations[("GET", "/api/search")]
+    assert "content" not in operations[("DELETE", "/api/items/{raw_id}")]["responses"]["204"]
+    assert "application/x-ndjson" in operations[("GET", "/api/search/stream")]["responses"]["200"]["content"]
     expected = {
         ("GET", "/api/search"): {"422", "429", "503"},
         ("POST", "/api/search/image"): {"413", "415", "422", "429", "503"},
@@ -272,29 +275,36 @@ def test_openapi_declares_the_bearer_scheme_and_error_responses(app: Quart) -> N
         assert codes <= set(responses), (key, sorted(responses))
         for code in codes:
             schema = responses[code]["content"]["application/json"]["schema"]
-            assert schema["$ref"].endswith("/ErrorOut"), (key, code, schema)
+            named = schema.get("title") or schema.get("$ref", "").rsplit("/", 1)[-1]
+            assert named == "ErrorOut", (key, code, schema)
 
 
-@pytest.fixture(name="live_base")
-async def _live_base(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[str]:
-    app = create_app(settings, clip=tiny_clip)
+@contextlib.asynccontextmanager
+async def _hypercorn(app: Quart) -> AsyncIterator[str]:
+    """The app behind a real Hypercorn socket on loopback; yields host:port once ready."""
     port = free_port()
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     stop = asyncio.Event()
     server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        for _ in range(300):
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.02)
-    yield f"127.0.0.1:{port}"
-    stop.set()
-    await server
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.02)
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop.set()
+        await server
+
+
+@pytest.fixture(name="live_base")
+async def _live_base(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[str]:
+    async with _hypercorn(create_app(settings, clip=tiny_clip)) as base:
+        yield base
 
 
 async def test_odd_websocket_frames_get_error_frames_and_the_socket_lives(live_base: str) -> None:
@@ -322,22 +332,8 @@ async def test_odd_websocket_frames_get_error_frames_and_the_socket_lives(live_b
 
 async def test_sockets_per_client_are_capped(settings: Settings, tiny_clip: ClipModel) -> None:
     app = create_app(settings.model_copy(update={"limits": LimitsSettings(ws_per_client=2)}), clip=tiny_clip)
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.02)
-        url = f"ws://127.0.0.1:{port}/ws/suggest"
+    async with _hypercorn(app) as base:
+        url = f"ws://{base}/ws/suggest"
         async with websockets.connect(url) as first, websockets.connect(url):
             with pytest.raises(websockets.InvalidStatus) as refused:
                 async with websockets.connect(url):
@@ -350,6 +346,13 @@ async def test_sockets_per_client_are_capped(settings: Settings, tiny_clip: Clip
         async with websockets.connect(url) as again:
             await again.send(json.dumps({"q": "coat", "seq": 2}))
             assert json.loads(await asyncio.wait_for(again.recv(), 10))["seq"] == 2
-    finally:
-        stop.set()
-        await server
+
+
+async def test_an_idle_socket_is_closed(settings: Settings, tiny_clip: ClipModel) -> None:
+    app = create_app(settings.model_copy(update={"limits": LimitsSettings(ws_idle_s=0.5)}), clip=tiny_clip)
+    async with _hypercorn(app) as base, websockets.connect(f"ws://{base}/ws/suggest") as ws:
+        await ws.send(json.dumps({"q": "coat", "seq": 1}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["seq"] == 1
+        with pytest.raises(websockets.ConnectionClosedOK):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1000 and ws.close_reason == "idle"

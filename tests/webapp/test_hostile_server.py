@@ -13,8 +13,8 @@ import httpx
 import pytest
 import structlog
 
+from bench.hostile import PeakRss, flood_websocket, single_colour_png, with_text_chunk
 from tests.webapp.conftest import serve_subprocess
-from tests.webapp.hostile import PeakRss, flood_websocket, single_colour_png, with_text_chunk
 from webapp.config import Settings
 
 log = structlog.get_logger(__name__)

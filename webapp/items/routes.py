@@ -28,6 +28,7 @@ from webapp.schemas import (
     ItemListOut,
     ItemListQuery,
     ItemOut,
+    NoContent,
     document_errors,
     parse_item_id,
 )
@@ -71,6 +72,7 @@ async def get_item(raw_id: str) -> ItemOut:
 
 @blueprint.delete("/<raw_id>")
 @require_admin
+@document_response(NoContent, 204)
 @document_errors(400, 404)
 async def remove_item(raw_id: str) -> Response:
     """Remove an item from the catalog and from search."""

@@ -13,6 +13,7 @@ import contextlib
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import structlog
@@ -53,7 +54,7 @@ class SocketCounts:
         self.total = 0
 
     @contextlib.contextmanager
-    def hold(self, client: str, limits: LimitsSettings) -> Any:
+    def hold(self, client: str, limits: LimitsSettings) -> Iterator[None]:
         if self.by_client[client] >= limits.ws_per_client:
             raise ApiError(
                 429,
@@ -111,14 +112,14 @@ class SuggestSession:
                 error = task.exception()
                 if isinstance(error, SlowReader):
                     log.info(
-                        "suggestion socket closed: client does not read", idle_s=self.limits.ws_send_timeout_s
+                        "suggestion socket closed: client does not read", after_s=self.limits.ws_send_timeout_s
                     )
-                    await self.websocket.close(CLOSE_POLICY, "not reading answers")
+                    await self._close(CLOSE_POLICY, "not reading answers")
                 elif isinstance(error, Flooding):
                     log.info("suggestion socket closed: flooding", frames=FLOOD_FRAMES)
-                    await self.websocket.close(CLOSE_POLICY, "too many frames")
+                    await self._close(CLOSE_POLICY, "too many frames")
                 elif isinstance(error, TimeoutError):
-                    await self.websocket.close(1000, "idle")
+                    await self._close(1000, "idle")
                 elif error is not None:
                     raise error
         finally:
@@ -126,6 +127,12 @@ class SuggestSession:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # A client that does not read may not take the close frame either.
+        with contextlib.suppress(TimeoutError, OSError):
+            async with asyncio.timeout(1.0):
+                await self.websocket.close(code, reason)
 
     async def _receive_loop(self) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""Hostile clients for the tests and the abuse bench: a raw WebSocket flooder, bomb-like photos,
+"""Hostile clients for the abuse bench and the tests: a raw WebSocket flooder, bomb-like photos,
 and the resident memory of a server process with its children."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class PeakRss:
         return (self.peak - self.start) / 2**20
 
 
-def _masked_text_frame(payload: bytes) -> bytes:
+def masked_text_frame(payload: bytes) -> bytes:
     # RFC 6455 section 5.2: FIN + text opcode, client frames are masked.
     mask = os.urandom(4)
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
@@ -83,8 +83,14 @@ def _masked_text_frame(payload: bytes) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + masked
 
 
-def _open_socket(host: str, port: int, path: str) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=5)
+def open_websocket(host: str, port: int, path: str, receive_buffer: int | None = None) -> socket.socket:
+    """A raw WebSocket after the handshake; ``receive_buffer`` shrinks what the kernel takes in
+    for a client that does not read."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(5)
+    sock.connect((host, port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
@@ -118,14 +124,14 @@ def flood_websocket(host: str, port: int, seconds: float, path: str = "/ws/sugge
     """Send small non-JSON text frames as fast as possible for ``seconds``, never reading;
     reconnect whenever the server drops the socket, as a hostile client would."""
     report = FloodReport()
-    batch = _masked_text_frame(b"not json at all") * 200
+    batch = masked_text_frame(b"not json at all") * 200
     deadline = time.monotonic() + seconds
     sock: socket.socket | None = None
     pending = memoryview(b"")
     while time.monotonic() < deadline:
         if sock is None:
             try:
-                sock = _open_socket(host, port, path)
+                sock = open_websocket(host, port, path)
                 report.connections += 1
                 pending = memoryview(b"")
             except (OSError, ConnectionError) as error:
