@@ -1,8 +1,11 @@
--- The catalog's own vocabulary, for correcting typos in keyword search ("jaket" -> "jacket").
--- Words are added as items are written and never removed: a word no live item holds any more
--- only offers a correction that matches nothing.
+-- The catalog's own vocabulary, for correcting typos in keyword search ("jaket" -> "jacket"),
+-- with how many items were written with each word: when not every word of a query matches,
+-- the most common words are let go first (Meilisearch's "frequency" matching strategy).
+-- Counts only grow (items written, words added by an edit); a word no live item holds any
+-- more only offers a correction that matches nothing.
 CREATE TABLE search_words (
-    word text PRIMARY KEY CHECK (length(word) BETWEEN 1 AND 60)
+    word  text PRIMARY KEY CHECK (length(word) BETWEEN 1 AND 60),
+    items bigint NOT NULL DEFAULT 0
 );
 
 CREATE FUNCTION item_words(brand text, title text, category text, colour text, description text)
@@ -15,9 +18,11 @@ $$;
 
 CREATE FUNCTION items_add_search_words() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO search_words (word)
-    SELECT w FROM item_words(NEW.brand, NEW.title, NEW.category, NEW.colour, NEW.description) AS w
-    ON CONFLICT DO NOTHING;
+    INSERT INTO search_words AS s (word, items)
+    SELECT w, 1 FROM item_words(NEW.brand, NEW.title, NEW.category, NEW.colour, NEW.description) AS w
+    WHERE TG_OP = 'INSERT'
+       OR w NOT IN (SELECT item_words(OLD.brand, OLD.title, OLD.category, OLD.colour, OLD.description))
+    ON CONFLICT (word) DO UPDATE SET items = s.items + 1;
     RETURN NEW;
 END
 $$;
@@ -26,9 +31,9 @@ CREATE TRIGGER items_search_words
     AFTER INSERT OR UPDATE OF brand, title, category, colour, description ON items
     FOR EACH ROW EXECUTE FUNCTION items_add_search_words();
 
-INSERT INTO search_words (word)
-SELECT DISTINCT w FROM items, item_words(brand, title, category, colour, description) AS w
-ON CONFLICT DO NOTHING;
+INSERT INTO search_words (word, items)
+SELECT w, count(*) FROM items, item_words(brand, title, category, colour, description) AS w
+GROUP BY w;
 
 -- Every second-hand item is unique and sells once: a listing can be held for a buyer
 -- (reserved) or sold. Both leave search at once (search reads only 'ready' items); making it
