@@ -16,20 +16,42 @@ RETURNS SETOF text LANGUAGE sql IMMUTABLE AS $$
     WHERE length(w) BETWEEN 2 AND 60 AND w !~ '^[0-9]+$'
 $$;
 
-CREATE FUNCTION items_add_search_words() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Statement-level, over the transition tables: a COPY or a multi-row insert of many items
+-- makes one upsert per word, not one per word per item.
+CREATE FUNCTION items_count_new_words() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO search_words AS s (word, items)
-    SELECT w, 1 FROM item_words(NEW.brand, NEW.title, NEW.category, NEW.colour, NEW.description) AS w
-    WHERE TG_OP = 'INSERT'
-       OR w NOT IN (SELECT item_words(OLD.brand, OLD.title, OLD.category, OLD.colour, OLD.description))
-    ON CONFLICT (word) DO UPDATE SET items = s.items + 1;
-    RETURN NEW;
+    SELECT w, count(*) FROM added, item_words(added.brand, added.title, added.category, added.colour,
+                                              added.description) AS w
+    GROUP BY w
+    ON CONFLICT (word) DO UPDATE SET items = s.items + EXCLUDED.items;
+    RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER items_search_words
-    AFTER INSERT OR UPDATE OF brand, title, category, colour, description ON items
-    FOR EACH ROW EXECUTE FUNCTION items_add_search_words();
+CREATE FUNCTION items_count_changed_words() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only words an edit brought in; status changes (the worker's) bring none.
+    INSERT INTO search_words AS s (word, items)
+    SELECT w, count(*)
+    FROM changed JOIN previous USING (id),
+         item_words(changed.brand, changed.title, changed.category, changed.colour, changed.description) AS w
+    WHERE (changed.brand, changed.title, changed.category, changed.colour, changed.description)
+          IS DISTINCT FROM (previous.brand, previous.title, previous.category, previous.colour, previous.description)
+      AND w NOT IN (SELECT item_words(previous.brand, previous.title, previous.category, previous.colour,
+                                      previous.description))
+    GROUP BY w
+    ON CONFLICT (word) DO UPDATE SET items = s.items + EXCLUDED.items;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER items_new_words AFTER INSERT ON items
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION items_count_new_words();
+CREATE TRIGGER items_changed_words AFTER UPDATE ON items
+    REFERENCING OLD TABLE AS previous NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION items_count_changed_words();
 
 INSERT INTO search_words (word, items)
 SELECT w, count(*) FROM items, item_words(brand, title, category, colour, description) AS w
