@@ -278,17 +278,24 @@ class VectorQueries:
 
 async def catalog_names(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
     """The distinct brands and colours of searchable items (for reading them in queries)."""
+    return await _distinct(connection, "brand"), await _distinct(connection, "colour")
+
+
+async def _distinct(connection: asyncpg.Connection, column: str) -> list[str]:
+    # A loose index scan: one probe of the facet index per distinct value, not a pass over
+    # every item (the PostgreSQL wiki's "Loose indexscan" recursive CTE).
     rows = await connection.fetch(
-        """SELECT 'brand' AS kind, brand AS name FROM (SELECT DISTINCT brand FROM items
-               WHERE status = 'ready' AND brand IS NOT NULL) b
-           UNION ALL
-           SELECT 'colour', colour FROM (SELECT DISTINCT colour FROM items
-               WHERE status = 'ready' AND colour IS NOT NULL) c"""
+        f"""WITH RECURSIVE v AS (
+                (SELECT lower({column}) AS k FROM items
+                 WHERE status = 'ready' AND lower({column}) IS NOT NULL ORDER BY 1 LIMIT 1)
+                UNION ALL
+                SELECT (SELECT lower({column}) FROM items
+                        WHERE status = 'ready' AND lower({column}) > v.k ORDER BY 1 LIMIT 1)
+                FROM v WHERE v.k IS NOT NULL)
+            SELECT (SELECT {column} FROM items WHERE status = 'ready' AND lower({column}) = v.k LIMIT 1) AS name
+            FROM v WHERE v.k IS NOT NULL"""
     )
-    return (
-        [r["name"] for r in rows if r["kind"] == "brand"],
-        [r["name"] for r in rows if r["kind"] == "colour"],
-    )
+    return [r["name"] for r in rows if r["name"] is not None]
 
 
 async def search_words(connection: asyncpg.Connection) -> dict[str, int]:
