@@ -65,7 +65,8 @@ async def _load(dsn: str, items: int) -> dict[str, Any]:
             await connection.copy_records_to_table(
                 "items", records=rows[start : start + 20_000], columns=list(catalog.ITEM_COLUMNS)
             )
-        await connection.execute("ANALYZE items")
+        # A settled catalog: the visibility map lets covering indexes answer without the heap.
+        await connection.execute("VACUUM ANALYZE items")
         return {"loaded": True, "items": items, "load_s": round(time.perf_counter() - started, 1)}
     finally:
         await connection.close()
