@@ -281,6 +281,8 @@ document.getElementById("item-close").addEventListener("click", () => itemView.c
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
+  // Suggestions still on their way are for the words just submitted: they must not reopen the box.
+  seq += 1;
   suggestBox.hidden = true;
   search();
 });
