@@ -55,7 +55,7 @@ async def test_facets_chips_and_item_view_in_chromium(live: tuple[Quart, str], c
         titles = await cards.locator(".title").all_text_contents()
         assert set(titles[:2]) == {"Faded denim jacket", "Cropped denim jacket"}, titles
         assert set(await cards.locator(".size").all_text_contents()) == {"Size M"}
-        await expect(page.locator("#chips .chip.parsed")).to_have_text(["M×", "Up to 40×"])
+        await expect(page.locator("#chips .chip.parsed")).to_have_text(["Size: M×", "Up to 40×"])
         # Sizes are counted as if no size were chosen (disjunctive), within the price: S still shows,
         # L (58.00) does not.
         await expect(page.locator("#facets [data-facet=size] .value")).to_have_text(["M", "S"])
@@ -63,7 +63,7 @@ async def test_facets_chips_and_item_view_in_chromium(live: tuple[Quart, str], c
         await page.screenshot(path=str(ARTIFACTS / "search-page-chips.png"), full_page=True)
 
         # Removing the size chip keeps the price, as a filter of its own.
-        await page.locator("#chips .chip.parsed", has_text="M").click()
+        await page.locator("#chips .chip.parsed", has_text="Size: M").click()
         await expect(page.locator("#q")).to_have_value("denim jacket")
         await expect(page.locator("#status")).to_have_text("4 items")
         await expect(page.locator("#chips .chip")).to_have_text(["Up to 40×"])
@@ -76,7 +76,7 @@ async def test_facets_chips_and_item_view_in_chromium(live: tuple[Quart, str], c
         await levis.click()
         await expect(page.locator("#status")).to_have_text("2 items")
         await expect(levis).to_have_attribute("aria-pressed", "true")
-        await expect(page.locator("#chips .chip")).to_have_text(["Levi's×"])
+        await expect(page.locator("#chips .chip")).to_have_text(["Brand: Levi's×"])
         # Other brands keep their counts while Levi's is chosen.
         await expect(
             page.locator("#facets [data-facet=brand] button", has_text="Zara").locator(".count")

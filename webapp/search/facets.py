@@ -89,7 +89,8 @@ def _filtered(filters: SearchFilters, name: str) -> bool:
 def _group_key(name: str) -> str:
     if name == "price":
         return f"width_bucket(i.price, ARRAY[{', '.join(str(e) for e in PRICE_EDGES[1:])}]::numeric[])"
-    return "i.condition" if name == "condition" else f"lower(i.{name})"
+    # Raw values group about twice as fast as lower(); spellings are merged below.
+    return f"i.{name}"
 
 
 async def _grouped(
@@ -98,31 +99,31 @@ async def _grouped(
     params: list[Any] = []
     where = filter_sql(filters, params)
     keys = [_group_key(name) for name in names]
-    shown = [f"min(i.{name})" if name != "price" else "NULL::text" for name in names]
     which = ", ".join(f"GROUPING({key}) = 0" for key in keys)
-    columns = ", ".join(
-        f"{key} AS k{n}, {label} AS v{n}" for n, (key, label) in enumerate(zip(keys, shown, strict=True))
-    )
+    columns = ", ".join(f"{key} AS k{n}" for n, key in enumerate(keys))
     rows = await connection.fetch(
-        f"""SELECT {columns},
-                   ARRAY[{which}] AS grouped, count(*) AS count
+        f"""SELECT {columns}, ARRAY[{which}] AS grouped, count(*) AS count
             FROM items i WHERE {where}
             GROUP BY GROUPING SETS ({", ".join(f"({key})" for key in keys)})""",
         *params,
     )
-    counts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    tallies: dict[str, dict[Any, list[Any]]] = {name: {} for name in names}
     for row in rows:
         n = row["grouped"].index(True)
-        name = names[n]
-        if name == "price":
-            counts[name].append({"bucket": row[f"k{n}"], "count": row["count"]})
-        elif row[f"v{n}"] is not None:
-            counts[name].append({"value": row[f"v{n}"], "count": row["count"]})
+        value = row[f"k{n}"]
+        if value is None and names[n] != "price":
+            continue
+        key = value.lower() if isinstance(value, str) and names[n] != "condition" else value
+        entry = tallies[names[n]].setdefault(key, [value, 0])
+        entry[0] = min(entry[0], value)
+        entry[1] += row["count"]
+    counts: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         if name == "price":
-            counts[name] = _buckets({c["bucket"]: c["count"] for c in counts[name]})
+            counts[name] = _buckets({bucket: entry[1] for bucket, entry in tallies[name].items()})
         else:
-            counts[name] = sorted(counts[name], key=lambda c: (-c["count"], c["value"]))[:MAX_VALUES]
+            ordered = sorted(tallies[name].values(), key=lambda e: (-e[1], e[0]))[:MAX_VALUES]
+            counts[name] = [{"value": value, "count": count} for value, count in ordered]
     return counts
 
 

@@ -2,8 +2,11 @@
 
 A query becomes one group of alternatives per word: the word itself, its corrections against
 the catalog's own vocabulary (one edit for words of 4+ letters, two for 8+, as Typesense and
-Meilisearch allow), its synonyms from the shipped list, and for the last word every catalog
-word it begins. Items are then ranked by how many groups they match (soft AND).
+Meilisearch allow; a swap of two letters is one edit), its synonyms from the shipped list, and
+for the last word every catalog word it begins. Items must match every group; when too few do,
+groups are let go one at a time, words no item holds first, then the most common ones
+(Meilisearch's "frequency" matching strategy), so more matched words rank higher and one
+unknown word never empties the results.
 """
 
 from __future__ import annotations
@@ -46,12 +49,12 @@ def allowed_edits(word: str) -> int:
     return 1 if len(word) >= 4 else 0
 
 
-def corrections(word: str, vocabulary: frozenset[str], limit: int = 3) -> list[str]:
+def corrections(word: str, vocabulary: dict[str, int], limit: int = 3) -> list[str]:
     """Catalog words within the allowed edits of an unknown ``word``, closest first."""
     edits = allowed_edits(word)
     if edits == 0 or word in vocabulary or any(ch.isdigit() for ch in word):
         return []
-    matches = process.extract(word, vocabulary, scorer=OSA.distance, score_cutoff=edits, limit=limit * 4)
+    matches = process.extract(word, list(vocabulary), scorer=OSA.distance, score_cutoff=edits, limit=limit * 4)
     matches.sort(key=lambda m: (m[1], m[0]))
     best = matches[0][1] if matches else 0
     return [m[0] for m in matches if m[1] == best][:limit]
@@ -59,18 +62,35 @@ def corrections(word: str, vocabulary: frozenset[str], limit: int = 3) -> list[s
 
 @dataclass(frozen=True)
 class WordGroup:
-    """One word of the query and what may stand for it; ``prefix`` when it may be unfinished."""
+    """One word of the query and what may stand for it; ``prefix`` when it may be unfinished.
+
+    ``items`` estimates how many items the group matches (the catalog's word counts).
+    """
 
     word: str
     alternatives: tuple[str, ...]
     prefix: bool = False
+    items: int = 0
+    known: bool = True  # the catalog holds the word as typed (not only a correction of it)
 
     @property
     def terms(self) -> tuple[str, ...]:
         return (self.word, *self.alternatives)
 
 
-def word_groups(text: str, vocabulary: frozenset[str], synonyms: dict[str, tuple[str, ...]]) -> list[WordGroup]:
+def _items(term: str, counts: dict[str, int]) -> int:
+    words = _WORD.findall(term)
+    return min((counts.get(w, 0) for w in words), default=0)
+
+
+def loosen(groups: list[WordGroup]) -> list[WordGroup]:
+    """The groups less the one to let go next: one no item holds, then a word the catalog knows
+    only through a correction (the likeliest to be wrong), then the most common."""
+    drop = min(range(len(groups)), key=lambda n: (groups[n].items > 0, groups[n].known, -groups[n].items, -n))
+    return [g for n, g in enumerate(groups) if n != drop]
+
+
+def word_groups(text: str, vocabulary: dict[str, int], synonyms: dict[str, tuple[str, ...]]) -> list[WordGroup]:
     """The query's words with their corrections and synonyms; two-word synonyms are found first."""
     words = _WORD.findall(text.lower())
     groups: list[WordGroup] = []
@@ -78,7 +98,8 @@ def word_groups(text: str, vocabulary: frozenset[str], synonyms: dict[str, tuple
     while index < len(words):
         pair = " ".join(words[index : index + 2])
         if index + 1 < len(words) and pair in synonyms:
-            groups.append(WordGroup(pair, synonyms[pair][:MAX_ALTERNATIVES]))
+            others = synonyms[pair][:MAX_ALTERNATIVES]
+            groups.append(WordGroup(pair, others, items=sum(_items(t, vocabulary) for t in (pair, *others))))
             index += 2
             continue
         word = words[index]
@@ -91,7 +112,12 @@ def word_groups(text: str, vocabulary: frozenset[str], synonyms: dict[str, tuple
         alternatives = _unique(
             [*fixed, *synonyms.get(word, ()), *(s for f in fixed for s in synonyms.get(f, ()))]
         )
-        groups.append(WordGroup(word, tuple(alternatives[:MAX_ALTERNATIVES]), prefix=last and word.isalnum()))
+        kept = tuple(alternatives[:MAX_ALTERNATIVES])
+        prefix = last and word.isalnum()
+        found = sum(_items(t, vocabulary) for t in (word, *kept))
+        if prefix:
+            found += sum(n for known, n in vocabulary.items() if known.startswith(word) and known != word)
+        groups.append(WordGroup(word, kept, prefix=prefix, items=found, known=word in vocabulary))
     return groups
 
 

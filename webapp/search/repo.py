@@ -318,7 +318,7 @@ class VectorQueries:
         filters: SearchFilters | None = None,
         exclude: list[int] | None = None,
     ) -> list[Hit]:
-        """Items matching any group of alternatives, those matching more groups first (soft AND)."""
+        """Items matching every group (each through any of its alternatives), best first."""
         if not groups:
             return []
         params: list[Any] = [limit, exclude or []]
@@ -328,22 +328,22 @@ class VectorQueries:
             alternatives = []
             for term in group.terms:
                 params.append(term)
-                alternatives.append(
-                    f"plainto_tsquery('simple', ${len(params)}) || plainto_tsquery('english', ${len(params)})"
-                )
+                if " " in term:
+                    # Several words say one thing ("down jacket"): as a phrase, stopwords kept.
+                    alternatives.append(f"phraseto_tsquery('simple', ${len(params)})")
+                else:
+                    n = len(params)
+                    alternatives.append(f"plainto_tsquery('simple', ${n}) || plainto_tsquery('english', ${n})")
             if group.prefix:
                 params.append(group.word + ":*")
                 alternatives.append(f"to_tsquery('simple', ${len(params)})")
             expressions.append("(" + " || ".join(alternatives) + ")")
-        names = [f"g{n}" for n in range(len(expressions))]
-        coverage = " + ".join(f"(i.search_tsv @@ g.{name})::int" for name in names)
-        anything = " || ".join(f"g.{name}" for name in names)
+        every = " && ".join(expressions)
         rows = await connection.fetch(
-            f"""WITH g AS (SELECT {", ".join(f"{e} AS {n}" for e, n in zip(expressions, names, strict=True))})
-                SELECT {_HIT_COLUMNS}, {coverage} AS coverage, ts_rank_cd(i.search_tsv, {anything}, 32) AS rank
-                FROM items i, g
-                WHERE i.search_tsv @@ ({anything}) AND NOT i.id = ANY($2::bigint[]) AND {where}
-                ORDER BY coverage DESC, rank DESC, i.id
+            f"""SELECT {_HIT_COLUMNS}, ts_rank_cd(i.search_tsv, t.q, 32) AS rank
+                FROM items i, (SELECT {every} AS q) t
+                WHERE i.search_tsv @@ t.q AND NOT i.id = ANY($2::bigint[]) AND {where}
+                ORDER BY rank DESC, i.id
                 LIMIT $1""",
             *params,
         )
@@ -392,23 +392,30 @@ class VectorQueries:
 
 async def catalog_names(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
     """The distinct brands and colours of searchable items (for reading them in queries)."""
+    return await _distinct(connection, "brand"), await _distinct(connection, "colour")
+
+
+async def _distinct(connection: asyncpg.Connection, column: str) -> list[str]:
+    # A loose index scan: one probe of the facet index per distinct value, not a pass over
+    # every item (the PostgreSQL wiki's "Loose indexscan" recursive CTE).
     rows = await connection.fetch(
-        """SELECT 'brand' AS kind, brand AS name FROM (SELECT DISTINCT brand FROM items
-               WHERE status = 'ready' AND brand IS NOT NULL) b
-           UNION ALL
-           SELECT 'colour', colour FROM (SELECT DISTINCT colour FROM items
-               WHERE status = 'ready' AND colour IS NOT NULL) c"""
+        f"""WITH RECURSIVE v AS (
+                (SELECT lower({column}) AS k FROM items
+                 WHERE status = 'ready' AND lower({column}) IS NOT NULL ORDER BY 1 LIMIT 1)
+                UNION ALL
+                SELECT (SELECT lower({column}) FROM items
+                        WHERE status = 'ready' AND lower({column}) > v.k ORDER BY 1 LIMIT 1)
+                FROM v WHERE v.k IS NOT NULL)
+            SELECT (SELECT {column} FROM items WHERE status = 'ready' AND lower({column}) = v.k LIMIT 1) AS name
+            FROM v WHERE v.k IS NOT NULL"""
     )
-    return (
-        [r["name"] for r in rows if r["kind"] == "brand"],
-        [r["name"] for r in rows if r["kind"] == "colour"],
-    )
+    return [r["name"] for r in rows if r["name"] is not None]
 
 
-async def search_words(connection: asyncpg.Connection) -> list[str]:
-    """Every word the catalog has held (for correcting typos against)."""
-    rows = await connection.fetch("SELECT word FROM search_words")
-    return [r["word"] for r in rows]
+async def search_words(connection: asyncpg.Connection) -> dict[str, int]:
+    """Every word the catalog has held, with how many items used it (for typos and soft AND)."""
+    rows = await connection.fetch("SELECT word, items FROM search_words")
+    return {r["word"]: r["items"] for r in rows}
 
 
 def prefix_tsquery(text: str) -> str | None:

@@ -20,7 +20,7 @@ from webapp.images import decode_rgb, read_header
 from webapp.jsonio import dumps_bytes
 from webapp.search.facets import FacetCounts, count_facets
 from webapp.search.filters import Mode, SearchFilters, Sort
-from webapp.search.forgive import load_synonyms, word_groups
+from webapp.search.forgive import load_synonyms, loosen, word_groups
 from webapp.search.parse import (
     ALIASES_FILE,
     Aliases,
@@ -94,7 +94,7 @@ class CatalogWords:
     """What the catalog holds, for reading queries: names for filters, words for corrections."""
 
     names: Vocabulary
-    words: frozenset[str]
+    words: dict[str, int]
 
 
 _SHIPPED: list[tuple[Aliases, dict[str, tuple[str, ...]]]] = []
@@ -118,7 +118,7 @@ async def catalog_words(services: Services) -> CatalogWords:
     async with services.pool.acquire() as connection:
         brands, colours = await catalog_names(connection)
         words = await search_words(connection)
-    found = CatalogWords(Vocabulary.build(brands, colours, _shipped()[0]), frozenset(words))
+    found = CatalogWords(Vocabulary.build(brands, colours, _shipped()[0]), words)
     _CATALOG_WORDS[id(services.pool)] = (services.pool, version, found)
     return found
 
@@ -129,14 +129,33 @@ async def keyword_ranking(
     """Exact keyword matches first (phrases, brand and model), then forgiving ones, best first."""
     async with services.pool.acquire() as connection:
         exact = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
-    if len(exact) >= FORGIVE_BELOW:
-        return exact
-    groups = word_groups(text, (await catalog_words(services)).words, _shipped()[1])
+        if len(exact) >= FORGIVE_BELOW:
+            return exact
+    words = (await catalog_words(services)).words
     async with services.pool.acquire() as connection:
-        more = await queries.forgiving(
-            connection, groups, limit=CANDIDATES - len(exact), filters=filters, exclude=[h.id for h in exact]
+        return await forgive(connection, queries, text, filters, exact, words, _shipped()[1])
+
+
+async def forgive(
+    connection: asyncpg.Connection,
+    queries: VectorQueries,
+    text: str,
+    filters: SearchFilters,
+    exact: list[Hit],
+    words: dict[str, int],
+    synonyms: dict[str, tuple[str, ...]],
+) -> list[Hit]:
+    """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words."""
+    groups = word_groups(text, words, synonyms)
+    found = list(exact)
+    while groups and len(found) < FORGIVE_BELOW:
+        seen = [h.id for h in found]
+        found += await queries.forgiving(
+            connection, groups, limit=CANDIDATES - len(found), filters=filters, exclude=seen
         )
-    return exact + more
+        # Fewer words each round: items matching more of them stay ahead of those after.
+        groups = loosen(groups) if len(groups) > 1 else []
+    return found
 
 
 async def understand(services: Services, request: SearchRequest) -> tuple[SearchRequest, Parsed | None]:

@@ -150,6 +150,11 @@ function label(name, value) {
   return value;
 }
 
+// A chip names its field: "Size: M" says more than "M".
+function chipText(name, value) {
+  return name.startsWith("price_") ? label(name, value) : `${FACETS[name]}: ${label(name, value)}`;
+}
+
 function search() {
   lastParams = params(0);
   streamSearch(lastParams, false).catch((e) => setStatus(String(e), true));
@@ -209,14 +214,14 @@ function renderChips(interpreted) {
   for (const name of FILTER_NAMES) {
     const input = filterInput(name);
     if (!input.value) continue;
-    chips.append(chip(`${label(name, input.value)}`, false, () => {
+    chips.append(chip(chipText(name, input.value), false, () => {
       input.value = "";
       search();
     }));
   }
   if (!interpreted) return;
   for (const [name, value] of Object.entries(interpreted.filters)) {
-    chips.append(chip(label(name, value), true, () => {
+    chips.append(chip(chipText(name, value), true, () => {
       // The words that said it go; the other constraints read from them stay, as filters.
       input.value = interpreted.q;
       for (const [other, kept] of Object.entries(interpreted.filters)) {
@@ -281,6 +286,8 @@ document.getElementById("item-close").addEventListener("click", () => itemView.c
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
+  // Suggestions still on their way are for the words just submitted: they must not reopen the box.
+  seq += 1;
   suggestBox.hidden = true;
   search();
 });
