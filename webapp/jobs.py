@@ -73,8 +73,8 @@ async def requeue_item(connection: asyncpg.Connection, item_id: int, fallback_ke
     """Queue an item again for every unretired key (its photo changed): a fresh job, fresh attempts."""
     rows = await connection.fetch(
         """INSERT INTO embedding_jobs (item_id, model_key)
-           SELECT $1, model_key FROM embedding_models WHERE retired_at IS NULL
-           UNION SELECT $1, $2
+           SELECT $1::bigint, model_key FROM embedding_models WHERE retired_at IS NULL
+           UNION SELECT $1::bigint, $2::text
            ON CONFLICT (item_id, model_key) DO UPDATE
            SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL, lease = NULL,
                updated_at = now()

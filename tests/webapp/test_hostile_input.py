@@ -240,7 +240,7 @@ async def test_security_headers(client: QuartClient) -> None:
     ("method", "path", "allowed"),
     [
         ("PUT", "/api/search", {"GET", "HEAD", "OPTIONS"}),
-        ("GET", "/api/items", {"POST", "OPTIONS"}),
+        ("PUT", "/api/items", {"GET", "HEAD", "POST", "OPTIONS"}),
         ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
     ],
 )

@@ -23,7 +23,6 @@ from webapp.items.service import ItemUpload, create_item
 from webapp.model_keys import pending_reason
 from webapp.ratelimit import rate_limited
 from webapp.schemas import (
-    ErrorOut,
     ItemAccepted,
     ItemListOut,
     ItemListQuery,
@@ -91,7 +90,7 @@ async def remove_item(raw_id: str) -> Response:
 @require_admin
 @validate_querystring(ItemListQuery)
 @validate_response(ItemListOut)
-@document_response(ErrorOut, 401)
+@document_errors(422)
 async def get_items(query_args: ItemListQuery) -> ItemListOut:
     """The catalog for sellers and admins, newest first: any status, the search filters, a cursor."""
     params: list[Any] = []
@@ -114,7 +113,7 @@ async def get_items(query_args: ItemListQuery) -> ItemListOut:
 @require_admin
 @document_request(ItemPatch)
 @validate_response(ItemOut)
-@document_response(ErrorOut, 404)
+@document_errors(400, 404, 409, 413, 415, 422, 503)
 async def patch_item(raw_id: str) -> ItemOut:
     """Change a listing: any field, its sale status (available, reserved, sold), or its photo.
 

@@ -12,6 +12,7 @@ import asyncpg
 import numpy as np
 import orjson
 from cachetools import LRUCache
+from quart import g, has_request_context
 
 from webapp.cache import query_key
 from webapp.context import Services
@@ -70,7 +71,13 @@ def _queries(services: Services) -> VectorQueries:
 
 
 async def _version(services: Services) -> int:
-    return await services.cache.catalog.current(services.pool)
+    """The catalog version, read at most once per request (the parse and the page key share it)."""
+    if not has_request_context():
+        return await services.cache.catalog.current(services.pool)
+    version: int | None = g.get("catalog_version")
+    if version is None:
+        version = g.catalog_version = await services.cache.catalog.current(services.pool)
+    return version
 
 
 async def _cached(services: Services, key: str) -> list[Hit] | None:
