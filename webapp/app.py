@@ -19,6 +19,7 @@ from quart_schema import Info, QuartSchema, hide
 from webapp import model_keys
 from webapp.config import Settings
 from webapp.context import Readiness, Services
+from webapp.db import DATABASE_USED
 from webapp.embedder import ClipModel
 from webapp.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.images import return_freed_pixels_to_the_os
@@ -121,8 +122,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             )
             if recorder is not None and rule not in _UNRECORDED_ROUTES:
                 recorder.request(f"{request.method} {rule}", response.status_code, elapsed)
-        if readiness.database.down and 200 <= response.status_code < 300 and request.path.startswith("/api/"):
-            readiness.database.answered()  # a catalog request went through: the outage is over
+        if readiness.database.down and DATABASE_USED.get() and 200 <= response.status_code < 300:
+            readiness.database.answered()  # a request used the database again: the outage is over
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response

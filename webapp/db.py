@@ -7,6 +7,7 @@ import importlib.resources
 import json
 import re
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_sea
         min_size=min_size,
         max_size=max_size,
         init=register_vector,
+        setup=_mark_used,
         server_settings=server_settings,
         reset=_keep_session,
         # Fail a connection attempt fast when the server is away (asyncpg waits 60 s by default):
@@ -123,6 +125,15 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_sea
         timeout=CONNECT_TIMEOUT_S,
     )
     return pool
+
+
+# Whether the current request (task) was handed a database connection: an answer served from
+# the cache alone says nothing about whether the database is back after an outage.
+DATABASE_USED: ContextVar[bool] = ContextVar("database_used", default=False)
+
+
+async def _mark_used(_connection: asyncpg.Connection) -> None:
+    DATABASE_USED.set(True)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

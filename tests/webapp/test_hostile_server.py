@@ -99,7 +99,10 @@ async def test_large_photo_searches_stay_within_the_memory_budget(served: tuple[
     png = single_colour_png()
     assert len(png) < 200_000
     photos = [with_text_chunk(png, f"photo {i}") for i in range(24)]
-    async with httpx.AsyncClient(base_url=base) as http:
+    # No kept-alive connections: one left idle past the server's keep-alive timeout while a phase
+    # waits on the decode budget would be reset when reused (a client race, not the server's answer).
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base, limits=no_reuse) as http:
         with PeakRss(pid) as memory:
             eight = await _photo_searches(http, photos[:8], "198.51.100.8")
         assert eight == [200] * 8, eight
