@@ -7,6 +7,7 @@ same isolated data, which a per-test rollback could not give a multi-connection 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -82,18 +83,28 @@ async def _template_db(postgres_dsn: str) -> str:
 @pytest.fixture(name="database_url")
 async def _database_url(postgres_dsn: str, template_db: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
-    name = "t_" + uuid.uuid4().hex[:12]
+    async with scratch_database(postgres_dsn, "t_", template_db) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(postgres_dsn: str, prefix: str, template: str | None = None) -> AsyncIterator[str]:
+    """A database of its own on the test server (a copy of ``template``, or empty), dropped after."""
+    name = prefix + uuid.uuid4().hex[:12]
+    copy = f' TEMPLATE "{template}"' if template else ""
     admin = await asyncpg.connect(postgres_dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        await admin.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await admin.close()
-    yield _replace_database(postgres_dsn, name)
-    admin = await asyncpg.connect(postgres_dsn)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield _replace_database(postgres_dsn, name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(name="redis_binary", scope="session")

@@ -140,6 +140,16 @@ def _open(data: bytes) -> Image.Image:
         ) from error
 
 
+# What Pillow raises for bytes it cannot decode, or would decode into too many pixels.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
 def _undecodable(error: Exception) -> ApiError:
     return ApiError(
         422,
@@ -185,13 +195,7 @@ def read_header(data: bytes, max_bytes: int, *, for_model: bool = False) -> Imag
                     copy = 0 if image.mode == "RGB" else pixels * 4
     except ApiError:
         raise
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as error:
+    except _DECODE_ERRORS as error:
         raise _undecodable(error) from error
     # The decoded pixels, a copy where one is made, and room for the decoder's own buffers.
     return ImageHeader(fmt, width, height, decoded + copy + width * height // 8 + 2**20)
@@ -249,13 +253,7 @@ def check_image(data: bytes, max_bytes: int) -> CheckedImage:
                         width, height = height, width
     except ApiError:
         raise
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as error:
+    except _DECODE_ERRORS as error:
         raise _undecodable(error) from error
     return CheckedImage(
         data=data,
@@ -292,7 +290,7 @@ def decode_rgb(data: bytes) -> Image.Image:
             rgb = image if image.mode == "RGB" else image.convert("RGB")
     except ApiError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except _DECODE_ERRORS as error:
         raise _undecodable(error) from error
     short = min(rgb.size)
     if short >= 2 * MODEL_SIDE:

@@ -21,20 +21,18 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import boto3
 import httpx
 import pytest
 
 from infra.stacks import REPO_ROOT
-from tests.conftest import _replace_database
+from tests.conftest import scratch_database
 from tests.infra.conftest import Record, of_type
 from tests.webapp.conftest import listing, photo
 from webapp.cache import free_port
@@ -127,18 +125,8 @@ def _checkpoint(tiny_clip: ClipModel, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(name="empty_database")
 async def _empty_database(postgres_dsn: str) -> AsyncIterator[str]:
     """A database nothing has migrated, as a new deployment's RDS instance is."""
-    name = "boot_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(postgres_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield _replace_database(postgres_dsn, name)
-    admin = await asyncpg.connect(postgres_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(postgres_dsn, "boot_") as url:
+        yield url
 
 
 class Program:

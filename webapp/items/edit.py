@@ -14,7 +14,7 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.images import check_image
 from webapp.items.repo import Item, select_live_by_image, update_item
-from webapp.items.service import ItemFields, image_key_for
+from webapp.items.service import ItemFields, image_key_for, invalid_fields
 
 
 class _PatchRules(BaseModel):
@@ -57,9 +57,7 @@ def parse_patch(data: dict[str, Any]) -> _PatchRules:
     try:
         return ItemPatch.model_validate(data)
     except ValidationError as error:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()]
-        text = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
-        raise ApiError(422, "invalid_fields", f"Invalid item fields: {text}", {"problems": problems}) from None
+        raise invalid_fields(error) from None
 
 
 async def edit_item(services: Services, item_id: int, patch: _PatchRules, photo: bytes | None) -> Item:

@@ -61,9 +61,14 @@ def parse_fields(form: dict[str, str]) -> ItemFields:
     try:
         return ItemFields.model_validate(form)
     except ValidationError as error:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()]
-        text = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        raise ApiError(422, "invalid_fields", f"Invalid item fields: {text}", {"problems": problems}) from None
+        raise invalid_fields(error) from None
+
+
+def invalid_fields(error: ValidationError) -> ApiError:
+    """A 422 naming each field that failed validation and why."""
+    problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in error.errors()]
+    text = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
+    return ApiError(422, "invalid_fields", f"Invalid item fields: {text}", {"problems": problems})
 
 
 def image_key_for(image: CheckedImage) -> str:
