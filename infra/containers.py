@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 
 from infra.config import AppConfig
-from infra.ports import API_PORT
+from infra.ports import API_PORT, WORKER_METRICS_PORT
 
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 OTLP_HTTP = "http://127.0.0.1:4318"
@@ -119,6 +119,8 @@ def app_environment(
         env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
     if program == "console":
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
+    if program in ("worker", "gpu-worker"):
+        env |= {"PRETHRIFT_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT)}
     return env | args.extra_env
 
 
@@ -205,9 +207,14 @@ def container_definitions(
         )
         app["dependsOn"].append({"containerName": "migrate", "condition": "SUCCESS"})
 
-    # The API serves Prometheus metrics; its collector scrapes them on loopback (the ALB
-    # answers 404 for /metrics, so they are never public) and ships them as EMF.
-    scrape = f"127.0.0.1:{port}" if program == "api" and port else None
+    # The API serves Prometheus metrics at /metrics and a worker on its metrics port; the task's
+    # collector scrapes them on loopback (the ALB answers 404 for /metrics, so they are never
+    # public) and ships them as EMF, where the queue and error alarms read them.
+    scrape: str | None = None
+    if program == "api" and port:
+        scrape = f"127.0.0.1:{port}"
+    elif program in ("worker", "gpu-worker"):
+        scrape = f"127.0.0.1:{WORKER_METRICS_PORT}"
     collector: dict[str, Any] = {
         "name": "otel-collector",
         "image": COLLECTOR_IMAGE,

@@ -8,3 +8,5 @@ from __future__ import annotations
 API_PORT = 8000
 CONSOLE_PORT = 8050
 APP_PORTS = (API_PORT, CONSOLE_PORT)
+# The worker's Prometheus metrics, on loopback only: its task's collector scrapes them.
+WORKER_METRICS_PORT = 9464

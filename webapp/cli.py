@@ -246,6 +246,10 @@ def worker() -> None:
             init_sentry(settings)
             configure_tracing(settings.telemetry)
             recorder = MetricsRecorder() if settings.metrics.enabled else None
+            if settings.worker.metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                start_http_server(settings.worker.metrics_port, addr="127.0.0.1")
             async with open_services(settings, clip) as services:
                 writer = MetricsWriter(services.pool, recorder, settings.metrics) if recorder else None
                 async with writer or contextlib.nullcontext():

@@ -147,6 +147,9 @@ class WorkerSettings(BaseSettings):
     decode_processes: int = Field(default=0, ge=0)
     # Batches held between pipeline stages (claim, decode, encode, commit).
     pipeline_depth: int = Field(default=2, ge=1, le=16)
+    # `prethrift worker` serves its Prometheus metrics (queue depth, embeddings) on this loopback
+    # port when set, for the task's collector to scrape; the API serves its own at /metrics.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class TelemetrySettings(BaseSettings):

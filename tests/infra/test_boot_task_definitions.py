@@ -49,6 +49,7 @@ OVERRIDABLE = frozenset(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "PRETHRIFT_PORT",
         "PRETHRIFT_CONSOLE_PORT",
+        "PRETHRIFT_WORKER_METRICS_PORT",
         "PRETHRIFT_CLIP_MODEL",
         "PRETHRIFT_CLIP_PRETRAINED",
         "PRETHRIFT_CLIP_DEVICE",
@@ -265,7 +266,7 @@ async def test_every_app_container_boots_from_its_task_definition(
         "PRETHRIFT_CONSOLE_PASSWORD": CONSOLE_PASSWORD,
         "SENTRY_DSN": f"{sink.replace('://', f'://{SENTRY_KEY}@')}/1",
     }
-    api_port, console_port = free_port(), free_port()
+    api_port, console_port, worker_metrics_port = free_port(), free_port(), free_port()
     import torch
 
     def env_for(name: str) -> dict[str, str]:
@@ -274,6 +275,7 @@ async def test_every_app_container_boots_from_its_task_definition(
             "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
             "PRETHRIFT_PORT": str(api_port),
             "PRETHRIFT_CONSOLE_PORT": str(console_port),
+            "PRETHRIFT_WORKER_METRICS_PORT": str(worker_metrics_port),
             "PRETHRIFT_CLIP_MODEL": "prethrift-tiny",
             "PRETHRIFT_CLIP_PRETRAINED": str(checkpoint),
         }
@@ -325,6 +327,10 @@ async def test_every_app_container_boots_from_its_task_definition(
 
             # Each worker on its own, so that each is seen embedding.
             await embed_one_upload(client, url, 1, started)
+            # What the queue alarms read: the worker's own metrics, on loopback for the collector.
+            scraped = await client.get(f"http://127.0.0.1:{worker_metrics_port}/metrics")
+            assert re.search(r"^prethrift_embeddings_total [1-9]", scraped.text, re.M), scraped.text[-2000:]
+            assert "prethrift_embedding_queue_depth" in scraped.text
             assert first.stop() == 0, first.output()[-3000:]
             for seed, name in enumerate(workers[1:], start=2):
                 worker = Program(containers[name], env_for(name), tmp_path)
