@@ -92,14 +92,24 @@ def vector_expression(dim: int, alias: str = "e") -> str:
 async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, dim: int) -> str:
     """Create the HNSW cosine index that serves ``model_key`` if it is missing."""
     name = vector_index_name(model_key)
-    exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
-    if not exists:
-        log.info("building vector index", index=name, model_key=model_key, dim=dim)
-        await connection.execute(
-            f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
-            f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
-            f"WHERE model_key = {sql_literal(model_key)}"
-        )
+    if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+        return name
+    # API and worker tasks start together and each ensures the index: without the lock, two
+    # CREATE INDEX IF NOT EXISTS race and the loser fails on pg_class's unique name.
+    # The lock makes the others wait for the one that builds; they then find it, or (their
+    # catalog view not yet refreshed) are told it exists.
+    try:
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+            if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                log.info("building vector index", index=name, model_key=model_key, dim=dim)
+                await connection.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
+                    f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
+                    f"WHERE model_key = {sql_literal(model_key)}"
+                )
+    except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+        log.info("vector index built by another process", index=name)
     return name
 
 
