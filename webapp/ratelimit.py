@@ -6,6 +6,7 @@ the rate, which still stops one client from taking a task down.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -16,6 +17,7 @@ from cachetools import TTLCache
 from quart import current_app, request
 from quart_schema import document_response
 from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
 
 from webapp.config import LimitsSettings
 from webapp.errors import ApiError
@@ -102,6 +104,14 @@ class RateLimits:
             )
 
 
+async def _discard_body() -> None:
+    """Read what the client is still uploading before refusing it: a server that answers and
+    closes with the body unread resets the connection, and the client never sees the 429."""
+    with contextlib.suppress(ApiError, HTTPException, OSError):
+        async for _chunk in request.body:
+            pass
+
+
 def current_client() -> str:
     limits: RateLimits = current_app.extensions[EXTENSION]
     return client_address(request.headers, request.remote_addr, limits.settings.trusted_proxies)
@@ -114,7 +124,11 @@ def rate_limited(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
         @functools.wraps(view)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> R:
             limits: RateLimits = current_app.extensions[EXTENSION]
-            limits.check(name, current_client())
+            try:
+                limits.check(name, current_client())
+            except ApiError:
+                await _discard_body()
+                raise
             return await view(*args, **kwargs)
 
         documented: Any = document_response(ErrorOut, 429)(limited)
