@@ -70,7 +70,10 @@ def database_unavailable(error: BaseException) -> bool:
     """
     if isinstance(error, _OUTAGE_ERRORS):
         return True
-    return isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError)) and _raised_by_driver(error)
+    # InternalClientError: a pooled connection the server dropped mid-operation can leave the
+    # driver's protocol state confused ("cannot switch to state ..."); it is the same outage.
+    driver_side = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    return isinstance(error, driver_side) and _raised_by_driver(error)
 
 
 class DatabaseOutage:
