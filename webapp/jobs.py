@@ -141,6 +141,38 @@ async def _fail_exhausted(connection: asyncpg.Connection, model_key: str, max_at
     return len(rows)
 
 
+async def _lease(
+    connection: asyncpg.Connection,
+    model_key: str,
+    *,
+    retried: bool,
+    limit: int,
+    lease: uuid.UUID,
+    lease_s: float,
+) -> list[asyncpg.Record]:
+    """Lease up to ``limit`` queued jobs, counting the attempt before any work: jobs tried before
+    (``retried``) or fresh ones, oldest first."""
+    tried = "attempts > 0" if retried else "attempts = 0"
+    rows: list[asyncpg.Record] = await connection.fetch(
+        f"""WITH picked AS (
+               SELECT id FROM embedding_jobs
+               WHERE status = 'queued' AND model_key = $1 AND run_after <= now() AND {tried}
+               ORDER BY run_after, id LIMIT $2 FOR UPDATE SKIP LOCKED
+           )
+           UPDATE embedding_jobs j
+           SET attempts = j.attempts + 1, lease = $3, updated_at = now(),
+               run_after = now() + make_interval(secs => $4)
+           FROM picked, items i
+           WHERE j.id = picked.id AND i.id = j.item_id
+           RETURNING j.id AS job_id, j.item_id, j.attempts, i.image_key""",
+        model_key,
+        limit,
+        lease,
+        lease_s,
+    )
+    return rows
+
+
 async def claim(
     connection: asyncpg.Connection,
     model_key: str,
@@ -162,40 +194,9 @@ async def claim(
     async with connection.transaction():
         died = await _fail_exhausted(connection, model_key, max_attempts)
         if suspects:
-            rows = await connection.fetch(
-                """WITH picked AS (
-                       SELECT id FROM embedding_jobs
-                       WHERE status = 'queued' AND model_key = $1 AND run_after <= now() AND attempts > 0
-                       ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED
-                   )
-                   UPDATE embedding_jobs j
-                   SET attempts = j.attempts + 1, lease = $2, updated_at = now(),
-                       run_after = now() + make_interval(secs => $3)
-                   FROM picked, items i
-                   WHERE j.id = picked.id AND i.id = j.item_id
-                   RETURNING j.id AS job_id, j.item_id, j.attempts, i.image_key""",
-                model_key,
-                lease,
-                lease_s,
-            )
+            rows = await _lease(connection, model_key, retried=True, limit=1, lease=lease, lease_s=lease_s)
         if not rows:
-            rows = await connection.fetch(
-                """WITH picked AS (
-                       SELECT id FROM embedding_jobs
-                       WHERE status = 'queued' AND model_key = $1 AND run_after <= now() AND attempts = 0
-                       ORDER BY run_after, id LIMIT $2 FOR UPDATE SKIP LOCKED
-                   )
-                   UPDATE embedding_jobs j
-                   SET attempts = j.attempts + 1, lease = $3, updated_at = now(),
-                       run_after = now() + make_interval(secs => $4)
-                   FROM picked, items i
-                   WHERE j.id = picked.id AND i.id = j.item_id
-                   RETURNING j.id AS job_id, j.item_id, j.attempts, i.image_key""",
-                model_key,
-                limit,
-                lease,
-                lease_s,
-            )
+            rows = await _lease(connection, model_key, retried=False, limit=limit, lease=lease, lease_s=lease_s)
     if not rows:
         return None, died
     jobs = sorted((ClaimedJob(**dict(r)) for r in rows), key=lambda job: job.job_id)
