@@ -167,7 +167,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         worst = max(flood["during"]["healthz"]["max_ms"], flood["during"]["search"]["max_ms"]) / 1000
         base = max(flood["before"]["healthz"]["p50_ms"], 0.1)
         say(
-            f"   frames sent {flood['frames_sent']} on {flood['connections']} connections; "
+            f"   frames sent {flood['frames_sent']} on {flood['connections']} connections, "
+            f"{flood['refused']} reconnects refused; "
             f"healthz p50 during/before x{flood['during']['healthz']['p50_ms'] / base:.2f}"
         )
         verdict = _verdict(worst < TARGET_LATENCY_S)

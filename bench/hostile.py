@@ -42,9 +42,20 @@ def rss_bytes(pid: int) -> int:
                 total += child.memory_info().rss
             except psutil.Error:
                 pass
-        return total
+        return int(total)
     except psutil.Error:
         return 0
+
+
+def established_connections(pid: int, port: int) -> int:
+    """TCP connections a server process holds open on its listening ``port``."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return 0
+    return sum(
+        1 for c in connections if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    )
 
 
 class PeakRss:
@@ -112,6 +123,27 @@ def open_websocket(host: str, port: int, path: str, receive_buffer: int | None =
     return sock
 
 
+def server_closed(received: bytearray) -> bool:
+    """Whether the unmasked server frames in ``received`` include a close frame (RFC 6455
+    section 5.2); whole frames are consumed, a partial one is left for the next call."""
+    while len(received) >= 2:
+        opcode, length, start = received[0] & 0x0F, received[1] & 0x7F, 2
+        if length == 126:
+            if len(received) < 4:
+                return False
+            length, start = struct.unpack(">H", received[2:4])[0], 4
+        elif length == 127:
+            if len(received) < 10:
+                return False
+            length, start = struct.unpack(">Q", received[2:10])[0], 10
+        if opcode == 0x8:
+            return True
+        if len(received) < start + length:
+            return False
+        del received[: start + length]
+    return False
+
+
 @dataclass
 class FloodReport:
     frames_sent: int = 0
@@ -121,19 +153,21 @@ class FloodReport:
 
 
 def flood_websocket(host: str, port: int, seconds: float, path: str = "/ws/suggest") -> FloodReport:
-    """Send small non-JSON text frames as fast as possible for ``seconds``, never reading;
-    reconnect whenever the server drops the socket, as a hostile client would."""
+    """Send small non-JSON text frames as fast as possible for ``seconds``, ignoring every
+    answer; reconnect whenever the server closes or drops the socket, as a hostile client would."""
     report = FloodReport()
     batch = masked_text_frame(b"not json at all") * 200
     deadline = time.monotonic() + seconds
     sock: socket.socket | None = None
     pending = memoryview(b"")
+    received = bytearray()
     while time.monotonic() < deadline:
         if sock is None:
             try:
                 sock = open_websocket(host, port, path)
                 report.connections += 1
                 pending = memoryview(b"")
+                received.clear()
             except (OSError, ConnectionError) as error:
                 report.refused += 1
                 if len(report.errors) < 5:
@@ -141,6 +175,21 @@ def flood_websocket(host: str, port: int, seconds: float, path: str = "/ws/sugge
                 time.sleep(0.05)
                 continue
         if not pending:
+            # Between batches, glance at what came back: a close frame means the server is
+            # discarding whatever follows, so the flooder starts again on a new socket.
+            sock.settimeout(0)  # a glance: never wait for answers
+            try:
+                chunk = sock.recv(65536)
+                received += chunk if chunk else b"\x88\x00"  # end of stream: closed too
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                received += b"\x88\x00"
+            sock.settimeout(0.5)
+            if server_closed(received):
+                sock.close()
+                sock = None
+                continue
             pending = memoryview(batch)
             report.frames_sent += 200
         try:

@@ -109,8 +109,10 @@ async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> No
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
+    from webapp import wsclose
     from webapp.app import create_app
 
+    wsclose.install()
     app = create_app(settings, clip=clip)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]

@@ -222,6 +222,11 @@ class LimitsSettings(BaseSettings):
     ws_max_frame_bytes: int = Field(default=4096, ge=256)
     ws_frames_per_s: float = Field(default=15.0, gt=0)
     ws_frame_burst: int = Field(default=30, ge=1)
+    # Sockets a client may open: a page opens one and reconnects after a network blip. A socket
+    # closed for flooding bars its client from opening another for ws_flood_bar_s.
+    ws_opens_per_s: float = Field(default=1.0, gt=0)
+    ws_open_burst: int = Field(default=20, ge=1)
+    ws_flood_bar_s: float = Field(default=30.0, ge=0, le=3600)
     # A client that does not read its answers for this long is disconnected.
     ws_send_timeout_s: float = Field(default=5.0, gt=0)
 

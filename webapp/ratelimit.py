@@ -47,15 +47,24 @@ class TokenBucket:
             return 0.0
         return (1 - self.tokens) / self.rate
 
+    def bar(self, seconds: float) -> None:
+        """Allow nothing for ``seconds`` from now, then refill at the usual rate."""
+        self.take()  # brings the count up to now
+        self.tokens = min(self.tokens, 1 - seconds * self.rate)
+
 
 class ClientLimiter:
     """One token bucket per client address; idle buckets (full again) are forgotten."""
 
-    def __init__(self, rate: float, burst: int, max_clients: int = 100_000) -> None:
+    def __init__(self, rate: float, burst: int, max_clients: int = 100_000, max_bar_s: float = 0.0) -> None:
         self.rate = rate
         self.burst = burst
-        # A bucket left alone for burst/rate seconds is full again: forgetting it changes nothing.
-        self._buckets: TTLCache[str, TokenBucket] = TTLCache(maxsize=max_clients, ttl=burst / rate + 1)
+        self.max_bar_s = max_bar_s
+        # A bucket left alone for burst/rate seconds (plus the longest bar) is full again:
+        # forgetting it changes nothing.
+        self._buckets: TTLCache[str, TokenBucket] = TTLCache(
+            maxsize=max_clients, ttl=burst / rate + max_bar_s + 1
+        )
 
     def take(self, client: str) -> float:
         bucket = self._buckets.get(client)
@@ -64,6 +73,12 @@ class ClientLimiter:
         wait = bucket.take()
         self._buckets[client] = bucket  # refreshes the entry's time to live
         return wait
+
+    def bar(self, client: str, seconds: float) -> None:
+        """Refuse ``client`` for ``seconds`` (at most ``max_bar_s``)."""
+        bucket = self._buckets.get(client) or TokenBucket(self.rate, self.burst)
+        bucket.bar(min(seconds, self.max_bar_s))
+        self._buckets[client] = bucket
 
 
 def client_address(headers: Headers, peer: str | None, trusted_proxies: int) -> str:
@@ -81,7 +96,7 @@ def limit_headers(seconds: float) -> dict[str, str]:
 
 
 class RateLimits:
-    """The per-client limiters of one app, by name: search, photo_search, upload."""
+    """The per-client limiters of one app, by name: search, photo_search, upload, ws_open."""
 
     def __init__(self, settings: LimitsSettings) -> None:
         self.settings = settings
@@ -89,6 +104,9 @@ class RateLimits:
             "search": ClientLimiter(settings.search_per_s, settings.search_burst),
             "photo_search": ClientLimiter(settings.photo_search_per_s, settings.photo_search_burst),
             "upload": ClientLimiter(settings.upload_per_s, settings.upload_burst),
+            "ws_open": ClientLimiter(
+                settings.ws_opens_per_s, settings.ws_open_burst, max_bar_s=settings.ws_flood_bar_s
+            ),
         }
 
     def check(self, name: str, client: str) -> None:

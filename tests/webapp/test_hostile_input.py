@@ -348,6 +348,35 @@ async def test_sockets_per_client_are_capped(settings: Settings, tiny_clip: Clip
             assert json.loads(await asyncio.wait_for(again.recv(), 10))["seq"] == 2
 
 
+async def test_a_flooding_socket_is_closed_and_its_client_barred(
+    settings: Settings, tiny_clip: ClipModel
+) -> None:
+    limits = LimitsSettings(trusted_proxies=1, ws_flood_bar_s=60)
+    app = create_app(settings.model_copy(update={"limits": limits}), clip=tiny_clip)
+    flooder = {"X-Forwarded-For": "203.0.113.9"}
+    async with _hypercorn(app) as base:
+        url = f"ws://{base}/ws/suggest"
+        async with websockets.connect(url, additional_headers=flooder) as ws:
+            # Far past the rate, sent faster than the allowance refills, never reading.
+            with pytest.raises(websockets.ConnectionClosedError):
+                for sent in range(20_000):
+                    await ws.send("not json at all")
+                    if sent % 500 == 0:
+                        await asyncio.sleep(0.01)
+                await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1008 and ws.close_reason == "too many frames"
+        # Reconnecting at once would resume the flood: refused, with when to come back.
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(url, additional_headers=flooder):
+                pass
+        assert refused.value.response.status_code == 429
+        assert int(refused.value.response.headers["Retry-After"]) >= 30
+        # Another shopper is served as before.
+        async with websockets.connect(url, additional_headers={"X-Forwarded-For": "198.51.100.4"}) as other:
+            await other.send(json.dumps({"q": "coat", "seq": 1}))
+            assert json.loads(await asyncio.wait_for(other.recv(), 10))["seq"] == 1
+
+
 async def test_an_idle_socket_is_closed(settings: Settings, tiny_clip: ClipModel) -> None:
     app = create_app(settings.model_copy(update={"limits": LimitsSettings(ws_idle_s=0.5)}), clip=tiny_clip)
     async with _hypercorn(app) as base, websockets.connect(f"ws://{base}/ws/suggest") as ws:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, current_app, websocket
 
 from webapp.context import services
-from webapp.ratelimit import client_address
+from webapp.ratelimit import EXTENSION, RateLimits, client_address
 from webapp.suggest.session import SocketCounts, SuggestSession
 
 blueprint = Blueprint("suggest", __name__)
@@ -17,7 +17,13 @@ async def suggest() -> None:
     svc = services()
     limits = svc.settings.limits
     counts: SocketCounts = current_app.extensions.setdefault("suggest_sockets", SocketCounts())
+    rate_limits: RateLimits = current_app.extensions[EXTENSION]
     client = client_address(websocket.headers, websocket.remote_addr, limits.trusted_proxies)
     # Past the caps the upgrade is refused with a JSON error before the socket is accepted.
+    rate_limits.check("ws_open", client)
     with counts.hold(client, limits):
-        await SuggestSession(svc, websocket, limits).run()
+        session = SuggestSession(svc, websocket, limits)
+        await session.run()
+    if session.flooded:
+        # Reconnecting at once would start the flood again: the client waits out the bar.
+        rate_limits.limiters["ws_open"].bar(client, limits.ws_flood_bar_s)

@@ -36,8 +36,9 @@ log = structlog.get_logger(__name__)
 BAD_FRAME = 'Send JSON frames like {"q": "denim ja", "seq": 3} (q at most 100 characters).'
 # Close codes from RFC 6455 section 7.4.1.
 CLOSE_POLICY = 1008
-# Frames refused in a row before the socket is closed: minutes of a shopper typing too fast
-# never get here, a flooding script does within a second.
+# Refused frames a socket may send beyond its rate before it is closed; the allowance refills at
+# the frame rate. Minutes of a shopper typing too fast never use it up, a flooding script does
+# within a second.
 FLOOD_FRAMES = 2000
 
 
@@ -94,12 +95,14 @@ class SuggestSession:
         self.websocket = websocket
         self.limits = limits
         self.bucket = TokenBucket(limits.ws_frames_per_s, limits.ws_frame_burst)
+        self.flood_allowance = TokenBucket(limits.ws_frames_per_s, FLOOD_FRAMES)
+        # Set when the socket was closed for flooding.
+        self.flooded = False
         self._answering: asyncio.Task[None] | None = None
         # The newest unsent frame; a newer one replaces it, so a client that reads slowly
         # costs one frame of memory, not a queue.
         self._outbox: dict[str, Any] | None = None
         self._outbox_filled = asyncio.Event()
-        self._limited = 0
         self._last_limited_notice = -1.0
 
     async def run(self) -> None:
@@ -116,6 +119,7 @@ class SuggestSession:
                     )
                     await self._close(CLOSE_POLICY, "not reading answers")
                 elif isinstance(error, Flooding):
+                    self.flooded = True
                     log.info("suggestion socket closed: flooding", frames=FLOOD_FRAMES)
                     await self._close(CLOSE_POLICY, "too many frames")
                 elif isinstance(error, TimeoutError):
@@ -163,15 +167,13 @@ class SuggestSession:
     def _handle(self, raw: str | bytes) -> None:
         # Counted before anything else: a flood of frames, good or bad, costs a comparison each.
         if self.bucket.take() > 0:
-            self._limited += 1
-            if self._limited > FLOOD_FRAMES:
+            if self.flood_allowance.take() > 0:
                 raise Flooding
             now = time.monotonic()
             if now - self._last_limited_notice >= 1.0:  # one notice a second, not one a frame
                 self._last_limited_notice = now
                 self._error(None, "rate_limited", "Too many frames; slow down.")
             return
-        self._limited = 0
         if len(raw) > self.limits.ws_max_frame_bytes:
             self._error(None, "frame_too_large", f"Frames are at most {self.limits.ws_max_frame_bytes} bytes.")
             return
