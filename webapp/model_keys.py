@@ -20,7 +20,7 @@ import structlog
 
 from webapp import jobs
 from webapp.config import ClipSettings
-from webapp.db import vector_index_name
+from webapp.db import drop_vector_indexes, vector_index_name
 
 log = structlog.get_logger(__name__)
 
@@ -189,7 +189,7 @@ async def retire(connection: asyncpg.Connection, model_key: str, *, force: bool 
         )
         removed_jobs = await jobs.delete_for_key(connection, model_key)
         status = await connection.execute("DELETE FROM item_embeddings WHERE model_key = $1", model_key)
-        await connection.execute(f"DROP INDEX IF EXISTS {index}")
+        await drop_vector_indexes(connection, model_key, legacy=False)
         await bump_catalog_version(connection)
     return Retired(model_key, int(status.split()[-1]), removed_jobs, index)
 

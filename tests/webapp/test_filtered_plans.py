@@ -6,6 +6,7 @@ from quart import Quart
 
 from tests.webapp.conftest import services_of
 from tests.webapp.test_search_features import _big_app, get, seed_catalog  # noqa: F401 (fixture)
+from webapp.db import index_distance
 from webapp.search.filters import SearchFilters
 
 
@@ -22,8 +23,9 @@ async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big
             r[0]
             for r in await connection.fetch(
                 f"EXPLAIN SELECT 1 FROM item_embeddings e WHERE e.model_key = '{services.model_key}' "
-                f"AND e.category = 'dresses' ORDER BY e.embedding::vector({queries.dim}) <=> "
-                f"array_fill(0.1, ARRAY[{queries.dim}])::vector LIMIT 10"
+                f"AND e.category = 'dresses' ORDER BY "
+                + index_distance(queries.dim, param=f"array_fill(0.1, ARRAY[{queries.dim}])::vector")
+                + " LIMIT 10"
             )
         )
         assert queries.category_index_name("dresses") in plan

@@ -13,7 +13,7 @@ import asyncpg
 import numpy as np
 from cachetools import TTLCache
 
-from webapp.db import sql_literal, vector_expression, vector_index_name
+from webapp.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
 from webapp.search.filters import SearchFilters, Sort
 from webapp.search.forgive import WordGroup
 
@@ -143,7 +143,7 @@ class VectorQueries:
         self.dim = dim
         self.exact_scan_max_rows = exact_scan_max_rows
         self.filtered_ef_search = filtered_ef_search
-        self._expr = vector_expression(dim)
+        self._index_distance = index_distance(dim)
         self._model = sql_literal(model_key)
         self._vector = f"SELECT embedding FROM item_embeddings WHERE item_id = $1 AND model_key = {self._model}"
         # Lower-cased categories that have their own partial HNSW index (ensure_category_indexes).
@@ -175,7 +175,7 @@ class VectorQueries:
                 if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
                     await connection.execute(
                         f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
-                        f"USING hnsw ((embedding::vector({int(self.dim)})) vector_cosine_ops) "
+                        f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
                         f"WHERE model_key = {self._model} AND category = {sql_literal(row['category'])}"
                     )
         finally:
@@ -221,7 +221,7 @@ class VectorQueries:
                 # Named with a literal so that the planner can prove the partial index applies.
                 where += f" AND e.category = {sql_literal(plan.category)}"
         # The index serves only its own expression; the uncast column is the exact path.
-        distance = "e.embedding <=> $1" if plan.exact else f"{self._expr} <=> $1"
+        distance = "e.embedding <=> $1" if plan.exact else self._index_distance
         sql = f"""
             SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS score
             FROM item_embeddings e JOIN items i ON i.id = e.item_id
@@ -356,7 +356,7 @@ class VectorQueries:
         if not ids:
             return {}
         rows = await connection.fetch(
-            f"""SELECT e.item_id, 1 - ({self._expr} <=> $1) AS score FROM item_embeddings e
+            f"""SELECT e.item_id, 1 - ({self._index_distance}) AS score FROM item_embeddings e
                 WHERE e.model_key = {self._model} AND e.item_id = ANY($2::bigint[])""",
             vector,
             ids,
