@@ -248,8 +248,10 @@ async def prepare(dsn: str, spec: CatalogSpec, model_key: str, *, log: Any = pri
             report["reused"] = False
             await _load(connection, spec, model_key, report, log)
         index_started = time.perf_counter()
-        # HNSW builds far faster when the graph fits in maintenance memory (~400 MB at 100k x 512).
-        await connection.execute("SET maintenance_work_mem = '1GB'")
+        # HNSW builds far faster when the graph fits in maintenance memory (~400 MB at 100k x 512
+        # in float32, about half in halfvec); 2.5 kB an item leaves room at any size.
+        work_mem_mb = max(1024, spec.items * 2560 // 2**20)
+        await connection.execute(f"SET maintenance_work_mem = '{work_mem_mb}MB'")
         name = vector_index_name(model_key)
         built = not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
         if built:

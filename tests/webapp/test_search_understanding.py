@@ -10,7 +10,10 @@ import pytest
 from quart import Quart
 from quart.testing import QuartClient
 
+from tests.webapp.conftest import services_of
 from tests.webapp.test_search_features import get, seed_catalog
+from webapp.search.filters import SearchFilters
+from webapp.search.service import keyword_ranking
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CATALOG: list[dict[str, Any]] = json.loads((DATA / "catalog.json").read_text())
@@ -143,3 +146,21 @@ async def test_unknown_facets_are_a_clear_error(client: QuartClient, facets: str
     assert response.status_code == 422
     body = await response.get_json()
     assert body["error"]["code"] == "invalid_parameters" and "facet" in body["error"]["message"]
+
+
+async def test_beside_vectors_the_keyword_part_stops_at_half_the_words(
+    app: Quart, catalog: dict[str, int]
+) -> None:
+    """Hybrid search fuses keyword hits with the vector ranking, which already ranks items that
+    share a word with the query: its forgiving passes keep at least half of the query's words."""
+    services = services_of(app)
+    queries = services.queries
+    assert queries is not None
+    query = "faded merino velvet corduroy"  # no item holds two of these words
+    alone = await keyword_ranking(services, queries, query, SearchFilters())
+    beside = await keyword_ranking(services, queries, query, SearchFilters(), beside_vectors=True)
+    text = {catalog[row["title"]]: " ".join(str(v) for v in row.values()).lower() for row in CATALOG}
+    words = query.split()
+    assert alone, "keyword mode falls back to items holding one of the words"
+    assert all(sum(w in text[h.id] for w in words) >= 2 for h in beside), beside
+    assert len(beside) < len(alone)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -131,16 +132,28 @@ async def catalog_words(services: Services) -> CatalogWords:
 
 
 async def keyword_ranking(
-    services: Services, queries: VectorQueries, text: str, filters: SearchFilters
+    services: Services,
+    queries: VectorQueries,
+    text: str,
+    filters: SearchFilters,
+    *,
+    beside_vectors: bool = False,
 ) -> list[Hit]:
-    """Exact keyword matches first (phrases, brand and model), then forgiving ones, best first."""
+    """Exact keyword matches first (phrases, brand and model), then forgiving ones, best first.
+
+    ``beside_vectors``: the ranking is fused with a vector search (hybrid), which already ranks
+    items that share only a word or two with the query; the forgiving passes then stop at half
+    the query's words instead of ranking every item that holds one of them.
+    """
     async with services.pool.acquire() as connection:
         exact = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
         if len(exact) >= FORGIVE_BELOW:
             return exact
     words = (await catalog_words(services)).words
     async with services.pool.acquire() as connection:
-        return await forgive(connection, queries, text, filters, exact, words, _shipped()[1])
+        return await forgive(
+            connection, queries, text, filters, exact, words, _shipped()[1], keep_half=beside_vectors
+        )
 
 
 async def forgive(
@@ -151,11 +164,15 @@ async def forgive(
     exact: list[Hit],
     words: dict[str, int],
     synonyms: dict[str, tuple[str, ...]],
+    *,
+    keep_half: bool = False,
 ) -> list[Hit]:
-    """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words."""
+    """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words
+    (down to one, or to half of them with ``keep_half``)."""
     groups = word_groups(text, words, synonyms)
+    fewest = math.ceil(len(groups) / 2) if keep_half else 1
     found = list(exact)
-    while groups and len(found) < FORGIVE_BELOW:
+    while len(groups) >= max(fewest, 1) and len(found) < FORGIVE_BELOW:
         seen = [h.id for h in found]
         found += await queries.forgiving(
             connection, groups, limit=CANDIDATES - len(found), filters=filters, exclude=seen
@@ -305,7 +322,7 @@ async def _ranked_by_vector(
     if request.mode is Mode.HYBRID:
         embedding = asyncio.create_task(text_vector(services, text))
         try:
-            keyword = await keyword_ranking(services, queries, text, filters)
+            keyword = await keyword_ranking(services, queries, text, filters, beside_vectors=True)
             if keyword:
                 yield "keyword", _sorted(keyword, request.sort)[: request.limit]
             vector = await embedding
