@@ -75,32 +75,23 @@ async def migrate(connection: asyncpg.Connection) -> list[str]:
         await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
 
 
-# Vectors are stored at full precision and indexed at half (pgvector's halfvec, 2 bytes a
-# dimension): the graph takes half the memory and builds faster, at the recall the bench measures
-# (bench/README.md). The exact path reads the stored float32 vectors.
+# Vectors are stored and indexed in half precision (pgvector's halfvec, 2 bytes a dimension;
+# migration 0007): half the memory of float32 and no out-of-line storage, at the recall the bench
+# measures (bench/README.md).
 INDEX_OPCLASS = "halfvec_cosine_ops"
-_LEGACY_INDEX_PREFIX = "item_embeddings_hnsw_"  # float32 indexes built before the switch
 
 
 def vector_index_name(model_key: str) -> str:
     return "item_embeddings_half_" + hashlib.sha1(model_key.encode()).hexdigest()[:12]
 
 
-def _legacy_index_name(model_key: str) -> str:
-    return _LEGACY_INDEX_PREFIX + hashlib.sha1(model_key.encode()).hexdigest()[:12]
-
-
-async def drop_vector_indexes(connection: asyncpg.Connection, model_key: str, *, legacy: bool) -> list[str]:
-    """Drop a key's HNSW indexes, main and per category: the float32 ones the half-precision
-    ones replace (``legacy``), or all of them."""
-    prefixes = [_legacy_index_name(model_key)] + ([] if legacy else [vector_index_name(model_key)])
+async def drop_vector_indexes(connection: asyncpg.Connection, model_key: str) -> list[str]:
+    """Drop a key's HNSW indexes, the main one and those per category."""
     names: list[str] = [
         row["relname"]
         for row in await connection.fetch(
-            """SELECT relname FROM pg_class
-               WHERE relkind = 'i'
-                 AND EXISTS (SELECT 1 FROM unnest($1::text[]) p WHERE starts_with(relname, p))""",
-            prefixes,
+            "SELECT relname FROM pg_class WHERE relkind = 'i' AND starts_with(relname, $1)",
+            vector_index_name(model_key),
         )
     ]
     for name in names:
@@ -144,8 +135,6 @@ async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, di
                 )
     except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
         log.info("vector index built by another process", index=name)
-    if dropped := await drop_vector_indexes(connection, model_key, legacy=True):
-        log.info("float32 vector indexes replaced by half-precision ones", dropped=dropped)
     return name
 
 

@@ -220,7 +220,7 @@ async def complete(
                RETURNING item_id
            )
            INSERT INTO item_embeddings (item_id, model_key, embedding)
-           SELECT v.item_id, $2, (($4::real[])[(v.o - 1) * $5 + 1 : v.o * $5])::vector
+           SELECT v.item_id, $2, (($4::real[])[(v.o - 1) * $5 + 1 : v.o * $5])::halfvec
            FROM unnest($6::bigint[]) WITH ORDINALITY AS v(item_id, o)
            JOIN done d ON d.item_id = v.item_id
            ON CONFLICT (item_id, model_key)

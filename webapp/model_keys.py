@@ -189,7 +189,7 @@ async def retire(connection: asyncpg.Connection, model_key: str, *, force: bool 
         )
         removed_jobs = await jobs.delete_for_key(connection, model_key)
         status = await connection.execute("DELETE FROM item_embeddings WHERE model_key = $1", model_key)
-        await drop_vector_indexes(connection, model_key, legacy=False)
+        await drop_vector_indexes(connection, model_key)
         await bump_catalog_version(connection)
     return Retired(model_key, int(status.split()[-1]), removed_jobs, index)
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import asyncpg
+import numpy as np
+from pgvector.asyncpg import register_vector
 
-from webapp.db import ensure_vector_index
+from webapp.db import ensure_vector_index, migrate
 
 
 async def test_processes_starting_together_all_find_the_index(database_url: str) -> None:
@@ -25,22 +26,38 @@ async def test_processes_starting_together_all_find_the_index(database_url: str)
             await connection.close()
 
 
-async def test_a_float32_index_from_before_is_replaced_by_the_half_precision_one(database_url: str) -> None:
-    key = "upgraded-model/weights"
-    legacy = "item_embeddings_hnsw_" + hashlib.sha1(key.encode()).hexdigest()[:12]
+async def test_float32_embeddings_from_before_are_kept_in_half_precision(database_url: str) -> None:
+    """A database from before migration 0007: its vectors survive the switch to halfvec and its
+    float32 HNSW index makes way for the half-precision one the service builds."""
     connection = await asyncpg.connect(database_url)
+    await register_vector(connection)
     try:
-        for name in (legacy, legacy + "_cdeadbeef"):
-            await connection.execute(
-                f"CREATE INDEX {name} ON item_embeddings USING hnsw ((embedding::vector(8)) vector_cosine_ops) "
-                f"WHERE model_key = '{key}'"
-            )
-        name = await ensure_vector_index(connection, key, 8)
-        indexes = await connection.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes "
-            "WHERE tablename = 'item_embeddings' AND indexdef LIKE $1",
-            f"%{key}%",
+        # Back to the state 0006 left: float32 column, float32 index, 0007 not applied.
+        await connection.execute("ALTER TABLE item_embeddings ALTER COLUMN embedding TYPE vector")
+        await connection.execute("DELETE FROM schema_migrations WHERE version = 7")
+        item = await connection.fetchval(
+            """INSERT INTO items (title, price, image_key, image_sha256, status)
+               VALUES ('Wool coat', 20, 'k', 'sha', 'ready') RETURNING id"""
         )
-        assert [(r["indexname"], "halfvec_cosine_ops" in r["indexdef"]) for r in indexes] == [(name, True)]
+        vector = np.random.default_rng(3).standard_normal(64).astype(np.float32)
+        await connection.execute(
+            "INSERT INTO item_embeddings (item_id, model_key, embedding) VALUES ($1, 'old/key', $2)",
+            item,
+            vector,
+        )
+        legacy = "item_embeddings_hnsw_0123456789ab"
+        await connection.execute(
+            f"CREATE INDEX {legacy} ON item_embeddings USING hnsw ((embedding::vector(64)) vector_cosine_ops)"
+        )
+        assert await migrate(connection) == ["0007_halfvec_storage.sql"]
+        kind = await connection.fetchval(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'item_embeddings'::regclass AND attname = 'embedding'"
+        )
+        assert kind == "halfvec"
+        assert await connection.fetchval("SELECT to_regclass($1)", legacy) is None
+        stored = await connection.fetchval("SELECT embedding FROM item_embeddings WHERE item_id = $1", item)
+        kept = np.asarray(stored.to_numpy(), dtype=np.float32)
+        assert float(kept @ vector / np.linalg.norm(kept) / np.linalg.norm(vector)) >= 0.9999
     finally:
         await connection.close()
