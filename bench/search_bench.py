@@ -364,6 +364,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "PRETHRIFT_CLIP_TRUNCATE": "true",
             "PRETHRIFT_CLIP_MAX_BATCH": str(max_batch),
             "PRETHRIFT_CLIP_MAX_WAIT_MS": str(max_wait_ms),
+            # The suggestion phase opens its sockets from one address, far past one shopper's caps.
+            "PRETHRIFT_LIMITS_WS_PER_CLIENT": str(max(16, 2 * args.sockets)),
+            "PRETHRIFT_LIMITS_WS_OPEN_BURST": str(max(20, 2 * args.sockets)),
         }
         pids = (postmaster_pid(DATA / "postgres"), redis_server.process.pid if redis_server.process else None)
         common: dict[str, Any] = {"model_key": model_key, "pids": pids, "database": postgres.database}
