@@ -174,3 +174,9 @@ def _client(app: Quart) -> QuartClient:
 def _worker(app: Quart, settings: Settings) -> EmbeddingWorker:
     s = services_of(app)
     return EmbeddingWorker(s.pool, s.embedder, s.storage, settings.worker)
+
+
+def unsigned(item: dict[str, Any]) -> dict[str, Any]:
+    """An item as the catalog holds it: its photo URL is presigned anew, to the second, on every
+    answer, so two answers a second apart differ only in the signature."""
+    return {**item, "image_url": str(item["image_url"]).split("?", 1)[0]}
