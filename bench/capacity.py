@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import search_bench
 from bench.load import QueryStream, closed_loop, open_loop
-from bench.services import DATA, REPO, CpuMeter, ServerProcess, postmaster_pid
+from bench.services import DATA, POSTGRES_SETTINGS, REPO, CpuMeter, ServerProcess, postmaster_pid
 from webapp.cache import LocalRedisServer, find_redis_server
 from webapp.db import EmbeddedPostgres
 
@@ -31,7 +31,7 @@ async def measure(items: int, seed: int) -> dict[str, Any]:
     plan = search_bench.Plan(
         **{**search_bench.plan_for(search_bench.parse_args([])).__dict__, "open_loop_s": 16.0}
     )
-    postgres = EmbeddedPostgres(DATA / "postgres", database=f"bench_{items}")
+    postgres = EmbeddedPostgres(DATA / "postgres", database=f"bench_{items}", settings=POSTGRES_SETTINGS)
     redis_server = LocalRedisServer(binary, maxmemory_mb=512)
     dsn = postgres.start()
     try:

@@ -258,13 +258,16 @@ async def prepare(dsn: str, spec: CatalogSpec, model_key: str, *, log: Any = pri
             log(f"catalog: building the HNSW index over {spec.items:,} x {spec.dim} (about a minute per 100k)")
         await ensure_vector_index(connection, model_key, spec.dim)
         report["index_built_s"] = round(time.perf_counter() - index_started, 1) if built else None
-        # The per-category partial indexes the app builds at start-up (webapp.search.repo).
+        # The per-category and per-colour partial indexes the app builds at start-up
+        # (webapp.search.repo).
         queries = VectorQueries(model_key, spec.dim)
-        missing = {c.lower() for c in CATEGORIES} - await queries.load_category_indexes(connection)
+        before = set(await queries.load_graphs(connection))
         started_categories = time.perf_counter()
-        if missing:
-            log(f"catalog: building partial HNSW indexes for {len(missing)} categories")
-        report["category_indexes"] = sorted(await queries.ensure_category_indexes(connection))
+        log("catalog: building the per-category and per-colour partial HNSW indexes that are missing")
+        graphs = await queries.ensure_graphs(connection)
+        missing = set(graphs) - before
+        report["category_indexes"] = sorted(queries.category_indexes)
+        report["colour_indexes"] = sorted(value for column, value in graphs if column == "colour")
         report["category_indexes_built_s"] = (
             round(time.perf_counter() - started_categories, 1) if missing else None
         )

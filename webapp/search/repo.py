@@ -25,15 +25,24 @@ EXACT_SCAN_MAX_ROWS = 2000
 FILTERED_EF_SEARCH = 300
 EF_PER_RESULT = 8
 MAX_EF_SEARCH = 1000
-# Categories with at least this many items get a partial HNSW index of their own.
-CATEGORY_INDEX_MIN_ROWS = 500
+# Few matches that are under this share of the smallest graph holding them are scanned exactly:
+# the graph's scan would walk ~1/share candidates per result (bench/README.md: "blue + zara"-like
+# combinations, 61 and 477 matches at 1.5% and 4% of their colour: exact 6-15 ms, graph 16-55 ms;
+# at 25% the graph took 9-23 ms against exact 26-49 ms).
+GRAPH_MIN_SHARE = 0.1
+# Filter columns copied onto item_embeddings (migrations 0006 and 0008) whose values get a
+# partial HNSW graph of their own once they hold this many items, with the letter that marks
+# their index names. Category follows the vector clusters and colour cuts across them: both are
+# filters shoppers set (and type: "black dress") on most searches.
+GRAPH_COLUMNS = {"category": "c", "colour": "h"}
+GRAPH_MIN_ROWS = 500
 # Counting the rows a filter passes stops here (enough to estimate its share of the catalog).
 COUNT_CAP = 50_000
 # How long the plan choice for one filter combination (its matching-row count) is reused.
 # Either plan returns a full, correctly ordered page; the count only picks the faster one.
 PLAN_CACHE_TTL_S = 30.0
-# Advisory lock held while building per-category indexes, so instances do not race.
-_CATEGORY_INDEX_LOCK = 0x70726574_63617478
+# Advisory lock held while building the per-value graphs, so instances do not race.
+_GRAPH_INDEX_LOCK = 0x70726574_63617478
 
 
 @dataclass(frozen=True)
@@ -110,12 +119,19 @@ class _Plan:
     """How one filtered vector query runs."""
 
     exact: bool = False
-    category: str | None = None  # search this category's partial index
+    graph: tuple[str, str] | None = None  # (column, value): search this value's partial index
     ef_search: int = FILTERED_EF_SEARCH
 
 
 _EXACT_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan")
-_INDEX_SETTINGS = ("enable_seqscan", "enable_bitmapscan", "enable_sort")
+# An index scan hands over candidates nearest first; each is checked against the item's row by
+# primary key. Left a choice, the planner misjudges combined filters (lower(brand) = 'zara' AND
+# lower(colour) = 'cream' estimated at 2 rows, 1,079 real) and materialises every matching item
+# first: 130 ms instead of 15 on the benchmark catalog.
+_INDEX_SETTINGS = (
+    "enable_seqscan", "enable_bitmapscan", "enable_sort",
+    "enable_hashjoin", "enable_mergejoin", "enable_material",
+)  # fmt: skip
 
 
 def _hit(row: asyncpg.Record, **extra: Any) -> Hit:
@@ -146,59 +162,77 @@ class VectorQueries:
         self._index_distance = index_distance(dim)
         self._model = sql_literal(model_key)
         self._vector = f"SELECT embedding FROM item_embeddings WHERE item_id = $1 AND model_key = {self._model}"
-        # Lower-cased categories that have their own partial HNSW index (ensure_category_indexes).
-        self.category_indexes: frozenset[str] = frozenset()
-        self._category_rows: dict[str, int] = {}
+        # (column, lower-cased value) -> items, for the values with a partial HNSW graph.
+        self.graphs: dict[tuple[str, str], int] = {}
         self._total_rows = 0
         self._matching: TTLCache[tuple[object, ...], int] = TTLCache(maxsize=4096, ttl=PLAN_CACHE_TTL_S)
 
+    def graph_index_name(self, column: str, value: str) -> str:
+        digest = hashlib.sha1(value.encode()).hexdigest()[:8]
+        return f"{vector_index_name(self.model_key)}_{GRAPH_COLUMNS[column]}{digest}"
+
     def category_index_name(self, category: str) -> str:
-        digest = hashlib.sha1(category.encode()).hexdigest()[:8]
-        return f"{vector_index_name(self.model_key)}_c{digest}"
+        return self.graph_index_name("category", category)
+
+    @property
+    def category_indexes(self) -> frozenset[str]:
+        return frozenset(value for column, value in self.graphs if column == "category")
+
+    async def ensure_graphs(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
+        """Build a partial HNSW index for every category and colour with enough items; returns them.
+
+        A filter on such a value then searches a graph of those items alone (recall as
+        unfiltered) instead of filtering a graph whose neighbourhoods are mostly other items.
+        """
+        await connection.execute("SELECT pg_advisory_lock($1)", _GRAPH_INDEX_LOCK)
+        try:
+            for column in GRAPH_COLUMNS:
+                rows = await connection.fetch(
+                    f"""SELECT {column} AS value FROM item_embeddings
+                        WHERE model_key = {self._model} AND {column} IS NOT NULL
+                        GROUP BY {column} HAVING count(*) >= $1""",
+                    min(GRAPH_MIN_ROWS, self.exact_scan_max_rows + 1),
+                )
+                for row in rows:
+                    name = self.graph_index_name(column, row["value"])
+                    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                        await connection.execute(
+                            f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
+                            f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
+                            f"WHERE model_key = {self._model} AND {column} = {sql_literal(row['value'])}"
+                        )
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", _GRAPH_INDEX_LOCK)
+        return await self.load_graphs(connection)
 
     async def ensure_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
-        """Build a partial HNSW index for every category too big for an exact scan; returns them.
+        await self.ensure_graphs(connection)
+        return self.category_indexes
 
-        A category filter then searches a graph of that category alone (recall as unfiltered)
-        instead of filtering a graph whose neighbourhoods are mostly other categories.
-        """
-        await connection.execute("SELECT pg_advisory_lock($1)", _CATEGORY_INDEX_LOCK)
-        try:
-            rows = await connection.fetch(
-                f"""SELECT category FROM item_embeddings
-                    WHERE model_key = {self._model} AND category IS NOT NULL
-                    GROUP BY category HAVING count(*) >= $1""",
-                min(CATEGORY_INDEX_MIN_ROWS, self.exact_scan_max_rows + 1),
+    async def load_graphs(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
+        """Learn which values have a partial graph (built here or by another instance), and sizes."""
+        existing = {
+            row["relname"]
+            for row in await connection.fetch(
+                "SELECT relname FROM pg_class WHERE relkind = 'i' AND starts_with(relname, $1)",
+                vector_index_name(self.model_key) + "_",
             )
+        }
+        graphs: dict[tuple[str, str], int] = {}
+        for column in GRAPH_COLUMNS:
+            rows = await connection.fetch(
+                f"""SELECT {column} AS value, count(*) AS n FROM item_embeddings
+                    WHERE model_key = {self._model} GROUP BY {column}"""
+            )
+            self._total_rows = sum(row["n"] for row in rows)
             for row in rows:
-                name = self.category_index_name(row["category"])
-                if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-                    await connection.execute(
-                        f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
-                        f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
-                        f"WHERE model_key = {self._model} AND category = {sql_literal(row['category'])}"
-                    )
-        finally:
-            await connection.execute("SELECT pg_advisory_unlock($1)", _CATEGORY_INDEX_LOCK)
-        return await self.load_category_indexes(connection)
+                if row["value"] is not None and self.graph_index_name(column, row["value"]) in existing:
+                    graphs[(column, row["value"])] = row["n"]
+        self.graphs = graphs
+        return graphs
 
     async def load_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
-        """Learn which categories have a partial index (built here or by another instance)."""
-        rows = await connection.fetch(
-            f"""SELECT category, count(*) AS n FROM item_embeddings
-                WHERE model_key = {self._model} GROUP BY category"""
-        )
-        self._total_rows = sum(row["n"] for row in rows)
-        self._category_rows = {row["category"]: row["n"] for row in rows if row["category"] is not None}
-        found = set()
-        for row in rows:
-            if row["category"] is None:
-                continue
-            if await connection.fetchval(
-                "SELECT to_regclass($1) IS NOT NULL", self.category_index_name(row["category"])
-            ):
-                found.add(row["category"])
-        self.category_indexes = frozenset(found)
+        await self.load_graphs(connection)
         return self.category_indexes
 
     async def nearest(
@@ -217,9 +251,10 @@ class VectorQueries:
         plan = _Plan()
         if filters is not None and filters.active:
             plan = await self._filtered_plan(connection, filters, offset + limit)
-            if plan.category is not None:
+            if plan.graph is not None:
                 # Named with a literal so that the planner can prove the partial index applies.
-                where += f" AND e.category = {sql_literal(plan.category)}"
+                column, value = plan.graph
+                where += f" AND e.{column} = {sql_literal(value)}"
         # The index serves only its own expression; the uncast column is the exact path.
         distance = "e.embedding <=> $1" if plan.exact else self._index_distance
         sql = f"""
@@ -244,21 +279,19 @@ class VectorQueries:
         return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in rows]
 
     async def _filtered_plan(self, connection: asyncpg.Connection, filters: SearchFilters, depth: int) -> _Plan:
-        """Exact scan for few rows; else the category's own index or the main one, beam by share."""
+        """Exact scan for few rows; else the smallest graph holding every match, beam by share."""
         matching = await self._count_matching(connection, filters)
-        category = filters.category.lower() if filters.category is not None else None
-        if category in self.category_indexes:
-            # The category's own graph, even for few matches: faster than an exact scan, which
-            # reads every matching vector out of line (a 512-float vector is TOASTed).
-            searched = self._category_rows.get(category, matching)
-        elif matching <= self.exact_scan_max_rows:
-            return _Plan(exact=True)
-        else:
-            category = None
-            searched = max(self._total_rows, matching)
+        graphs = [
+            ((column, value.lower()), self.graphs[(column, value.lower())])
+            for column in GRAPH_COLUMNS
+            if (value := getattr(filters, column)) is not None and (column, value.lower()) in self.graphs
+        ]
+        graph, searched = min(graphs, key=lambda g: g[1]) if graphs else (None, max(self._total_rows, matching))
         share = min(1.0, matching / max(searched, 1))
+        if matching <= self.exact_scan_max_rows and (graph is None or share < GRAPH_MIN_SHARE):
+            return _Plan(exact=True)
         beam = math.ceil(EF_PER_RESULT * depth / share)
-        return _Plan(category=category, ef_search=max(self.filtered_ef_search, min(MAX_EF_SEARCH, beam)))
+        return _Plan(graph=graph, ef_search=max(self.filtered_ef_search, min(MAX_EF_SEARCH, beam)))
 
     async def _few_match(self, connection: asyncpg.Connection, filters: SearchFilters) -> bool:
         """Whether so few items pass the filters that scanning them exactly is cheapest."""
