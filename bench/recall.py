@@ -24,15 +24,16 @@ def exact_top(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) ->
     return {int(i) for i in ids[top]}
 
 
-# Query vectors per filter (eleven filters: the first this many of the unfiltered set).
+# Query vectors per filter (twelve filters: the first this many of the unfiltered set).
 FILTERED_QUERIES = 100
 # Filters a shopper sets, from 1% to about 30% of the catalog: categories (which follow the
-# vector clusters), price ranges (which do not), and combinations.
+# vector clusters), a colour and price ranges (which do not), and combinations.
 FILTERS: list[tuple[str, SearchFilters]] = [
     ("category=jumpsuits", SearchFilters(category="jumpsuits")),
     ("category=bags", SearchFilters(category="bags")),
     ("category=dresses", SearchFilters(category="dresses")),
     ("category=tops", SearchFilters(category="tops")),
+    ("colour=grey", SearchFilters(colour="grey")),
     ("price <= $5", SearchFilters(price_max=Decimal(5))),
     ("price <= $10", SearchFilters(price_max=Decimal(10))),
     ("price $20-$35", SearchFilters(price_min=Decimal(20), price_max=Decimal(35))),

@@ -263,6 +263,10 @@ class EmbeddedPostgres:
         )
         return "pending:true" in pending
 
+    def psql(self, command: str) -> str:
+        """Run a psql command against the server (as its superuser); returns what psql printed."""
+        return str(self._server.psql(command))
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()

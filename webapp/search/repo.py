@@ -270,11 +270,11 @@ class VectorQueries:
             # Left alone, the planner guesses: a full scan of every vector for mid-selectivity
             # filters, a hash join over all of item_embeddings for small ones. Both are slower
             # than the plan the filter's measured size calls for.
-            settings = _EXACT_SETTINGS if plan.exact else _INDEX_SETTINGS
-            for setting in settings:
-                await connection.execute(f"SET LOCAL {setting} = off")
+            # One round trip for all of them (a simple-protocol execute may hold several).
+            settings = [f"SET LOCAL {s} = off" for s in (_EXACT_SETTINGS if plan.exact else _INDEX_SETTINGS)]
             if not plan.exact:
-                await connection.execute(f"SET LOCAL hnsw.ef_search = {plan.ef_search}")
+                settings.append(f"SET LOCAL hnsw.ef_search = {int(plan.ef_search)}")
+            await connection.execute("; ".join(settings))
             rows = await connection.fetch(sql, *params)
         return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in rows]
 
