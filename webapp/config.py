@@ -122,8 +122,9 @@ class ClipSettings(BaseSettings):
     max_wait_ms: float = Field(default=2.0, ge=0)
     max_queue: int = Field(default=1024, ge=1)
     deadline_s: float = Field(default=10.0, gt=0)
-    # Longest a text batch may run: the batch cap follows the measured time per batch so that
-    # one batch stays within it (0 turns the limit off and batches up to max_batch).
+    # A text batch stops waiting for more queries once it holds what the model runs within this
+    # (the cap follows the measured time per batch); queries already queued behind a busy model
+    # all go in the next batch, up to max_batch. 0 turns the limit off.
     batch_budget_ms: float = Field(default=40.0, ge=0)
 
 
