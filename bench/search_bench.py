@@ -181,7 +181,7 @@ async def check_results(
 
 
 # Open-loop rates, as fractions of the closed-loop maximum, for the capacity figure.
-CAPACITY_FRACTIONS = (0.5, 0.65, 0.9, 1.0, 1.1)
+CAPACITY_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.65, 0.9, 1.0, 1.1)
 CAPACITY_P99_MS = 150.0
 CAPACITY_MAX_ERROR_SHARE = 0.01
 

@@ -86,12 +86,12 @@ class TaskSize:
     desired_count: int = 1
     min_count: int = 1
     max_count: int = 2
-    requests_per_target: int = 300
+    requests_per_target: int = 570
     """ALB requests per task per minute that the API's autoscaling aims for (2-vCPU task).
 
     About 70% of the load a task carries with an open-loop p99 near 150 ms: uncached searches
-    held that only below 8.4 a second on the bench (infra/README.md, capacity notes; re-measure
-    with ``python -m bench.capacity``).
+    held that up to 13.75 a second on the bench, PostgreSQL sharing the same two cores
+    (infra/README.md, capacity notes; re-measure with ``python -m bench.capacity``).
     """
 
 
