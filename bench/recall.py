@@ -73,8 +73,10 @@ async def measure(
                 await repo.nearest(connection, vector, limit=k, offset=0)
             report["unfiltered"] = await _run(connection, repo, vectors, matrix, ids, None, k)
 
-            # The app's own plan choices: per-category partial indexes where they exist.
-            report["category_indexes"] = sorted(await repo.load_category_indexes(connection))
+            # The app's own plan choices: per-category and per-colour partial indexes where they exist.
+            report["graphs"] = sorted(
+                f"{column}={value}" for column, value in await repo.load_graphs(connection)
+            )
             report["filtered"] = []
             for label, filters in FILTERS:
                 params: list[Any] = []

@@ -101,7 +101,7 @@ def figures(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         items = cat["spec"]["items"]
         rows.append(
             (
-                "vector indexes: build s (main + per-category), size",
+                "vector indexes: build s (main + per-category and per-colour), size",
                 f"{cat.get('index_built_s')} + {cat.get('category_indexes_built_s')} s (None: reused), "
                 f"{int(cat['index_bytes']) / 2**20:.0f} MiB = {int(cat['index_bytes']) / items:.0f} B/item",
                 "",

@@ -29,7 +29,7 @@ async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big
                 + " LIMIT 10"
             )
         )
-        assert queries.category_index_name("dresses") in plan
+        assert queries.graph_index_name("category", "dresses") in plan
     vector = await services.embedder.embed_text("summer dress")
     client = big_app.test_client()
     for filters in ({"category": "DRESSES"}, {"category": "dresses", "price_max": "20"}):
@@ -56,7 +56,7 @@ async def test_a_recategorised_item_moves_between_category_searches(big_app: Qua
     queries = services.queries
     assert queries is not None
     async with services.pool.acquire() as connection:
-        assert await queries.ensure_category_indexes(connection) == {"coats", "bags"}
+        assert set(await queries.ensure_graphs(connection)) == {("category", "coats"), ("category", "bags")}
         await connection.execute("UPDATE items SET category = 'Bags' WHERE id = $1", ids[0])
         await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
         assert (

@@ -171,9 +171,6 @@ class VectorQueries:
         digest = hashlib.sha1(value.encode()).hexdigest()[:8]
         return f"{vector_index_name(self.model_key)}_{GRAPH_COLUMNS[column]}{digest}"
 
-    def category_index_name(self, category: str) -> str:
-        return self.graph_index_name("category", category)
-
     @property
     def category_indexes(self) -> frozenset[str]:
         return frozenset(value for column, value in self.graphs if column == "category")
@@ -205,10 +202,6 @@ class VectorQueries:
             await connection.execute("SELECT pg_advisory_unlock($1)", _GRAPH_INDEX_LOCK)
         return await self.load_graphs(connection)
 
-    async def ensure_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
-        await self.ensure_graphs(connection)
-        return self.category_indexes
-
     async def load_graphs(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
         """Learn which values have a partial graph (built here or by another instance), and sizes."""
         existing = {
@@ -230,10 +223,6 @@ class VectorQueries:
                     graphs[(column, row["value"])] = row["n"]
         self.graphs = graphs
         return graphs
-
-    async def load_category_indexes(self, connection: asyncpg.Connection) -> frozenset[str]:
-        await self.load_graphs(connection)
-        return self.category_indexes
 
     async def nearest(
         self,
