@@ -26,9 +26,9 @@ FILTERED_EF_SEARCH = 300
 EF_PER_RESULT = 8
 MAX_EF_SEARCH = 1000
 # Few matches that are under this share of the smallest graph holding them are scanned exactly:
-# the graph's scan would walk ~1/share candidates per result (bench/README.md: "blue + zara"-like
-# combinations, 61 and 477 matches at 1.5% and 4% of their colour: exact 6-15 ms, graph 16-55 ms;
-# at 25% the graph took 9-23 ms against exact 26-49 ms).
+# the graph's scan would walk ~1/share candidates per result (bench/README.md, colour graphs:
+# cream + carhartt, 61 matches, 1.5% of cream, exact 6 ms, graph 16 ms; white + nike, 477 at 4%,
+# 13 against 30 ms; cream + zara, 1,079 at 27%, graph 9 ms against exact 46 ms).
 GRAPH_MIN_SHARE = 0.1
 # Filter columns copied onto item_embeddings (migrations 0006 and 0008) whose values get a
 # partial HNSW graph of their own once they hold this many items, with the letter that marks
