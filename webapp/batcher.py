@@ -183,8 +183,7 @@ class MicroBatcher(Generic[T, R]):
         for bucket_weight, queue in self._buckets.items():
             count = len(queue) + (1 if bucket_weight == weight else 0)
             if count:
-                size = max(1, self._size(self.cap(bucket_weight), count))
-                wait += math.ceil(count / size) * self.cost.fixed_s
+                wait += math.ceil(count / self._size(count)) * self.cost.fixed_s
                 wait += self.cost.per_unit_s * count * bucket_weight
         if weight not in self._buckets or not self._buckets[weight]:
             wait += self.cost.seconds(weight)
@@ -248,10 +247,10 @@ class MicroBatcher(Generic[T, R]):
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-        batch = [self._take(queue) for _ in range(self._size(cap, len(queue)))]
+        batch = [self._take(queue) for _ in range(self._size(len(queue)))]
         return [p for p in batch if not p.future.done()]
 
-    def _size(self, cap: int, waiting: int) -> int:
+    def _size(self, waiting: int) -> int:
         """Items the next batch takes: everything already waiting, up to ``max_batch``.
 
         The budget bounds how long a batch waits to fill, not what it takes: the queue is served
@@ -259,7 +258,7 @@ class MicroBatcher(Generic[T, R]):
         cost once per batch and answers the backlog's last item later, while the first ones
         gain less than that (bench/README.md: 4 queries took 85 ms, 16 took 164 ms).
         """
-        return min(self.max_batch, max(cap, waiting), waiting)
+        return min(self.max_batch, waiting)
 
     async def _run(self) -> None:
         while True:
