@@ -122,8 +122,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             )
             if recorder is not None and rule not in _UNRECORDED_ROUTES:
                 recorder.request(f"{request.method} {rule}", response.status_code, elapsed)
-        if readiness.database.down and DATABASE_USED.get() and 200 <= response.status_code < 300:
-            readiness.database.answered()  # a request used the database again: the outage is over
+        used_at = DATABASE_USED.get()
+        if readiness.database.down and used_at is not None and 200 <= response.status_code < 300:
+            readiness.database.answered(used_at)  # a request used the database again: the outage is over
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
         return response
@@ -148,6 +149,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             failed = services is not None and services.readiness.model_failed
             problems.append("model failed to load" if failed else "model loading")
         if services is not None:
+            probed_at = time.monotonic()
             try:
                 async with asyncio.timeout(2):
                     async with services.pool.acquire() as connection:
@@ -156,7 +158,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 readiness.database.failed(error)
                 problems.append("database unreachable")
             else:
-                readiness.database.answered()
+                readiness.database.answered(probed_at)
             gate: model_keys.CoverageGate | None = app.extensions.get("coverage_gate")
             if gate is not None and services.settings.gates_on_coverage and not problems:
                 async with services.pool.acquire() as connection:

@@ -6,6 +6,7 @@ import hashlib
 import importlib.resources
 import json
 import re
+import time
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -162,13 +163,14 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_sea
     return pool
 
 
-# Whether the current request (task) was handed a database connection: an answer served from
-# the cache alone says nothing about whether the database is back after an outage.
-DATABASE_USED: ContextVar[bool] = ContextVar("database_used", default=False)
+# When the current request (task) was last handed a database connection (time.monotonic()), or
+# None: an answer served from the cache alone says nothing about whether the database is back
+# after an outage, and neither does one whose queries ran before the outage began.
+DATABASE_USED: ContextVar[float | None] = ContextVar("database_used", default=None)
 
 
 async def _mark_used(_connection: asyncpg.Connection) -> None:
-    DATABASE_USED.set(True)
+    DATABASE_USED.set(time.monotonic())
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

@@ -95,8 +95,13 @@ class DatabaseOutage:
                 error=str(error)[:200],
             )
 
-    def answered(self) -> None:
-        if self.since is not None:
+    def answered(self, used_at: float) -> None:
+        """A database round trip that began at ``used_at`` (time.monotonic()) succeeded.
+
+        Only one that began after the outage did ends it: a request whose queries ran just
+        before the crash can still finish with a 200 after the first failures were seen.
+        """
+        if self.since is not None and used_at >= self.since:
             log.info("database available again", outage_s=round(time.monotonic() - self.since, 1))
             self.since = None
 

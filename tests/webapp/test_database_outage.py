@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from webapp.app import create_app
 from webapp.config import DatabaseSettings, RedisSettings, Settings, StorageSettings, WorkerSettings
 from webapp.db import run_migrations
 from webapp.embedder import ClipModel
+from webapp.errors import DatabaseOutage
 
 LIMIT_S = 90.0
 
@@ -130,3 +132,18 @@ async def test_database_outage_answers_503_then_recovers(
     warnings_logged = [e for e in logs if e["log_level"] == "warning" and "database unavailable" in e["event"]]
     assert len(warnings_logged) == 1, warnings_logged
     assert not [e for e in logs if e["log_level"] in ("error", "critical")], "no trace per request"
+
+
+def test_an_answer_whose_queries_ran_before_the_outage_does_not_end_it() -> None:
+    """A request that queried just before the crash can finish with a 200 after the first
+    failures: that says nothing about the database being back, and must not log a second outage."""
+    outage = DatabaseOutage()
+    before = time.monotonic()
+    with capture_logs() as logs:
+        outage.failed(ConnectionRefusedError(111, "Connection refused"))
+        outage.answered(before)
+        assert outage.down
+        outage.failed(ConnectionResetError(104, "closed in the middle of operation"))
+        outage.answered(time.monotonic())
+        assert not outage.down
+    assert [e["log_level"] for e in logs] == ["warning", "info"]
