@@ -1,7 +1,9 @@
-"""Filtered searches by category or colour run on that value's own partial index, kept in step by
-triggers."""
+"""Filtered searches by category, colour or a price ceiling run on their own partial index, kept in
+step by triggers."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from quart import Quart
 
@@ -9,6 +11,7 @@ from tests.webapp.conftest import services_of
 from tests.webapp.test_search_features import _big_app, get, seed_catalog  # noqa: F401 (fixture)
 from webapp.db import index_distance
 from webapp.search.filters import SearchFilters
+from webapp.search.repo import graph_predicate
 
 
 async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big_app: Quart) -> None:
@@ -18,8 +21,11 @@ async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big
     queries = services.queries
     assert queries is not None
     async with services.pool.acquire() as connection:
-        # big_app scans up to 100 rows exactly: both categories are past it.
-        assert set(await queries.ensure_graphs(connection)) == {("category", "dresses"), ("category", "tops")}
+        # big_app scans up to 100 rows exactly: both categories are past it, and so are the items
+        # at or under the price ceiling (prices 5-54: 12% of the catalog).
+        assert await queries.ensure_graphs(connection) == {
+            ("category", "dresses"): 300, ("category", "tops"): 2700, ("price", "10"): 360,
+        }  # fmt: skip
         plan = "\n".join(
             r[0]
             for r in await connection.fetch(
@@ -125,3 +131,65 @@ async def test_colour_filters_search_the_colour_graph_and_follow_a_recoloured_it
     ]
     reds = [item["id"] for p in pages for item in p["items"]]
     assert len(reds) == len(set(reds)) == 301 and repainted in reds
+
+
+async def test_price_ceilings_search_their_graph_and_follow_a_repriced_item(big_app: Quart) -> None:
+    # Price does not follow the vectors: $3-$50 dealt round-robin, 17% at or under $10 (504 items).
+    rows = [{"price": 3 + n % 48, "category": "Tops" if n % 2 else "Jeans"} for n in range(3000)]
+    ids = await seed_catalog(big_app, rows, seed=13)
+    services = services_of(big_app)
+    queries = services.queries
+    assert queries is not None
+    async with services.pool.acquire() as connection:
+        graphs = await queries.ensure_graphs(connection)
+        under = {ceiling: sum(1 for row in rows if row["price"] <= ceiling) for ceiling in (8, 10)}
+        assert {key: n for key, n in graphs.items() if key[0] == "price"} == {("price", "10"): under[10]}
+        # "Under $8" searches the ceiling's graph, even with a category that has its own (larger)
+        # one; a price range reaching past the ceiling searches the main graph.
+        cheap = SearchFilters(price_max=Decimal(8))
+        for filters in (cheap, SearchFilters(category="tops", price_max=Decimal(8))):
+            assert (await queries._filtered_plan(connection, filters, 20)).graph == ("price", "10")
+        past_the_ceiling = SearchFilters(price_min=Decimal(5), price_max=Decimal(15))
+        assert (await queries._filtered_plan(connection, past_the_ceiling, 20)).graph is None
+        plan = "\n".join(
+            r[0]
+            for r in await connection.fetch(
+                f"EXPLAIN SELECT 1 FROM item_embeddings e WHERE e.model_key = '{services.model_key}' "
+                f"AND e.{graph_predicate('price', '10')} ORDER BY "
+                + index_distance(queries.dim, param=f"array_fill(0.1, ARRAY[{queries.dim}])::vector")
+                + " LIMIT 10"
+            )
+        )
+        assert queries.graph_index_name("price", "10") in plan
+    vector = await services.embedder.embed_text("cheap top")
+    client = big_app.test_client()
+
+    async def exact_under(price: int, limit: int) -> list[int]:
+        async with services.pool.acquire() as connection:
+            rows = await connection.fetch(
+                """SELECT i.id FROM item_embeddings e JOIN items i ON i.id = e.item_id
+                   WHERE i.price <= $2 ORDER BY e.embedding <=> $1, i.id LIMIT $3""",
+                vector,
+                price,
+                limit,
+            )
+        return [r["id"] for r in rows]
+
+    page = await get(client, q="cheap top", mode="semantic", limit=20, price_max="8", parse="false")
+    found = [item["id"] for item in page["items"]]
+    assert len(found) == 20 and all(Decimal(item["price"]) <= 8 for item in page["items"])
+    assert len(set(found) & set(await exact_under(8, 20))) >= 19  # recall@20 >= 0.95
+
+    # A $50 item marked down to $4: its embedding row follows, and "under $8" now finds it.
+    marked_down = ids[47]
+    async with services.pool.acquire() as connection:
+        await connection.execute("UPDATE items SET price = 4 WHERE id = $1", marked_down)
+        await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
+        copied = await connection.fetchval("SELECT price FROM item_embeddings WHERE item_id = $1", marked_down)
+        assert copied == 4
+    pages = [
+        await get(client, q="cheap top", mode="semantic", limit=100, offset=o, price_max="8", parse="false")
+        for o in range(0, 400, 100)
+    ]
+    found = [item["id"] for p in pages for item in p["items"]]
+    assert len(found) == len(set(found)) == under[8] + 1 and marked_down in found

@@ -13,16 +13,17 @@ import asyncpg
 import numpy as np
 from cachetools import TTLCache
 
+from webapp.config import DatabaseSettings
 from webapp.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
 from webapp.search.filters import SearchFilters, Sort
 from webapp.search.forgive import WordGroup
 
-# Below this many matching items an exact scan of the filtered set is both exact and fast
-# (a few thousand distance computations); above it the HNSW index with iterative scan wins.
-EXACT_SCAN_MAX_ROWS = 2000
-# Smallest HNSW beam for filtered searches; a filter passing a share s of the graph it searches
-# gets EF_PER_RESULT x (offset + limit) / s, up to MAX_EF_SEARCH (bench/README.md: recall by filter).
-FILTERED_EF_SEARCH = 300
+# The exact-scan limit and the smallest filtered beam are settings (webapp.config, where their
+# reasons are); these are their defaults. A filter passing a share s of the graph it searches
+# gets a beam of EF_PER_RESULT x (offset + limit) / s, at least the smallest and at most
+# MAX_EF_SEARCH (bench/README.md: recall by filter).
+EXACT_SCAN_MAX_ROWS: int = DatabaseSettings.model_fields["exact_scan_max_rows"].default
+FILTERED_EF_SEARCH: int = DatabaseSettings.model_fields["filtered_ef_search"].default
 EF_PER_RESULT = 8
 MAX_EF_SEARCH = 1000
 # Few matches that are under this share of the smallest graph holding them are scanned exactly:
@@ -36,6 +37,17 @@ GRAPH_MIN_SHARE = 0.1
 # filters shoppers set (and type: "black dress") on most searches.
 GRAPH_COLUMNS = {"category": "c", "colour": "h"}
 GRAPH_MIN_ROWS = 500
+# A price ceiling with a graph of the items at or under it (migration 0009 copies the price onto
+# item_embeddings): price does not follow the vector clusters either, and bargain filters ("under
+# $10") pass few items, which the main graph finds only with a wide beam. A price_max at or under
+# the ceiling searches it. One ceiling, not several: the planner may use any partial index whose
+# predicate the query implies, and "price <= 10" implies "price <= 20", so with nested ceilings it
+# could search the larger graph with a beam sized for the smaller one. It is built only while it
+# holds at most GRAPH_MAX_SHARE of the catalog; wider price filters do well on the main graph
+# (bench/README.md: price $20-$35, 27% of the catalog, 7 ms).
+PRICE_CEILING = Decimal(10)
+GRAPH_MAX_SHARE = 0.5
+_GRAPH_LETTERS = {**GRAPH_COLUMNS, "price": "p"}
 # Counting the rows a filter passes stops here (enough to estimate its share of the catalog).
 COUNT_CAP = 50_000
 # How long the plan choice for one filter combination (its matching-row count) is reused.
@@ -134,6 +146,14 @@ _INDEX_SETTINGS = (
 )  # fmt: skip
 
 
+def graph_predicate(column: str, value: str) -> str:
+    """The partial graph's condition on item_embeddings, written the same in the index and the query
+    so that the planner can prove the index applies (a literal: a $n parameter hides it)."""
+    if column == "price":
+        return f"price <= {Decimal(value)}"
+    return f"{column} = {sql_literal(value)}"
+
+
 def _hit(row: asyncpg.Record, **extra: Any) -> Hit:
     data = {k: row[k] for k in Hit.__dataclass_fields__ if k in row.keys()}
     data.update(extra)
@@ -169,7 +189,7 @@ class VectorQueries:
 
     def graph_index_name(self, column: str, value: str) -> str:
         digest = hashlib.sha1(value.encode()).hexdigest()[:8]
-        return f"{vector_index_name(self.model_key)}_{GRAPH_COLUMNS[column]}{digest}"
+        return f"{vector_index_name(self.model_key)}_{_GRAPH_LETTERS[column]}{digest}"
 
     @property
     def category_indexes(self) -> frozenset[str]:
@@ -183,24 +203,41 @@ class VectorQueries:
         """
         await connection.execute("SELECT pg_advisory_lock($1)", _GRAPH_INDEX_LOCK)
         try:
-            for column in GRAPH_COLUMNS:
-                rows = await connection.fetch(
-                    f"""SELECT {column} AS value FROM item_embeddings
-                        WHERE model_key = {self._model} AND {column} IS NOT NULL
-                        GROUP BY {column} HAVING count(*) >= $1""",
-                    min(GRAPH_MIN_ROWS, self.exact_scan_max_rows + 1),
-                )
-                for row in rows:
-                    name = self.graph_index_name(column, row["value"])
-                    if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-                        await connection.execute(
-                            f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
-                            f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
-                            f"WHERE model_key = {self._model} AND {column} = {sql_literal(row['value'])}"
-                        )
+            for column, value in await self._graphs_worth_building(connection):
+                name = self.graph_index_name(column, value)
+                if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                    await connection.execute(
+                        f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
+                        f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
+                        f"WHERE model_key = {self._model} AND {graph_predicate(column, value)}"
+                    )
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", _GRAPH_INDEX_LOCK)
         return await self.load_graphs(connection)
+
+    async def _graph_sizes(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
+        """Items under every category and colour, and at or under the price ceiling."""
+        sizes: dict[tuple[str, str], int] = {}
+        for column in GRAPH_COLUMNS:
+            rows = await connection.fetch(
+                f"""SELECT {column} AS value, count(*) AS n FROM item_embeddings
+                    WHERE model_key = {self._model} GROUP BY {column}"""
+            )
+            self._total_rows = sum(row["n"] for row in rows)
+            sizes.update({(column, row["value"]): row["n"] for row in rows if row["value"] is not None})
+        sizes[("price", str(PRICE_CEILING))] = await connection.fetchval(
+            f"SELECT count(*) FROM item_embeddings WHERE model_key = {self._model} AND price <= {PRICE_CEILING}"
+        )
+        return sizes
+
+    async def _graphs_worth_building(self, connection: asyncpg.Connection) -> list[tuple[str, str]]:
+        sizes = await self._graph_sizes(connection)
+        least = min(GRAPH_MIN_ROWS, self.exact_scan_max_rows + 1)
+        return [
+            (column, value)
+            for (column, value), n in sizes.items()
+            if n >= least and (column != "price" or n <= GRAPH_MAX_SHARE * self._total_rows)
+        ]
 
     async def load_graphs(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
         """Learn which values have a partial graph (built here or by another instance), and sizes."""
@@ -211,18 +248,12 @@ class VectorQueries:
                 vector_index_name(self.model_key) + "_",
             )
         }
-        graphs: dict[tuple[str, str], int] = {}
-        for column in GRAPH_COLUMNS:
-            rows = await connection.fetch(
-                f"""SELECT {column} AS value, count(*) AS n FROM item_embeddings
-                    WHERE model_key = {self._model} GROUP BY {column}"""
-            )
-            self._total_rows = sum(row["n"] for row in rows)
-            for row in rows:
-                if row["value"] is not None and self.graph_index_name(column, row["value"]) in existing:
-                    graphs[(column, row["value"])] = row["n"]
-        self.graphs = graphs
-        return graphs
+        self.graphs = {
+            key: n
+            for key, n in (await self._graph_sizes(connection)).items()
+            if self.graph_index_name(*key) in existing
+        }
+        return self.graphs
 
     async def nearest(
         self,
@@ -242,8 +273,7 @@ class VectorQueries:
             plan = await self._filtered_plan(connection, filters, offset + limit)
             if plan.graph is not None:
                 # Named with a literal so that the planner can prove the partial index applies.
-                column, value = plan.graph
-                where += f" AND e.{column} = {sql_literal(value)}"
+                where += f" AND e.{graph_predicate(*plan.graph)}"
         # The index serves only its own expression; the uncast column is the exact path.
         distance = "e.embedding <=> $1" if plan.exact else self._index_distance
         sql = f"""
@@ -275,6 +305,9 @@ class VectorQueries:
             for column in GRAPH_COLUMNS
             if (value := getattr(filters, column)) is not None and (column, value.lower()) in self.graphs
         ]
+        ceiling = ("price", str(PRICE_CEILING))
+        if filters.price_max is not None and filters.price_max <= PRICE_CEILING and ceiling in self.graphs:
+            graphs.append((ceiling, self.graphs[ceiling]))
         graph, searched = min(graphs, key=lambda g: g[1]) if graphs else (None, max(self._total_rows, matching))
         share = min(1.0, matching / max(searched, 1))
         if matching <= self.exact_scan_max_rows and (graph is None or share < GRAPH_MIN_SHARE):
