@@ -256,7 +256,7 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
     async with services.pool.acquire() as connection:
         # Uploads are queued for every registered key, this one included from now on.
         await model_keys.register(connection, services.queries.model_key)
-    try:  # search is served meanwhile; category and colour filters use these once they exist
+    try:  # search is served meanwhile; category, colour and price filters use these once they exist
         async with services.pool.acquire() as connection:
             await services.queries.ensure_graphs(connection)
     except (OSError, asyncpg.PostgresError):

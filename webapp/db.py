@@ -17,6 +17,8 @@ import asyncpg
 import structlog
 from pgvector.asyncpg import register_vector
 
+from webapp.config import DatabaseSettings
+
 log = structlog.get_logger(__name__)
 
 
@@ -115,8 +117,19 @@ def index_distance(dim: int, param: str = "$1", alias: str = "e") -> str:
     return f"{vector_expression(dim, alias)} <=> {param}::halfvec({int(dim)})"
 
 
-async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, dim: int) -> str:
-    """Create the HNSW cosine index that serves ``model_key`` if it is missing."""
+_DB_DEFAULTS = DatabaseSettings.model_fields
+
+
+async def ensure_vector_index(
+    connection: asyncpg.Connection,
+    model_key: str,
+    dim: int,
+    *,
+    m: int = _DB_DEFAULTS["hnsw_m"].default,
+    ef_construction: int = _DB_DEFAULTS["hnsw_ef_construction"].default,
+) -> str:
+    """Create the HNSW cosine index that serves ``model_key`` if it is missing, with these build
+    options (webapp.config.DatabaseSettings says why they are what they are)."""
     name = vector_index_name(model_key)
     if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
         return name
@@ -128,10 +141,11 @@ async def ensure_vector_index(connection: asyncpg.Connection, model_key: str, di
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
             if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-                log.info("building vector index", index=name, model_key=model_key, dim=dim)
+                log.info("building vector index", index=name, model_key=model_key, dim=dim, m=m)
                 await connection.execute(
                     f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
                     f"USING hnsw ((embedding::halfvec({int(dim)})) {INDEX_OPCLASS}) "
+                    f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
                     f"WHERE model_key = {sql_literal(model_key)}"
                 )
     except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):

@@ -106,9 +106,11 @@ async def prepare_model(services: Services) -> ClipModel:
     """Load the model unless one is attached, build its vector index, and mark search ready."""
     embedder = services.embedder
     clip = embedder.clip if embedder.clip is not None else await embedder.load()
-    async with services.pool.acquire() as connection:
-        await ensure_vector_index(connection, clip.model_key, clip.dim)
     db = services.settings.database
+    async with services.pool.acquire() as connection:
+        await ensure_vector_index(
+            connection, clip.model_key, clip.dim, m=db.hnsw_m, ef_construction=db.hnsw_ef_construction
+        )
     services.readiness.queries = VectorQueries(
         clip.model_key,
         clip.dim,

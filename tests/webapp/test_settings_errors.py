@@ -44,6 +44,12 @@ CASES = {
         "SSM",
     ),
     "API without its token": ("serve", {"PRETHRIFT_ADMIN_TOKEN": ""}, "PRETHRIFT_ADMIN_TOKEN", "SSM"),
+    "graph build options pgvector refuses": (
+        "serve",
+        {"PRETHRIFT_DB_HNSW_M": "64", "PRETHRIFT_DB_HNSW_EF_CONSTRUCTION": "100"},
+        "PRETHRIFT_DB_HNSW_EF_CONSTRUCTION",
+        "at least twice PRETHRIFT_DB_HNSW_M",
+    ),
 }
 
 

@@ -26,6 +26,22 @@ async def test_processes_starting_together_all_find_the_index(database_url: str)
             await connection.close()
 
 
+async def test_the_main_graph_is_built_with_the_configured_options(database_url: str) -> None:
+    """A catalog grown to a million items needs a denser graph than pgvector's default to keep
+    recall: the index carries the settings' build options (24 / 128 unless told otherwise)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        default = await ensure_vector_index(connection, "dense-model/weights", 8)
+        told = await ensure_vector_index(connection, "other-model/weights", 8, m=8, ef_construction=32)
+        options = {
+            name: await connection.fetchval("SELECT reloptions FROM pg_class WHERE relname = $1", name)
+            for name in (default, told)
+        }
+        assert options == {default: ["m=24", "ef_construction=128"], told: ["m=8", "ef_construction=32"]}
+    finally:
+        await connection.close()
+
+
 async def test_float32_embeddings_from_before_are_kept_in_half_precision(database_url: str) -> None:
     """A database from before migration 0007: its vectors survive the switch to halfvec and its
     float32 HNSW index makes way for the half-precision one the service builds."""
