@@ -4,14 +4,26 @@ step by triggers."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from quart import Quart
 
 from tests.webapp.conftest import services_of
 from tests.webapp.test_search_features import _big_app, get, seed_catalog  # noqa: F401 (fixture)
-from webapp.db import index_distance
+from webapp.db import index_distance, sql_literal
 from webapp.search.filters import SearchFilters
-from webapp.search.repo import graph_predicate
+from webapp.search.repo import VectorQueries, graph_predicate
+
+
+async def vector_plan(connection: Any, queries: VectorQueries, column: str, value: str) -> str:
+    """EXPLAIN of a nearest-neighbour query restricted the way a plan on that graph restricts it."""
+    rows = await connection.fetch(
+        f"EXPLAIN SELECT 1 FROM item_embeddings e WHERE e.model_key = {sql_literal(queries.model_key)} "
+        f"AND e.{graph_predicate(column, value)} ORDER BY "
+        + index_distance(queries.dim, param=f"array_fill(0.1, ARRAY[{queries.dim}])::vector")
+        + " LIMIT 10"
+    )
+    return "\n".join(r[0] for r in rows)
 
 
 async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big_app: Quart) -> None:
@@ -26,16 +38,9 @@ async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big
         assert await queries.ensure_graphs(connection) == {
             ("category", "dresses"): 300, ("category", "tops"): 2700, ("price", "10"): 360,
         }  # fmt: skip
-        plan = "\n".join(
-            r[0]
-            for r in await connection.fetch(
-                f"EXPLAIN SELECT 1 FROM item_embeddings e WHERE e.model_key = '{services.model_key}' "
-                f"AND e.category = 'dresses' ORDER BY "
-                + index_distance(queries.dim, param=f"array_fill(0.1, ARRAY[{queries.dim}])::vector")
-                + " LIMIT 10"
-            )
+        assert queries.graph_index_name("category", "dresses") in await vector_plan(
+            connection, queries, "category", "dresses"
         )
-        assert queries.graph_index_name("category", "dresses") in plan
     vector = await services.embedder.embed_text("summer dress")
     client = big_app.test_client()
     for filters in ({"category": "DRESSES"}, {"category": "dresses", "price_max": "20"}):
@@ -151,16 +156,7 @@ async def test_price_ceilings_search_their_graph_and_follow_a_repriced_item(big_
             assert (await queries._filtered_plan(connection, filters, 20)).graph == ("price", "10")
         past_the_ceiling = SearchFilters(price_min=Decimal(5), price_max=Decimal(15))
         assert (await queries._filtered_plan(connection, past_the_ceiling, 20)).graph is None
-        plan = "\n".join(
-            r[0]
-            for r in await connection.fetch(
-                f"EXPLAIN SELECT 1 FROM item_embeddings e WHERE e.model_key = '{services.model_key}' "
-                f"AND e.{graph_predicate('price', '10')} ORDER BY "
-                + index_distance(queries.dim, param=f"array_fill(0.1, ARRAY[{queries.dim}])::vector")
-                + " LIMIT 10"
-            )
-        )
-        assert queries.graph_index_name("price", "10") in plan
+        assert queries.graph_index_name("price", "10") in await vector_plan(connection, queries, "price", "10")
     vector = await services.embedder.embed_text("cheap top")
     client = big_app.test_client()
 
