@@ -203,7 +203,8 @@ class VectorQueries:
         """
         await connection.execute("SELECT pg_advisory_lock($1)", _GRAPH_INDEX_LOCK)
         try:
-            for column, value in await self._graphs_worth_building(connection):
+            sizes = await self._graph_sizes(connection)
+            for column, value in self._graphs_worth_building(sizes):
                 name = self.graph_index_name(column, value)
                 if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
                     await connection.execute(
@@ -213,7 +214,7 @@ class VectorQueries:
                     )
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", _GRAPH_INDEX_LOCK)
-        return await self.load_graphs(connection)
+        return await self.load_graphs(connection, sizes)
 
     async def _graph_sizes(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
         """Items under every category and colour, and at or under the price ceiling."""
@@ -230,8 +231,7 @@ class VectorQueries:
         )
         return sizes
 
-    async def _graphs_worth_building(self, connection: asyncpg.Connection) -> list[tuple[str, str]]:
-        sizes = await self._graph_sizes(connection)
+    def _graphs_worth_building(self, sizes: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
         least = min(GRAPH_MIN_ROWS, self.exact_scan_max_rows + 1)
         return [
             (column, value)
@@ -239,8 +239,11 @@ class VectorQueries:
             if n >= least and (column != "price" or n <= GRAPH_MAX_SHARE * self._total_rows)
         ]
 
-    async def load_graphs(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
-        """Learn which values have a partial graph (built here or by another instance), and sizes."""
+    async def load_graphs(
+        self, connection: asyncpg.Connection, sizes: dict[tuple[str, str], int] | None = None
+    ) -> dict[tuple[str, str], int]:
+        """Learn which values have a partial graph (built here or by another instance), and sizes
+        (counted here unless the caller just counted them)."""
         existing = {
             row["relname"]
             for row in await connection.fetch(
@@ -250,7 +253,7 @@ class VectorQueries:
         }
         self.graphs = {
             key: n
-            for key, n in (await self._graph_sizes(connection)).items()
+            for key, n in (sizes if sizes is not None else await self._graph_sizes(connection)).items()
             if self.graph_index_name(*key) in existing
         }
         return self.graphs
