@@ -67,6 +67,9 @@ class ServerProcess:
                 "PRETHRIFT_PORT": str(self.port),
                 "PRETHRIFT_WORKER_INLINE": "false",
                 "PRETHRIFT_DATA_DIR": str(DATA / "app"),
+                # Every simulated shopper is the one load generator: per-client limits would
+                # measure themselves, not the service. A bench of the limits turns them on.
+                "PRETHRIFT_LIMITS_RATE_LIMITS": "false",
             }
         )
         env.update(self.switches)

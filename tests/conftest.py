@@ -24,6 +24,7 @@ from webapp.cache import LocalRedisServer, find_redis_server, free_port
 from webapp.config import (
     ClipSettings,
     DatabaseSettings,
+    LimitsSettings,
     RedisSettings,
     Settings,
     StorageSettings,
@@ -173,6 +174,9 @@ def _settings(database_url: str, redis_url: str, s3_endpoint: str, bucket: str, 
         storage=StorageSettings(bucket=bucket, endpoint_url=s3_endpoint, max_image_bytes=2 * 1024 * 1024),
         clip=TINY,
         worker=WorkerSettings(inline=False, batch_size=8, backoff_base_s=0.0, max_attempts=3),
+        # Tests search far faster than a shopper, all from one address; the per-client rate is
+        # tested with settings of its own (test_hostile_input, test_fair_share).
+        limits=LimitsSettings(search_per_s=1000.0, search_burst=1000),
     )
 
 

@@ -220,12 +220,28 @@ class LimitsSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PRETHRIFT_LIMITS_", extra="ignore", env_ignore_empty=True)
 
-    # Per-client token buckets: requests a second on average, and the burst allowed.
+    # Per-client token buckets: requests a second on average, and the burst allowed. One client
+    # may ask about as much text search as one task serves within its latency target (bench/README.md,
+    # "Search benchmark", the capacity row of the latest "Measured" section), with a few seconds
+    # of it as a burst: a flood from one address cannot take more than a task's worth, and no
+    # shopper, nor a page asking its search, stream and facets together, comes near it. Photo
+    # search costs an image decode and an image encode, several times a text query
+    # (/similar reuses a stored vector and costs one index search).
     rate_limits: bool = True
-    search_per_s: float = Field(default=200.0, gt=0)
-    search_burst: int = Field(default=400, ge=1)
-    photo_search_per_s: float = Field(default=20.0, gt=0)
-    photo_search_burst: int = Field(default=40, ge=1)
+    search_per_s: float = Field(default=20.0, gt=0)
+    search_burst: int = Field(default=60, ge=1)
+    photo_search_per_s: float = Field(default=2.0, gt=0)
+    photo_search_burst: int = Field(default=10, ge=1)
+    similar_per_s: float = Field(default=10.0, gt=0)
+    similar_burst: int = Field(default=30, ge=1)
+    # Fair share: uncached work one client may have in flight at once (text search and facets,
+    # /similar, and photo search each), and how long a request past that waits for one of its
+    # own to finish before it gets 429 with Retry-After. As many may wait as may run; more are
+    # refused at once. Others' requests never wait on this client's.
+    search_concurrency: int = Field(default=4, ge=1)
+    similar_concurrency: int = Field(default=4, ge=1)
+    photo_search_concurrency: int = Field(default=2, ge=1)
+    concurrency_wait_s: float = Field(default=2.0, ge=0, le=60)
     upload_per_s: float = Field(default=50.0, gt=0)
     upload_burst: int = Field(default=100, ge=1)
     # Proxies in front of the service whose X-Forwarded-For entry is trusted: 1 behind the ALB,
@@ -249,6 +265,19 @@ class LimitsSettings(BaseSettings):
     ws_flood_bar_s: float = Field(default=30.0, ge=0, le=3600)
     # A client that does not read its answers for this long is disconnected.
     ws_send_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class SuggestSettings(BaseSettings):
+    """Which searches become completions for everyone (``PRETHRIFT_SUGGEST_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_SUGGEST_", extra="ignore", env_ignore_empty=True)
+
+    # A query is suggested only once this many different clients ran it (and found something):
+    # one client repeating a query cannot put it in front of every shopper.
+    min_clients: int = Field(default=3, ge=1, le=1000)
+    # Learned queries no client ran for this long are no longer suggested, and are deleted with
+    # the record of who ran them.
+    retention_days: float = Field(default=30.0, gt=0, le=3650)
 
 
 class Settings(BaseSettings):
@@ -279,6 +308,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    suggest: SuggestSettings = Field(default_factory=SuggestSettings)
 
     @field_validator("admin_token")
     @classmethod

@@ -1,20 +1,24 @@
-"""Per-client limits: token buckets keyed by client address, and where that address comes from.
+"""Per-client limits: token buckets and in-flight slots keyed by client address, and where that
+address comes from.
 
-The buckets live in the process: behind a load balancer with N tasks a client gets up to N times
-the rate, which still stops one client from taking a task down.
+A bucket bounds how often a client may ask; its slots bound how much of the task's work it holds
+at once (a fair share: a client's 33rd concurrent search waits on its own 32 others, never on
+other shoppers'). Both live in the process: behind a load balancer with N tasks a client gets up
+to N times the rate, which still stops one client from taking a task down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from cachetools import TTLCache
-from quart import current_app, request
+from quart import current_app, has_request_context, request
 from quart_schema import document_response
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
@@ -81,6 +85,61 @@ class ClientLimiter:
         self._buckets[client] = bucket
 
 
+class ClientSlots:
+    """At most ``size`` requests of one client in flight; up to ``size`` more wait for one of them
+    (for at most ``wait_s``), and the rest are refused at once, so a client's backlog costs the
+    process a bounded number of waiting tasks."""
+
+    def __init__(self, size: int, wait_s: float) -> None:
+        self.size = size
+        self.wait_s = wait_s
+        self._running: dict[str, int] = {}
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+
+    def in_flight(self, client: str) -> int:
+        return self._running.get(client, 0)
+
+    async def acquire(self, client: str) -> None:
+        """Take one of ``client``'s slots: ``LookupError`` when its queue is full, ``TimeoutError``
+        when none came free within ``wait_s``."""
+        running = self._running.get(client, 0)
+        if running < self.size:
+            self._running[client] = running + 1
+            return
+        queue = self._waiting.setdefault(client, [])
+        if len(queue) >= self.size:
+            raise LookupError(client)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(turn)
+        try:
+            # A finishing request hands its slot straight to the first waiter (the count stays),
+            # so no newcomer can take it between the hand-over and this task running again.
+            await asyncio.wait_for(asyncio.shield(turn), self.wait_s)
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release(client)  # handed over just as the wait ended: pass it on
+            else:
+                turn.cancel()
+                queue.remove(turn)
+                if not queue:
+                    del self._waiting[client]
+            raise
+
+    def release(self, client: str) -> None:
+        queue = self._waiting.get(client)
+        if queue:
+            turn = queue.pop(0)
+            if not queue:
+                del self._waiting[client]
+            turn.set_result(None)
+            return
+        remaining = self._running[client] - 1
+        if remaining:
+            self._running[client] = remaining
+        else:
+            del self._running[client]
+
+
 def client_address(headers: Headers, peer: str | None, trusted_proxies: int) -> str:
     """The client's address: the socket peer, or the X-Forwarded-For entry the nearest trusted
     proxy appended. Entries further left were written by the client and prove nothing."""
@@ -96,17 +155,25 @@ def limit_headers(seconds: float) -> dict[str, str]:
 
 
 class RateLimits:
-    """The per-client limiters of one app, by name: search, photo_search, upload, ws_open."""
+    """The per-client limiters of one app, by name (search, photo_search, similar, upload,
+    ws_open), and the in-flight slots of the expensive ones (search, photo_search, similar)."""
 
     def __init__(self, settings: LimitsSettings) -> None:
         self.settings = settings
         self.limiters = {
             "search": ClientLimiter(settings.search_per_s, settings.search_burst),
             "photo_search": ClientLimiter(settings.photo_search_per_s, settings.photo_search_burst),
+            "similar": ClientLimiter(settings.similar_per_s, settings.similar_burst),
             "upload": ClientLimiter(settings.upload_per_s, settings.upload_burst),
             "ws_open": ClientLimiter(
                 settings.ws_opens_per_s, settings.ws_open_burst, max_bar_s=settings.ws_flood_bar_s
             ),
+        }
+        wait = settings.concurrency_wait_s
+        self.slots = {
+            "search": ClientSlots(settings.search_concurrency, wait),
+            "photo_search": ClientSlots(settings.photo_search_concurrency, wait),
+            "similar": ClientSlots(settings.similar_concurrency, wait),
         }
 
     def check(self, name: str, client: str) -> None:
@@ -121,6 +188,27 @@ class RateLimits:
                 headers=limit_headers(wait),
             )
 
+    @contextlib.asynccontextmanager
+    async def fair_share(self, name: str, client: str) -> AsyncIterator[None]:
+        """Run the body in one of ``client``'s ``name`` slots, or refuse with 429 and Retry-After."""
+        if not self.settings.rate_limits:
+            yield
+            return
+        slots = self.slots[name]
+        try:
+            await slots.acquire(client)
+        except (LookupError, TimeoutError):
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"{client} already has {slots.size} such requests in progress; retry when one has answered.",
+                headers=limit_headers(1),
+            ) from None
+        try:
+            yield
+        finally:
+            slots.release(client)
+
 
 async def _discard_body() -> None:
     """Read what the client is still uploading before refusing it: a server that answers and
@@ -133,6 +221,19 @@ async def _discard_body() -> None:
 def current_client() -> str:
     limits: RateLimits = current_app.extensions[EXTENSION]
     return client_address(request.headers, request.remote_addr, limits.settings.trusted_proxies)
+
+
+@contextlib.asynccontextmanager
+async def fair_share(name: str) -> AsyncIterator[None]:
+    """The current request's client holds one of its ``name`` slots for the body (a no-op outside a
+    request: the CLI and benchmarks call the same search code). Costly work on a cache miss runs
+    in it, so cached answers never wait behind a client's own uncached ones."""
+    if not has_request_context() or EXTENSION not in current_app.extensions:
+        yield
+        return
+    limits: RateLimits = current_app.extensions[EXTENSION]
+    async with limits.fair_share(name, current_client()):
+        yield
 
 
 def rate_limited(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:

@@ -24,7 +24,14 @@ from structlog.testing import capture_logs
 from tests.conftest import ADMIN_TOKEN, TINY
 from tests.webapp.conftest import photo, upload, wait_ready
 from webapp.app import create_app
-from webapp.config import DatabaseSettings, RedisSettings, Settings, StorageSettings, WorkerSettings
+from webapp.config import (
+    DatabaseSettings,
+    LimitsSettings,
+    RedisSettings,
+    Settings,
+    StorageSettings,
+    WorkerSettings,
+)
 from webapp.db import run_migrations
 from webapp.embedder import ClipModel
 from webapp.errors import DatabaseOutage
@@ -70,6 +77,8 @@ async def test_database_outage_answers_503_then_recovers(
         storage=StorageSettings(bucket=bucket, endpoint_url=s3_endpoint),
         clip=TINY,
         worker=WorkerSettings(inline=False),
+        # Four shoppers on one address, searching as fast as answers come.
+        limits=LimitsSettings(search_per_s=1000.0, search_burst=1000),
     )
     app = create_app(settings, clip=tiny_clip)
     async with app.test_app():

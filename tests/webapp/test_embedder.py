@@ -16,7 +16,7 @@ from quart import Quart
 from tests.webapp.conftest import image_file, photo, services_of, upload, wait_ready
 from webapp.app import create_app
 from webapp.batcher import MicroBatcher, Overloaded
-from webapp.config import ClipSettings, Settings
+from webapp.config import ClipSettings, LimitsSettings, Settings
 from webapp.embedder import ClipModel, ModelLoadError, load_clip
 from webapp.images import decode_rgb
 from webapp.worker import EmbeddingWorker
@@ -170,13 +170,26 @@ async def test_vit_b32_architecture_end_to_end(
 
 
 async def test_concurrent_photo_searches_share_model_batches(settings: Settings, tiny_clip: ClipModel) -> None:
-    patient = settings.model_copy(update={"clip": settings.clip.model_copy(update={"max_wait_ms": 100.0})})
+    # Eight shoppers behind the load balancer (one client may only have a few photo searches in flight).
+    patient = settings.model_copy(
+        update={
+            "clip": settings.clip.model_copy(update={"max_wait_ms": 100.0}),
+            "limits": LimitsSettings(trusted_proxies=1),
+        }
+    )
     app = create_app(patient, clip=tiny_clip)
     async with app.test_app():
         await wait_ready(app)
         client = app.test_client()
         responses = await asyncio.gather(
-            *(client.post("/api/search/image", files={"image": image_file(photo(s))}) for s in range(8))
+            *(
+                client.post(
+                    "/api/search/image",
+                    files={"image": image_file(photo(s))},
+                    headers={"X-Forwarded-For": f"198.51.100.{s}"},
+                )
+                for s in range(8)
+            )
         )
         assert all(r.status_code == 200 for r in responses)
         batcher = services_of(app).embedder._image

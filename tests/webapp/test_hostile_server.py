@@ -40,6 +40,8 @@ def _served(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
         PRETHRIFT_LIMITS_PHOTO_SEARCH_BURST="8",
         PRETHRIFT_LIMITS_PHOTO_SEARCH_PER_S="0.01",
         PRETHRIFT_LIMITS_DECODE_WAIT_S="60",
+        # What is measured is the decode budget: one client may have all its photos in flight.
+        PRETHRIFT_LIMITS_PHOTO_SEARCH_CONCURRENCY="16",
     ) as server:
         yield server
 

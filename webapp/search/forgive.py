@@ -7,10 +7,16 @@ for the last word every catalog word it begins. Items must match every group; wh
 groups are let go one at a time, words no item holds first, then the most common ones
 (Meilisearch's "frequency" matching strategy), so more matched words rank higher and one
 unknown word never empties the results.
+
+What one query may cost is bounded whatever it holds: the first MAX_WORDS words are read (each
+costs a fuzzy look-up in the vocabulary and a clause in every round), at most MAX_ROUNDS SQL
+rounds run (a long query lets several words go per round, so the last round still reaches the
+fewest words), and no round starts once ROUNDS_BUDGET_S has passed.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +28,12 @@ from rapidfuzz.distance import OSA
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.txt")
 # Most alternatives one word may bring (corrections plus synonyms); keeps the query small.
 MAX_ALTERNATIVES = 6
+# Words of a query that count (stopwords aside): more than any shopper types, and the rest of
+# a pasted paragraph adds nothing a vector search would not find.
+MAX_WORDS = 10
+# SQL rounds of loosening per ranking, and the time after which no further round starts.
+MAX_ROUNDS = 4
+ROUNDS_BUDGET_S = 0.5
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 # Words too common to say anything (a subset of PostgreSQL's english.stop): they would match
 # most of the catalog on their own.
@@ -83,19 +95,29 @@ def _items(term: str, counts: dict[str, int]) -> int:
     return min((counts.get(w, 0) for w in words), default=0)
 
 
-def loosen(groups: list[WordGroup]) -> list[WordGroup]:
-    """The groups less the one to let go next: one no item holds, then a word the catalog knows
-    only through a correction (the likeliest to be wrong), then the most common."""
-    drop = min(range(len(groups)), key=lambda n: (groups[n].items > 0, groups[n].known, -groups[n].items, -n))
-    return [g for n, g in enumerate(groups) if n != drop]
+def loosen(groups: list[WordGroup], count: int = 1) -> list[WordGroup]:
+    """The groups less the ``count`` to let go next: one no item holds, then a word the catalog
+    knows only through a correction (the likeliest to be wrong), then the most common."""
+    for _ in range(min(count, len(groups))):
+        drop = min(
+            range(len(groups)), key=lambda n: (groups[n].items > 0, groups[n].known, -groups[n].items, -n)
+        )
+        groups = [g for n, g in enumerate(groups) if n != drop]
+    return groups
+
+
+def rounds_step(words: int, fewest: int) -> int:
+    """Groups to let go per round so that MAX_ROUNDS rounds go from ``words`` down to ``fewest``."""
+    return max(1, math.ceil((words - fewest) / max(1, MAX_ROUNDS - 1)))
 
 
 def word_groups(text: str, vocabulary: dict[str, int], synonyms: dict[str, tuple[str, ...]]) -> list[WordGroup]:
-    """The query's words with their corrections and synonyms; two-word synonyms are found first."""
+    """The query's words (the first MAX_WORDS that say something) with their corrections and
+    synonyms; two-word synonyms are found first."""
     words = _WORD.findall(text.lower())
     groups: list[WordGroup] = []
     index = 0
-    while index < len(words):
+    while index < len(words) and len(groups) < MAX_WORDS:
         pair = " ".join(words[index : index + 2])
         if index + 1 < len(words) and pair in synonyms:
             others = synonyms[pair][:MAX_ALTERNATIVES]

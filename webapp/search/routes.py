@@ -162,6 +162,7 @@ async def search_by_photo(query_args: Page, data: PhotoSearch) -> SearchPageOut:
 
 
 @blueprint.get("/api/items/<raw_id>/similar")
+@rate_limited("similar")
 @validate_querystring(Page)
 @validate_response(SearchPageOut)
 @document_errors(400, 404, 422, 503)

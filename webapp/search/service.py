@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -20,9 +21,10 @@ from webapp.context import Services
 from webapp.errors import ApiError, ModelNotReady
 from webapp.images import decode_rgb, read_header
 from webapp.jsonio import dumps_bytes
+from webapp.ratelimit import fair_share
 from webapp.search.facets import FacetCounts, count_facets
 from webapp.search.filters import Mode, SearchFilters, Sort
-from webapp.search.forgive import load_synonyms, loosen, word_groups
+from webapp.search.forgive import MAX_ROUNDS, ROUNDS_BUDGET_S, load_synonyms, loosen, rounds_step, word_groups
 from webapp.search.parse import (
     ALIASES_FILE,
     Aliases,
@@ -168,17 +170,23 @@ async def forgive(
     keep_half: bool = False,
 ) -> list[Hit]:
     """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words
-    (down to one, or to half of them with ``keep_half``)."""
+    (down to one, or to half of them with ``keep_half``), in at most MAX_ROUNDS SQL rounds."""
     groups = word_groups(text, words, synonyms)
-    fewest = math.ceil(len(groups) / 2) if keep_half else 1
+    fewest = max(1, math.ceil(len(groups) / 2) if keep_half else 1)
+    step = rounds_step(len(groups), fewest)
+    deadline = time.monotonic() + ROUNDS_BUDGET_S
     found = list(exact)
-    while len(groups) >= max(fewest, 1) and len(found) < FORGIVE_BELOW:
+    rounds = 0
+    while groups and len(found) < FORGIVE_BELOW:
         seen = [h.id for h in found]
         found += await queries.forgiving(
             connection, groups, limit=CANDIDATES - len(found), filters=filters, exclude=seen
         )
+        rounds += 1
+        if len(groups) <= fewest or rounds >= MAX_ROUNDS or time.monotonic() >= deadline:
+            break
         # Fewer words each round: items matching more of them stay ahead of those after.
-        groups = loosen(groups) if len(groups) > 1 else []
+        groups = loosen(groups, min(step, len(groups) - fewest))
     return found
 
 
@@ -212,6 +220,15 @@ async def facet_counts(services: Services, request: SearchRequest, names: tuple[
     cached = await services.cache.get_result(key)
     if cached is not None:
         return FacetCounts.from_json(cached)
+    async with fair_share("search"):
+        counts = await _count_facets(services, queries, request, names, text)
+    await services.cache.set_result(key, counts.to_json().encode())
+    return counts
+
+
+async def _count_facets(
+    services: Services, queries: VectorQueries, request: SearchRequest, names: tuple[str, ...], text: str | None
+) -> FacetCounts:
     candidates: list[int] | None = None
     if text is not None:
         # The set pages are drawn from, and the same without filters, so that a field's own
@@ -231,9 +248,7 @@ async def facet_counts(services: Services, request: SearchRequest, names: tuple[
         candidates = list(found)
     async with services.pool.acquire() as connection:
         values = await count_facets(connection, names, request.filters, candidates)
-    counts = FacetCounts(values, "exact" if candidates is None else "candidates")
-    await services.cache.set_result(key, counts.to_json().encode())
-    return counts
+    return FacetCounts(values, "exact" if candidates is None else "candidates")
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
@@ -281,8 +296,10 @@ async def search_stages(services: Services, request: SearchRequest) -> AsyncIter
     if cached is not None:
         yield "final", cached
         return
-    async for stage in _compute(services, queries, request, key):
-        yield stage
+    # Held until the final stage is out (or the stream is abandoned).
+    async with fair_share("search"):
+        async for stage in _compute(services, queries, request, key):
+            yield stage
 
 
 async def _compute(
@@ -361,6 +378,10 @@ async def search_text(services: Services, request: SearchRequest) -> list[Hit]:
     return final
 
 
+# Whose in-flight slots a vector page on a cache miss takes (webapp.ratelimit), by kind.
+FAIR_SHARE = {"image": "photo_search", "similar": "similar"}
+
+
 async def _vector_page(
     services: Services, kind: str, subject: str, vector_for: VectorSource, limit: int, offset: int,
     exclude_id: int = 0,
@@ -371,9 +392,10 @@ async def _vector_page(
     cached = await _cached(services, key)
     if cached is not None:
         return cached
-    vector = await vector_for()
-    async with services.pool.acquire() as connection:
-        hits = await queries.nearest(connection, vector, limit=limit, offset=offset, exclude_id=exclude_id)
+    async with fair_share(FAIR_SHARE[kind]):
+        vector = await vector_for()
+        async with services.pool.acquire() as connection:
+            hits = await queries.nearest(connection, vector, limit=limit, offset=offset, exclude_id=exclude_id)
     await _store(services, key, hits)
     return hits
 

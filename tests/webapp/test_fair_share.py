@@ -1,0 +1,145 @@
+"""Hostile traffic that stays within a rate: expensive queries, concurrency, and suggestion
+poisoning. Each client gets a bounded share of the work, and no client can steer what every
+shopper is suggested."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from tests.webapp.conftest import services_of, wait_ready
+from tests.webapp.test_search_features import seed_catalog
+from webapp.app import create_app
+from webapp.config import LimitsSettings, Settings
+from webapp.embedder import ClipModel
+from webapp.search.forgive import MAX_ROUNDS
+
+CATALOG = [
+    {"title": "Faded denim jacket", "brand": "Levi's", "category": "outerwear", "colour": "blue"},
+    {"title": "Denim shorts", "brand": "Lee", "category": "shorts", "colour": "blue"},
+    {"title": "Floral summer dress", "category": "dresses", "colour": "red"},
+    {"title": "Wool coat", "category": "outerwear", "colour": "grey"},
+]
+
+
+def _limited(settings: Settings, **limits: Any) -> Settings:
+    """Clients told apart by the X-Forwarded-For entry of one trusted proxy, as behind the ALB."""
+    return settings.model_copy(update={"limits": LimitsSettings(trusted_proxies=1, **limits)})
+
+
+@pytest.fixture(name="fair_app")
+async def _fair_app(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
+    app = create_app(_limited(settings), clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        yield app
+
+
+def nonsense(words: int, seed: int = 7) -> str:
+    """Two-letter words no catalog holds: a hundred of them fit the 300 characters a query may have."""
+    rng = random.Random(seed)
+    return " ".join("".join(rng.choices("bcdfghjklmnpqrstvwxz", k=2)) for _ in range(words))
+
+
+class ForgivingRounds:
+    """Counts the forgiving keyword statements the app sends, on every connection of its pool
+    (asyncpg's query logger sees each statement as the server receives it)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, record: Any) -> None:
+        if "ts_rank_cd" in record.query and "NOT i.id = ANY" in record.query:
+            self.count += 1
+
+    async def watch(self, pool: asyncpg.Pool, size: int) -> None:
+        connections = [await pool.acquire() for _ in range(size)]
+        for connection in connections:
+            connection.add_query_logger(self)
+        for connection in connections:
+            await pool.release(connection)
+
+
+async def test_a_hundred_word_keyword_query_costs_a_bounded_number_of_sql_rounds(
+    fair_app: Quart, settings: Settings
+) -> None:
+    await seed_catalog(fair_app, CATALOG)
+    rounds = ForgivingRounds()
+    await rounds.watch(services_of(fair_app).pool, settings.database.pool_max)
+    client = fair_app.test_client()
+    response = await client.get(
+        "/api/search", query_string={"q": nonsense(100), "mode": "keyword", "facets": "all"}
+    )
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["items"] == [] and "facets" in body
+    # One ranking for the page and one for the facet candidates, each within the cap
+    # (before the cap: one round per word, about two hundred).
+    assert 1 <= rounds.count <= 2 * MAX_ROUNDS, rounds.count
+
+    # Forgiving still works within the cap: a typo among nonsense words finds the jacket.
+    rounds.count = 0
+    typo = {"q": "jaket " + nonsense(30, seed=8), "mode": "keyword"}
+    found = await client.get("/api/search", query_string=typo)
+    assert [i["title"] for i in (await found.get_json())["items"]] == ["Faded denim jacket"]
+    assert rounds.count <= MAX_ROUNDS
+
+
+async def _search(client: Client, who: str, q: str, **params: str) -> Any:
+    return await client.get("/api/search", query_string={"q": q, **params}, headers={"X-Forwarded-For": who})
+
+
+async def test_one_clients_concurrent_uncached_searches_past_its_share_get_429(
+    settings: Settings, tiny_clip: ClipModel
+) -> None:
+    # The model waits 300 ms to fill a batch, so every uncached search is in flight that long.
+    slow = settings.model_copy(update={"clip": settings.clip.model_copy(update={"max_wait_ms": 300.0})})
+    app = create_app(_limited(slow, search_concurrency=2, concurrency_wait_s=0.05), clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        await seed_catalog(app, CATALOG)
+        client = app.test_client()
+        hog = "203.0.113.9"
+        flood = [asyncio.create_task(_search(client, hog, f"mustard cord dungarees {n}")) for n in range(12)]
+        await asyncio.sleep(0.1)
+        shopper = await _search(client, "198.51.100.30", "navy wool coat")
+        assert shopper.status_code == 200
+        answers = await asyncio.gather(*flood)
+        statuses = [a.status_code for a in answers]
+        assert 2 <= statuses.count(200) <= 4 and statuses.count(429) >= 8, statuses
+        refused = next(a for a in answers if a.status_code == 429)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert (await refused.get_json())["error"]["code"] == "rate_limited"
+
+        # Answers already in the result cache cost nothing and are never held back.
+        served = next(n for n, a in enumerate(answers) if a.status_code == 200)
+        again = await asyncio.gather(
+            *(_search(client, hog, f"mustard cord dungarees {served}") for _ in range(10))
+        )
+        assert [a.status_code for a in again] == [200] * 10
+        # Once its searches have answered, the client has its full share again.
+        assert (await _search(client, hog, "mustard cord dungarees again")).status_code == 200
+
+
+async def test_similar_items_are_rate_limited_per_client(settings: Settings, tiny_clip: ClipModel) -> None:
+    app = create_app(_limited(settings, similar_per_s=0.01, similar_burst=3), clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        ids = await seed_catalog(app, CATALOG)
+        client = app.test_client()
+
+        async def similar(who: str, item_id: int) -> Any:
+            return await client.get(f"/api/items/{item_id}/similar", headers={"X-Forwarded-For": who})
+
+        statuses = [(await similar("203.0.113.10", item_id)).status_code for item_id in ids]
+        assert statuses == [200, 200, 200, 429]
+        refused = await similar("203.0.113.10", ids[0])
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        assert (await similar("198.51.100.31", ids[0])).status_code == 200
