@@ -1,5 +1,5 @@
-"""The ``prethrift`` command line: serve, worker, migrate, console, ingest, demo, run, plan, and the
-model lifecycle: reembed, models, retire.
+"""The ``prethrift`` command line: serve, worker, migrate, console, ingest, demo, run, plan, the
+model lifecycle (reembed, models, retire) and learned suggestions (suggestions list/remove/unblock).
 
 One function per command, and each imports what it uses inside it: ``migrate``, ``console``
 and ``plan`` start without the model code (torch), and webapp never imports console at load.
@@ -405,6 +405,68 @@ def retire(key: str, force: bool) -> None:
         f"retired {done.model_key}: deleted {done.embeddings} embedding(s), {done.jobs} job(s), "
         f"index {done.index}"
     )
+
+
+@main.group()
+def suggestions() -> None:
+    """What shoppers are suggested while they type: list the learned queries, remove one."""
+
+
+@suggestions.command("list")
+@click.option("--prefix", default="", help="only queries that start with this")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--blocked", is_flag=True, help="list the removed (blocked) queries instead")
+def suggestions_list(prefix: str, limit: int, blocked: bool) -> None:
+    """Recorded queries, most clients first; those run by PRETHRIFT_SUGGEST_MIN_CLIENTS clients
+    within the retention are suggested."""
+    from webapp.embedded import embedded_defaults
+    from webapp.search.parse import normalise_query
+    from webapp.suggest import repo
+
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
+        if blocked:
+            removed = asyncio.run(_on_database(settings, repo.blocked_queries))
+            for query, when in removed:
+                click.echo(f"{when:%Y-%m-%d %H:%M}  {query}")
+            return
+        found = asyncio.run(
+            _on_database(settings, lambda c: repo.learned_queries(c, normalise_query(prefix), limit))
+        )
+    if not found:
+        click.echo("no queries recorded" + (f" starting with {prefix!r}" if prefix else ""))
+        return
+    click.echo("clients  searches  last seen         query")
+    for q in found:
+        click.echo(f"{q.clients:>7}  {q.count:>8}  {q.last_seen:%Y-%m-%d %H:%M}  {q.query}")
+
+
+@suggestions.command("remove")
+@click.argument("query")
+def suggestions_remove(query: str) -> None:
+    """Stop suggesting QUERY and never learn it again (`unblock` undoes the block)."""
+    from webapp.embedded import embedded_defaults
+    from webapp.suggest import repo
+
+    if not query.strip():
+        raise click.ClickException("name the query to remove")
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
+        was_recorded = asyncio.run(_on_database(settings, lambda c: repo.remove_query(c, query)))
+    state = "removed and blocked" if was_recorded else "was not recorded; blocked"
+    click.echo(f"{query.strip()!r}: {state} (answers held by a running API expire within seconds)")
+
+
+@suggestions.command("unblock")
+@click.argument("query")
+def suggestions_unblock(query: str) -> None:
+    """Let QUERY be learned again from new searches."""
+    from webapp.embedded import embedded_defaults
+    from webapp.suggest import repo
+
+    with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
+        was_blocked = asyncio.run(_on_database(settings, lambda c: repo.unblock_query(c, query)))
+    if not was_blocked:
+        raise click.ClickException(f"{query.strip()!r} was not blocked")
+    click.echo(f"{query.strip()!r}: unblocked")
 
 
 async def _idle_keys_warning(settings: Settings) -> str | None:

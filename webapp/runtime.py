@@ -96,8 +96,8 @@ async def open_services(
             storage=storage,
             embedder=embedder,
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
-            query_log=QueryLog(pool),
-            suggester=Suggester(pool),
+            query_log=QueryLog(pool, settings.suggest),
+            suggester=Suggester(pool, settings.suggest),
             readiness=readiness or Readiness(),
         )
 

@@ -14,12 +14,14 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from tests.webapp.conftest import services_of, wait_ready
+from tests.webapp.conftest import service_env, services_of, wait_ready
+from tests.webapp.test_cli import prethrift
 from tests.webapp.test_search_features import seed_catalog
 from webapp.app import create_app
 from webapp.config import LimitsSettings, Settings
 from webapp.embedder import ClipModel
 from webapp.search.forgive import MAX_ROUNDS
+from webapp.suggest.repo import purge_expired
 
 CATALOG = [
     {"title": "Faded denim jacket", "brand": "Levi's", "category": "outerwear", "colour": "blue"},
@@ -36,7 +38,8 @@ def _limited(settings: Settings, **limits: Any) -> Settings:
 
 @pytest.fixture(name="fair_app")
 async def _fair_app(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
-    app = create_app(_limited(settings), clip=tiny_clip)
+    # The search rate is raised so that what is seen is what the suggestions make of the searches.
+    app = create_app(_limited(settings, search_per_s=1000.0, search_burst=1000), clip=tiny_clip)
     async with app.test_app():
         await wait_ready(app)
         yield app
@@ -143,3 +146,95 @@ async def test_similar_items_are_rate_limited_per_client(settings: Settings, tin
         refused = await similar("203.0.113.10", ids[0])
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         assert (await similar("198.51.100.31", ids[0])).status_code == 200
+
+
+async def searched_by(app: Quart, query: str, clients: list[str]) -> None:
+    """``query`` searched once by each of ``clients``, then the query log written out."""
+    client = app.test_client()
+    for who in clients:
+        response = await _search(client, who, query)
+        assert response.status_code == 200 and (await response.get_json())["items"]
+    await services_of(app).query_log.flush()
+
+
+async def suggested(app: Quart, prefix: str) -> list[str]:
+    """What a shopper typing ``prefix`` is offered (what /ws/suggest sends), freshly computed."""
+    svc = services_of(app)
+    svc.suggester.forget()
+    return (await svc.suggester.suggest(prefix, svc.queries)).completions
+
+
+def clients(count: int, block: int = 1) -> list[str]:
+    return [f"198.51.{block}.{n}" for n in range(1, count + 1)]
+
+
+async def test_a_query_is_suggested_only_once_three_clients_ran_it(fair_app: Quart) -> None:
+    await seed_catalog(fair_app, CATALOG)
+    await searched_by(fair_app, "denim super deals", ["203.0.113.66"] * 60)
+    assert await suggested(fair_app, "den") == []
+    await searched_by(fair_app, "denim jacket", clients(2))
+    assert await suggested(fair_app, "den") == []
+    await searched_by(fair_app, "Denim  Jacket", clients(1, block=2))
+    assert await suggested(fair_app, "den") == ["denim jacket"]
+    # More clients rank higher; one client's sixty searches count once.
+    await searched_by(fair_app, "denim shorts", clients(4, block=3))
+    await searched_by(fair_app, "denim super deals", clients(2, block=4))
+    assert await suggested(fair_app, "den") == ["denim shorts", "denim jacket", "denim super deals"]
+
+    async with services_of(fair_app).pool.acquire() as connection:
+        keys = await connection.fetch("SELECT client FROM search_query_clients")
+    assert len(keys) == 2 + 1 + 4 + 3 and all(len(k["client"]) == 16 for k in keys)
+    assert not any(b"198.51" in k["client"] or b"203.0" in k["client"] for k in keys), "no address is stored"
+
+
+async def test_suggestions_nobody_ran_within_the_retention_disappear(fair_app: Quart) -> None:
+    await seed_catalog(fair_app, CATALOG)
+    await searched_by(fair_app, "wool coat", clients(3))
+    assert await suggested(fair_app, "wo") == ["wool coat"]
+    svc = services_of(fair_app)
+    retention = svc.settings.suggest.retention_days
+    async with svc.pool.acquire() as connection:
+        # As if the retention had passed since.
+        for table in ("search_queries", "search_query_clients"):
+            await connection.execute(
+                f"UPDATE {table} SET last_seen = last_seen - make_interval(days => $1)", int(retention) + 1
+            )
+        assert await suggested(fair_app, "wo") == []
+        assert await purge_expired(connection, retention) == 1
+        assert await connection.fetchval("SELECT count(*) FROM search_query_clients") == 0
+    # Its old clients no longer count: one new client is one client.
+    await searched_by(fair_app, "wool coat", clients(1, block=5))
+    assert await suggested(fair_app, "wo") == []
+
+
+async def test_a_removed_suggestion_never_comes_back(fair_app: Quart, settings: Settings) -> None:
+    await seed_catalog(fair_app, CATALOG)
+    await searched_by(fair_app, "floral summer dress", clients(3))
+    assert await suggested(fair_app, "flo") == ["floral summer dress"]
+    env = service_env(settings)
+    removed = await asyncio.to_thread(prethrift, "suggestions", "remove", "Floral Summer  Dress", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert "removed and blocked" in removed.stdout
+    assert await suggested(fair_app, "flo") == []
+    await searched_by(fair_app, "floral summer dress", clients(5, block=6))
+    assert await suggested(fair_app, "flo") == []
+    listed = await asyncio.to_thread(prethrift, "suggestions", "list", "--blocked", env=env)
+    assert "floral summer dress" in listed.stdout
+
+    unblocked = await asyncio.to_thread(prethrift, "suggestions", "unblock", "floral summer dress", env=env)
+    assert unblocked.returncode == 0, unblocked.stderr
+    await searched_by(fair_app, "floral summer dress", clients(3, block=7))
+    assert await suggested(fair_app, "flo") == ["floral summer dress"]
+    learned = await asyncio.to_thread(prethrift, "suggestions", "list", "--prefix", "FLO", env=env)
+    assert learned.stdout.splitlines()[1].split()[:2] == ["3", "3"], learned.stdout
+
+
+@pytest.mark.parametrize(
+    "query", ["denim scam-shop dot example free iphone", "denim from scam-shop.example", "denim casino"]
+)
+async def test_block_listed_text_is_never_suggested(fair_app: Quart, query: str) -> None:
+    await seed_catalog(fair_app, CATALOG)
+    await searched_by(fair_app, query, clients(5))
+    assert await suggested(fair_app, "den") == []
+    async with services_of(fair_app).pool.acquire() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM search_queries") == 0

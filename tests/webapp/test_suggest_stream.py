@@ -20,7 +20,7 @@ from tests.webapp.conftest import services_of, unsigned
 from tests.webapp.test_search_features import seed_catalog
 from webapp.app import create_app
 from webapp.cache import free_port
-from webapp.config import Settings
+from webapp.config import Settings, SuggestSettings
 from webapp.embedder import ClipModel
 from webapp.search.service import SearchRequest, search_stages
 
@@ -35,8 +35,10 @@ CATALOG = [
 
 @pytest.fixture(name="live")
 async def _live(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[tuple[Quart, str]]:
-    """The app behind a real Hypercorn socket on loopback."""
-    app = create_app(settings, clip=tiny_clip)
+    """The app behind a real Hypercorn socket on loopback. Every search comes from this one
+    address, so one client's search teaches a suggestion here (test_fair_share holds the number
+    of clients a suggestion needs)."""
+    app = create_app(settings.model_copy(update={"suggest": SuggestSettings(min_clients=1)}), clip=tiny_clip)
     port = free_port()
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]

@@ -127,6 +127,11 @@ def _key(text: str) -> str:
     return " ".join(text.lower().replace("'", "").replace("’", "").replace(".", " ").split())
 
 
+def normalise_query(text: str) -> str:
+    # CLIP's tokenizer lower-cases and collapses whitespace itself, so these are the same query.
+    return " ".join(text.lower().split())
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """The names the catalog holds, by comparison key: brand and colour filters come only from here."""

@@ -17,7 +17,7 @@ from quart_schema.pydantic import File
 
 from webapp.context import Services, services
 from webapp.jsonio import dumps_bytes
-from webapp.ratelimit import rate_limited
+from webapp.ratelimit import current_client, rate_limited
 from webapp.schemas import (
     Interpreted,
     Page,
@@ -29,11 +29,11 @@ from webapp.schemas import (
     parse_item_id,
 )
 from webapp.search.facets import parse_names as parse_facet_names
+from webapp.search.parse import normalise_query
 from webapp.search.repo import Hit
 from webapp.search.service import (
     SearchRequest,
     facet_counts,
-    normalise_query,
     search_image,
     search_similar,
     search_stages,
@@ -89,7 +89,7 @@ async def search(query_args: TextSearch) -> SearchPageOut:
     svc = services()
     request, interpreted = await to_request(svc, query_args)
     hits = await search_text(svc, request)
-    _learn(svc, query_args, hits)
+    _learn(svc, query_args, hits, current_client())
     page = await page_out(svc, hits, query_args, interpreted)
     return await with_facets(svc, page, request, query_args)
 
@@ -106,10 +106,10 @@ async def with_facets(
     )
 
 
-def _learn(svc: Services, args: TextSearch, hits: list[Hit]) -> None:
+def _learn(svc: Services, args: TextSearch, hits: list[Hit], client: str) -> None:
     # Suggestions come from searches that found something, not from every keystroke.
     if args.q and hits and args.offset == 0:
-        svc.query_log.record(normalise_query(args.q))
+        svc.query_log.record(normalise_query(args.q), client)
 
 
 @blueprint.get("/api/search/stream")
@@ -129,13 +129,14 @@ async def search_stream(query_args: TextSearch) -> Response:
     # The first stage runs before the response starts, so bad state (model still loading)
     # is an ordinary JSON error and not a broken stream.
     first = await anext(stages)
+    client = current_client()  # the body is sent outside the request context
 
     async def lines() -> AsyncIterator[bytes]:
         stage, hits = first
         while True:
             page = await page_out(svc, hits, query_args, interpreted)
             if stage == "final":
-                _learn(svc, query_args, hits)
+                _learn(svc, query_args, hits, client)
                 page = await with_facets(svc, page, request, query_args)
             yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":

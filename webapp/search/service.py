@@ -32,6 +32,7 @@ from webapp.search.parse import (
     Vocabulary,
     load_aliases,
     merge_filters,
+    normalise_query,
     parse_query,
 )
 from webapp.search.repo import Hit, VectorQueries, catalog_names, search_words
@@ -60,11 +61,6 @@ class SearchRequest:
             "text", model_key, version, text, self.filters.cache_key(), self.mode.value,
             self.sort.value, self.min_score, self.limit, self.offset,
         )  # fmt: skip
-
-
-def normalise_query(text: str) -> str:
-    # CLIP's tokenizer lower-cases and collapses whitespace itself, so these are the same query.
-    return " ".join(text.lower().split())
 
 
 def _queries(services: Services) -> VectorQueries:
@@ -296,10 +292,16 @@ async def search_stages(services: Services, request: SearchRequest) -> AsyncIter
     if cached is not None:
         yield "final", cached
         return
-    # Held until the final stage is out (or the stream is abandoned).
+    # Held while the page is computed, and given back before the final page goes out (the
+    # stream's caller may hold that for as long as its client reads).
+    final: list[Hit] = []
     async with fair_share("search"):
-        async for stage in _compute(services, queries, request, key):
-            yield stage
+        async for stage, hits in _compute(services, queries, request, key):
+            if stage == "final":
+                final = hits
+            else:
+                yield stage, hits
+    yield "final", final
 
 
 async def _compute(

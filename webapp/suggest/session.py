@@ -25,7 +25,7 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.ratelimit import TokenBucket
 from webapp.schemas import Printable, SearchHitOut
-from webapp.search.service import normalise_query
+from webapp.search.parse import normalise_query
 from webapp.suggest.repo import MAX_QUERY_CHARS
 
 # What a suggestion preview shows of each item.
