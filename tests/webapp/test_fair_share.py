@@ -238,3 +238,18 @@ async def test_block_listed_text_is_never_suggested(fair_app: Quart, query: str)
     assert await suggested(fair_app, "den") == []
     async with services_of(fair_app).pool.acquire() as connection:
         assert await connection.fetchval("SELECT count(*) FROM search_queries") == 0
+
+
+async def test_streamed_searches_teach_suggestions_by_client_too(fair_app: Quart) -> None:
+    await seed_catalog(fair_app, CATALOG)
+    client = fair_app.test_client()
+    for who in [*clients(2), *["203.0.113.77"] * 5]:
+        response = await client.get(
+            "/api/search/stream",
+            query_string={"q": "grey wool coat", "facets": "all"},
+            headers={"X-Forwarded-For": who},
+        )
+        lines = [line for line in (await response.get_data(as_text=True)).splitlines() if line]
+        assert response.status_code == 200 and '"stage":"final"' in lines[-1].replace(" ", "")
+    await services_of(fair_app).query_log.flush()
+    assert await suggested(fair_app, "grey") == ["grey wool coat"]

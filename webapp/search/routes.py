@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
-from quart import Blueprint, Response
+from quart import Blueprint, Response, stream_with_context
 from quart_schema import (
     DataSource,
     document_response,
@@ -129,14 +129,16 @@ async def search_stream(query_args: TextSearch) -> Response:
     # The first stage runs before the response starts, so bad state (model still loading)
     # is an ordinary JSON error and not a broken stream.
     first = await anext(stages)
-    client = current_client()  # the body is sent outside the request context
 
+    # The body is sent after the view returns: the request context goes with it, for the
+    # client's fair share of the facet counts.
+    @stream_with_context
     async def lines() -> AsyncIterator[bytes]:
         stage, hits = first
         while True:
             page = await page_out(svc, hits, query_args, interpreted)
             if stage == "final":
-                _learn(svc, query_args, hits, client)
+                _learn(svc, query_args, hits, current_client())
                 page = await with_facets(svc, page, request, query_args)
             yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":
