@@ -131,6 +131,26 @@ async def test_one_clients_concurrent_uncached_searches_past_its_share_get_429(
         assert (await _search(client, hog, "mustard cord dungarees again")).status_code == 200
 
 
+async def test_a_request_past_the_share_waits_briefly_for_its_own_to_finish(
+    settings: Settings, tiny_clip: ClipModel
+) -> None:
+    # Each uncached search is in flight for about a second (the model waits to fill a batch).
+    slow = settings.model_copy(update={"clip": settings.clip.model_copy(update={"max_wait_ms": 1000.0})})
+    app = create_app(_limited(slow, search_concurrency=1, concurrency_wait_s=5.0), clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        await seed_catalog(app, CATALOG)
+        client = app.test_client()
+        first = asyncio.create_task(_search(client, "203.0.113.12", "linen shirt one"))
+        await asyncio.sleep(0.3)
+        second = asyncio.create_task(_search(client, "203.0.113.12", "linen shirt two"))
+        await asyncio.sleep(0.3)
+        # One running and one waiting: a third is refused at once, not queued.
+        third = await _search(client, "203.0.113.12", "linen shirt three")
+        assert third.status_code == 429
+        assert [(await first).status_code, (await second).status_code] == [200, 200]
+
+
 async def test_similar_items_are_rate_limited_per_client(settings: Settings, tiny_clip: ClipModel) -> None:
     app = create_app(_limited(settings, similar_per_s=0.01, similar_burst=3), clip=tiny_clip)
     async with app.test_app():
