@@ -86,21 +86,26 @@ def _require_password(server: flask.Flask, config: ConsoleConfig) -> None:
     def _check() -> flask.Response | None:
         request = flask.request
         client = client_address(request.headers, request.remote_addr, config.trusted_proxies)
-        wait = guard.wait(client)
-        if wait > 0:
-            # Refused before the password is looked at: a guess sent now tells the client nothing.
-            headers = limit_headers(wait)
-            message = f"Too many wrong passwords from {client}; try again in {headers['Retry-After']} s.\n"
-            return flask.Response(message, 429, headers)
         auth = request.authorization
         if auth is not None:
             given = hashlib.sha256((auth.password or "").encode()).digest()
-            if hmac.compare_digest(given, expected):
-                guard.succeeded(client)
+            correct = hmac.compare_digest(given, expected)
+            # A client that must wait is refused whether or not it guessed right.
+            wait = guard.attempt(client, correct)
+            if wait > 0:
+                return _too_many(client, wait)
+            if correct:
                 return None
-            guard.failed(client)
+        elif (wait := guard.wait(client)) > 0:
+            return _too_many(client, wait)
         return flask.Response(
             "The Prethrift console needs the password in PRETHRIFT_CONSOLE_PASSWORD (any user name).\n",
             401,
             {"WWW-Authenticate": 'Basic realm="Prethrift console", charset="UTF-8"'},
         )
+
+
+def _too_many(client: str, wait: float) -> flask.Response:
+    headers = limit_headers(wait)
+    message = f"Too many wrong passwords from {client}; try again in {headers['Retry-After']} s.\n"
+    return flask.Response(message, 429, headers)

@@ -120,22 +120,26 @@ class LoginGuard:
             record = self._clients.get(client)
             return 0.0 if record is None else max(0.0, record.until - self._clock())
 
-    def failed(self, client: str) -> float:
-        """Count a wrong password from ``client``; returns the wait it now has."""
+    def attempt(self, client: str, correct: bool) -> float:
+        """One sign-in by ``client``, checked and counted atomically, so parallel guesses cannot
+        all slip in before the first is counted. Returns 0.0 when the attempt is let through
+        (a right password clears the client's failures, a wrong one is counted), else the seconds
+        the client still has to wait: then nothing is counted and the password tells it nothing."""
         policy = self.policy
         with self._lock:
-            record = self._clients.get(client) or _Client()
-            record.failures += 1
             now = self._clock()
+            record = self._clients.get(client)
+            if record is not None and record.until > now:
+                return record.until - now
+            if correct:
+                self._clients.pop(client, None)
+                return 0.0
+            record = record or _Client()
+            record.failures += 1
             if record.failures >= policy.lockout_failures:
                 record.until = now + policy.lockout_s
             elif record.failures >= policy.free_failures:
                 doublings = record.failures - policy.free_failures
-                delay = policy.delay_s * 2 ** min(doublings, 62)
-                record.until = now + min(delay, policy.max_delay_s)
+                record.until = now + min(policy.delay_s * 2 ** min(doublings, 62), policy.max_delay_s)
             self._clients[client] = record  # (re)computes when the record is forgotten
-            return max(0.0, record.until - now)
-
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._clients.pop(client, None)
+            return 0.0

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from console.auth import password_weakness
+from console.auth import LoginGuard, password_weakness
 from webapp.cache import free_port
+from webapp.config import ConsoleLoginSettings
 
 PASSWORD = "Ops-console-7f3k9QzL2w"
 WRONG = "not-the-password-0000"
@@ -81,6 +82,31 @@ def test_what_passes_and_what_does_not() -> None:
     weak = ["Password1234", "Welcome2026!!", "Pr3thr1ft-2026", "1qaz2wsx3edc", "abcdefgh1234", "short1!"]
     for password in [*weak, "qwertyuiop1234", "a" * 24, "abcabcabcabc"]:
         assert password_weakness(password) is not None, password
+
+
+def test_the_brake_doubles_locks_out_and_forgets_a_quiet_client() -> None:
+    now = [0.0]
+    guard = LoginGuard(ConsoleLoginSettings(), clock=lambda: now[0])  # 5 free, 1 s doubling, 20, 900 s
+    for _ in range(5):
+        assert guard.attempt("a", correct=False) == 0.0  # counted, let through
+    assert guard.attempt("a", correct=True) == 1.0  # even the right password waits
+    waits = []
+    for _ in range(14):  # failures 6..19
+        waits.append(guard.wait("a"))
+        now[0] += waits[-1]
+        assert guard.attempt("a", correct=False) == 0.0
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60, 60, 60, 60]
+    now[0] += guard.wait("a")
+    guard.attempt("a", correct=False)  # the 20th
+    assert guard.wait("a") == 900
+    now[0] += 900
+    guard.attempt("a", correct=False)  # still guessing after the lockout: locked again at once
+    assert guard.wait("a") == 900
+    now[0] += 900 + 900  # a quiet lockout_s after the wait ends: forgotten
+    assert guard.wait("a") == 0
+    for _ in range(4):
+        guard.attempt("a", correct=False)
+    assert guard.wait("a") == 0 and guard.wait("b") == 0
 
 
 def signed_in(base: str, password: str, client: str | None = None) -> httpx.Response:
