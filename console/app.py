@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -10,10 +11,12 @@ from a2wsgi import WSGIMiddleware
 from dash import Dash, Input, Output
 
 from console import layout
+from console.auth import LoginGuard
 from console.config import ConsoleConfig
 from console.cost import PlanCache, SpendCache, stacks
 from console.db import MetricsDatabase
 from console.state import EXTENSION, ConsoleState
+from webapp.ratelimit import client_address, limit_headers
 
 # Threads serving Dash callbacks (each may wait on PostgreSQL) for one console.
 CONSOLE_THREADS = 8
@@ -46,7 +49,7 @@ def create_console(config: ConsoleConfig, database: MetricsDatabase | None = Non
         return "on" not in (value or [])
 
     if config.password is not None:
-        _require_password(server, config.password)
+        _require_password(server, config)
     return app
 
 
@@ -71,17 +74,38 @@ def console_server(config: ConsoleConfig, database: MetricsDatabase | None = Non
     return ConsoleServer(app, WSGIMiddleware(app.server, workers=CONSOLE_THREADS))
 
 
-def _require_password(server: flask.Flask, password: str) -> None:
-    expected = password.encode()
+def _require_password(server: flask.Flask, config: ConsoleConfig) -> None:
+    """HTTP basic auth (any user name) with a per-client brake on wrong passwords: past the free
+    failures a client waits, doubling each time, then is locked out (429 with Retry-After)."""
+    assert config.password is not None
+    # Digests compare in constant time whatever the lengths: the length is not given away either.
+    expected = hashlib.sha256(config.password.encode()).digest()
+    guard = LoginGuard(config.login)
 
     @server.before_request
     def _check() -> flask.Response | None:
-        auth = flask.request.authorization
-        given = (auth.password or "").encode() if auth is not None else b""
-        if auth is not None and hmac.compare_digest(given, expected):
-            return None
+        request = flask.request
+        client = client_address(request.headers, request.remote_addr, config.trusted_proxies)
+        auth = request.authorization
+        if auth is not None:
+            given = hashlib.sha256((auth.password or "").encode()).digest()
+            correct = hmac.compare_digest(given, expected)
+            # A client that must wait is refused whether or not it guessed right.
+            wait = guard.attempt(client, correct)
+            if wait > 0:
+                return _too_many(client, wait)
+            if correct:
+                return None
+        elif (wait := guard.wait(client)) > 0:
+            return _too_many(client, wait)
         return flask.Response(
             "The Prethrift console needs the password in PRETHRIFT_CONSOLE_PASSWORD (any user name).\n",
             401,
             {"WWW-Authenticate": 'Basic realm="Prethrift console", charset="UTF-8"'},
         )
+
+
+def _too_many(client: str, wait: float) -> flask.Response:
+    headers = limit_headers(wait)
+    message = f"Too many wrong passwords from {client}; try again in {headers['Retry-After']} s.\n"
+    return flask.Response(message, 429, headers)

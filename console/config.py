@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from console.auth import password_weakness
 from infra.stacks import REPO_ROOT
-from webapp.config import Settings
+from webapp.config import ConsoleLoginSettings, Settings
 
 
 def stack_of(resource_attributes: str | None) -> str:
@@ -28,6 +29,10 @@ class ConsoleConfig:
     refresh_s: float = 10.0
     root: Path = REPO_ROOT
     cost_explorer_endpoint: str | None = None
+    login: ConsoleLoginSettings = field(default_factory=ConsoleLoginSettings)
+    # Proxies whose X-Forwarded-For entry names the client (PRETHRIFT_LIMITS_TRUSTED_PROXIES,
+    # as for the API: both sit behind the same load balancer).
+    trusted_proxies: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsoleConfig:
@@ -39,8 +44,18 @@ class ConsoleConfig:
                 f"ENVIRONMENT={settings.environment.value} needs PRETHRIFT_CONSOLE_PASSWORD: the console "
                 "shows traffic and costs and must not be open (set it, or put it in SSM)"
             )
+        weakness = password_weakness(password) if password is not None else None
+        if weakness is not None and not settings.is_development:
+            # Names the setting and the rule it breaks, never the value.
+            raise ValueError(
+                f"ENVIRONMENT={settings.environment.value}: PRETHRIFT_CONSOLE_PASSWORD {weakness}; the "
+                "console shows traffic and costs, so outside development it needs a password that "
+                "withstands guessing (generate one with `openssl rand -base64 24`)"
+            )
         return cls(
             dsn=settings.database.url.get_secret_value(),
             own_stack=stack_of(settings.telemetry.resource_attributes),
             password=password,
+            login=settings.console_login,
+            trusted_proxies=settings.limits.trusted_proxies,
         )

@@ -118,7 +118,10 @@ def app_environment(
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
         env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
     if program == "console":
+        # The console is behind the same ALB: its X-Forwarded-For entry names the client whose
+        # wrong passwords are counted (one lockout must not hold up everyone behind the ALB).
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
+        env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
     if program in ("worker", "gpu-worker"):
         env |= {"PRETHRIFT_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT)}
     return env | args.extra_env

@@ -294,20 +294,26 @@ def _load_with(settings: Settings, loader: Callable[[Any], Awaitable[Any]]) -> A
 )
 def ingest(catalog: Path, images: Path) -> None:
     """Bulk-load CATALOG.csv (columns: title, price, image, and optionally description, brand,
-    category, size, colour, condition, currency). Items are embedded by the worker."""
+    category, size, colour, condition, currency). Rows stream, a few at a time; each row not
+    loaded is reported with its line and why, then a summary. Exits 1 if any row failed.
+    Items are embedded by the worker."""
     from webapp.embedded import embedded_defaults
-    from webapp.ingest import load_rows as load
-    from webapp.ingest import read_catalog
+    from webapp.ingest import CatalogFile, IngestSummary, load_rows
 
     try:
-        rows = list(read_catalog(catalog, images))
-    except ValueError as error:
+        opened = CatalogFile(catalog, images)
+    except (ValueError, OSError) as error:
         raise click.ClickException(str(error)) from None
-    with embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
-        summary = _load_with(settings, lambda services: load(services, rows, total=len(rows)))
+    summary = IngestSummary()
+    with opened, embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
+        try:
+            with _database_errors():
+                _load_with(settings, lambda services: load_rows(services, opened.rows(), summary))
+        finally:
+            # Also when an outage stops the load: what was loaded and what failed so far.
+            for line in summary.lines():
+                click.echo(line)
         warning = asyncio.run(_idle_keys_warning(settings)) if summary.loaded else None
-    for line in summary.lines():
-        click.echo(line)
     if warning:
         click.echo(warning, err=True)
     if summary.failed:

@@ -278,6 +278,32 @@ class SuggestSettings(BaseSettings):
     # Learned queries no client ran for this long are no longer suggested, and are deleted with
     # the record of who ran them.
     retention_days: float = Field(default=30.0, gt=0, le=3650)
+class ConsoleLoginSettings(BaseSettings):
+    """The brake on guessing the console's password, per client address
+    (``PRETHRIFT_CONSOLE_LOGIN_*``; console/auth.py applies it)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRETHRIFT_CONSOLE_LOGIN_", extra="ignore", env_ignore_empty=True
+    )
+
+    # Wrong passwords a client may send before it has to wait; the first wait is delay_s and
+    # each further failure doubles it, up to max_delay_s.
+    free_failures: int = Field(default=5, ge=1)
+    delay_s: float = Field(default=1.0, gt=0)
+    max_delay_s: float = Field(default=60.0, gt=0)
+    # After this many failures the client is refused for lockout_s (and again at its first
+    # failure after that, until lockout_s passes without one).
+    lockout_failures: int = Field(default=20, ge=2)
+    lockout_s: float = Field(default=900.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _lockout_after_backoff(self) -> ConsoleLoginSettings:
+        if self.lockout_failures <= self.free_failures:
+            raise ValueError(
+                f"PRETHRIFT_CONSOLE_LOGIN_LOCKOUT_FAILURES ({self.lockout_failures}) must be more than "
+                f"PRETHRIFT_CONSOLE_LOGIN_FREE_FAILURES ({self.free_failures})"
+            )
+        return self
 
 
 class Settings(BaseSettings):
@@ -296,6 +322,7 @@ class Settings(BaseSettings):
     ssm_prefix: str | None = None
     console_port: int = Field(default=8050, ge=0, le=65535)
     console_password: SecretStr | None = None
+    console_login: ConsoleLoginSettings = Field(default_factory=ConsoleLoginSettings)
     # /readyz stays 503 until the served model key covers the whole catalog; None means: outside
     # development (`prethrift run` serves a partial index while it backfills, and warns).
     require_full_index: bool | None = None
