@@ -481,10 +481,12 @@ def test_a_tested_digest_is_deployed_as_is(records: dict[str, Record]) -> None:
 
 
 def test_load_balancer_checks_what_it_can_act_on(records: dict[str, Record]) -> None:
+    from pydantic import SecretStr
+
     from webapp.app import create_app
     from webapp.config import DatabaseSettings, LimitsSettings, Settings
 
-    app = create_app(Settings(database=DatabaseSettings(url="postgresql://u:p@db.invalid:5432/x")))
+    app = create_app(Settings(database=DatabaseSettings(url=SecretStr("postgresql://u:p@db.invalid:5432/x"))))
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     for stack in ("dev", "prod"):
         rec = records[stack]
