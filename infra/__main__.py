@@ -24,6 +24,7 @@ from infra.parameters import Parameters, ParametersArgs
 from infra.registry import Registry, RegistryArgs
 from infra.service import Services, ServicesArgs
 from infra.storage import Storage, StorageArgs
+from infra.waf import Waf, WafArgs
 
 ALB_LOG_PREFIX = "alb"
 
@@ -76,6 +77,7 @@ def main() -> None:
             storage.logs_ready,
         ),
     )
+    Waf("waf", WafArgs(prefix, lb.arn, lb_cfg.waf_rate_limit, lb_cfg.waf_photo_rate_limit))
     programs = ("api", "worker", "console") + (("gpu-worker",) if cfg.gpu_worker.enabled else ())
     logs = Logs("logs", LogsArgs(cfg.observability, prefix, (*programs, "otel", "metrics")))
     services = Services(
@@ -102,6 +104,7 @@ def main() -> None:
             console_route=lb.console_route,
             images_bucket_name=storage.images_bucket_name,
             images_bucket_arn=storage.images_bucket_arn,
+            images_cdn_url=storage.images_cdn_url,
             secret_arns=secrets.parameter_arns,
             ssm_path_arn=secrets.path_arn,
             log_groups=logs.group_names,
@@ -124,6 +127,7 @@ def main() -> None:
     pulumi.export("url", lb.url)
     pulumi.export("console_url", lb.console_url)
     pulumi.export("images_bucket", storage.images_bucket_name)
+    pulumi.export("images_cdn_url", storage.images_cdn_url)
     pulumi.export("repository_url", registry.repository_url)
     pulumi.export("image_ref", registry.image_ref)
     pulumi.export("cluster", services.cluster_name)

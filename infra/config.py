@@ -56,6 +56,12 @@ class LoadBalancerConfig:
     console. Needs HTTPS and `consoleHost`."""
     console_allowed_cidrs: tuple[str, ...] = ()
     """Source addresses that may reach the console through the ALB; never 0.0.0.0/0."""
+    waf_rate_limit: int = 3000
+    """AWS WAF blocks a client address past this many requests in 5 minutes (10 a second on
+    average): a flood stops at the edge, before the app's own per-client limits spend a task on it."""
+    waf_photo_rate_limit: int = 300
+    """The same for photo search and uploads (POST /api/search/image, POST /api/items), which
+    decode an image and run the model: one a second on average per address."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ class StorageConfig:
     cors_origins: tuple[str, ...] = ()
     noncurrent_version_days: int = 30
     force_destroy: bool = False
+    cdn_price_class: str = "PriceClass_100"
+    """CloudFront's edge locations for the photos: PriceClass_100 (North America and Europe) is the
+    cheapest; shoppers elsewhere are served from the nearest of those."""
 
 
 @dataclass(frozen=True)
@@ -339,6 +348,14 @@ def validate(config: StackConfig) -> None:
         if not size.min_count <= size.desired_count <= size.max_count:
             raise ConfigError(f"prethrift:{name} needs minCount <= desiredCount <= maxCount")
     cap = config.capacity
+    lb = config.load_balancer
+    if not 10 <= lb.waf_photo_rate_limit <= lb.waf_rate_limit:
+        # WAF's rate-based rules take limits from 10 up.
+        raise ConfigError("prethrift:loadBalancer needs 10 <= wafPhotoRateLimit <= wafRateLimit")
+    if config.storage.cdn_price_class not in ("PriceClass_100", "PriceClass_200", "PriceClass_All"):
+        raise ConfigError(
+            "prethrift:storage.cdnPriceClass must be PriceClass_100, PriceClass_200 or PriceClass_All"
+        )
     if cap.fargate_weight + cap.spot_weight < 1:
         raise ConfigError("prethrift:capacity needs fargateWeight + spotWeight >= 1")
 

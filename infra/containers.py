@@ -10,6 +10,8 @@ from typing import Any
 import pulumi
 
 from infra.config import AppConfig
+from infra.loadbalancer import WEBSOCKET_IDLE_S
+from infra.observability import CLOUDWATCH_METRICS, METRICS_NAMESPACE
 from infra.ports import API_PORT, WORKER_METRICS_PORT
 
 COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
@@ -39,12 +41,14 @@ class ContainerArgs:
     """SSM parameter ARN by environment variable name; a program gets those it needs."""
     log_groups: dict[str, pulumi.Output[str]]
     """Log group name by stream: each program, `otel` and `metrics`."""
+    images_cdn_url: pulumi.Input[str] | None = None
+    """The photos' CDN origin: the API's photo URLs point there."""
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def collector_config(metrics_log_group: str, scrape: str | None = None) -> str:
     """The ADOT collector's config: OTLP in on loopback (and, with `scrape`, the app's Prometheus
-    /metrics on loopback), X-Ray and CloudWatch EMF out."""
+    /metrics on loopback), X-Ray and CloudWatch EMF out, for the metrics the alarms read only."""
     config: dict[str, Any] = {
         "extensions": {"health_check": {}},
         "receivers": {
@@ -58,10 +62,23 @@ def collector_config(metrics_log_group: str, scrape: str | None = None) -> str:
         "processors": {
             "batch/traces": {"timeout": "1s", "send_batch_size": 50},
             "batch/metrics": {"timeout": "60s"},
+            # Only the allow-listed metrics leave the task (EMF log lines cost ingestion too).
+            "filter/cloudwatch": {
+                "metrics": {"include": {"match_type": "strict", "metric_names": list(CLOUDWATCH_METRICS)}}
+            },
         },
         "exporters": {
             "awsxray": {},
-            "awsemf": {"namespace": "Prethrift", "log_group_name": metrics_log_group},
+            "awsemf": {
+                "namespace": METRICS_NAMESPACE,
+                "log_group_name": metrics_log_group,
+                # One metric per name, without dimensions (what the alarms query); the default
+                # rolls up every label and resource attribute into further metrics, each billed.
+                "dimension_rollup_option": "NoDimensionRollup",
+                "metric_declarations": [
+                    {"dimensions": [[]], "metric_name_selectors": [f"^{n}$" for n in CLOUDWATCH_METRICS]}
+                ],
+            },
         },
         "service": {
             "extensions": ["health_check"],
@@ -69,7 +86,7 @@ def collector_config(metrics_log_group: str, scrape: str | None = None) -> str:
                 "traces": {"receivers": ["otlp"], "processors": ["batch/traces"], "exporters": ["awsxray"]},
                 "metrics": {
                     "receivers": ["otlp"],
-                    "processors": ["batch/metrics"],
+                    "processors": ["filter/cloudwatch", "batch/metrics"],
                     "exporters": ["awsemf"],
                 },
             },
@@ -117,6 +134,12 @@ def app_environment(
         # X-Forwarded-For: that entry names the client for the per-client limits.
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_PORT": str(port)}
         env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
+        # The app closes an idle suggestion socket itself (with a close frame the page acts on)
+        # before the ALB's idle timeout would cut it silently; loadbalancer.py derives that
+        # timeout from this.
+        env |= {"PRETHRIFT_LIMITS_WS_IDLE_S": f"{WEBSOCKET_IDLE_S:g}"}
+        if args.images_cdn_url is not None:
+            env |= {"PRETHRIFT_IMAGES_CDN_URL": args.images_cdn_url}
     if program == "console":
         # The console is behind the same ALB: its X-Forwarded-For entry names the client whose
         # wrong passwords are counted (one lockout must not hold up everyone behind the ALB).

@@ -17,6 +17,14 @@ from infra.config import LoadBalancerConfig
 from infra.ports import API_PORT, CONSOLE_PORT
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# The API closes a suggestion socket idle this long (PRETHRIFT_LIMITS_WS_IDLE_S, set on its
+# container); the ALB keeps idle connections a minute longer, so the app's close (a frame the page
+# reconnects on) always comes first and the ALB never cuts a socket silently.
+WEBSOCKET_IDLE_S = 120.0
+IDLE_TIMEOUT_S = int(WEBSOCKET_IDLE_S) + 60
+# The API's check: ready once (model loaded, catalog embedded), then up for good, so a database
+# failover does not fail every target at once and have ECS replace them all (webapp/app.py).
+API_HEALTH_PATH = "/startedz"
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class LoadBalancerArgs:
 class LoadBalancer(pulumi.ComponentResource):
     """ALB, listeners and the target groups of the API and console services."""
 
+    arn: pulumi.Output[str]
     arn_suffix: pulumi.Output[str]
     api_target_group_arn: pulumi.Output[str]
     api_target_group_arn_suffix: pulumi.Output[str]
@@ -59,11 +68,11 @@ class LoadBalancer(pulumi.ComponentResource):
             drop_invalid_header_fields=True,
             desync_mitigation_mode="defensive",
             enable_deletion_protection=cfg.deletion_protection,
-            idle_timeout=60,
+            idle_timeout=IDLE_TIMEOUT_S,
             access_logs={"bucket": args.logs_bucket, "prefix": args.logs_prefix, "enabled": True},
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.logs_ready),
         )
-        api_tg = self._target_group(f"{name}-api", args.vpc_id, API_PORT, "/readyz", "200")
+        api_tg = self._target_group(f"{name}-api", args.vpc_id, API_PORT, API_HEALTH_PATH, "200")
         # The console answers 401 until the operator logs in; that still proves it is up.
         console_tg = self._target_group(f"{name}-console", args.vpc_id, CONSOLE_PORT, "/", "200,302,401")
 
@@ -177,6 +186,7 @@ class LoadBalancer(pulumi.ComponentResource):
             if cfg.domain_name
             else alb.dns_name.apply(lambda dns: f"{scheme}://{dns}")
         )
+        self.arn = alb.arn
         self.arn_suffix = alb.arn_suffix
         self.api_target_group_arn = api_tg.arn
         self.api_target_group_arn_suffix = api_tg.arn_suffix

@@ -68,6 +68,11 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
             "arn": f"arn:aws:s3:::{bucket}",
             "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com",
         }
+    elif typ == "aws:cloudfront/distribution:Distribution":
+        state |= {
+            "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/E0A1B2C3{name[-4:].upper()}",
+            "domainName": "d0a1b2c3d4e5f6.cloudfront.net",
+        }
     elif typ == "aws:lb/loadBalancer:LoadBalancer":
         state |= {
             "dnsName": f"{name}-123.{region}.elb.amazonaws.com",

@@ -16,6 +16,13 @@ import pulumi_aws as aws
 
 from infra.config import ObservabilityConfig
 
+METRICS_NAMESPACE = "Prethrift"
+# The app metrics the collector turns into CloudWatch metrics (and so custom metrics on the bill,
+# each one a month at https://aws.amazon.com/cloudwatch/pricing/): the ones the alarms below
+# read, without dimensions. Every other Prometheus series stays on the tasks' /metrics; sending
+# them all, with the exporter's default dimension rollups, made about 150 metrics per stack.
+CLOUDWATCH_METRICS = ("prethrift_embedding_queue_depth", "prethrift_embeddings_total")
+
 
 @dataclass(frozen=True)
 class LogsArgs:
@@ -56,7 +63,7 @@ class AlarmsArgs:
     api_target_group_arn_suffix: pulumi.Output[str]
     cluster_name: pulumi.Output[str]
     service_names: dict[str, pulumi.Output[str]]
-    metrics_namespace: str = "Prethrift"
+    metrics_namespace: str = METRICS_NAMESPACE
     """Where the collector puts the app's Prometheus metrics (EMF), e.g. the queue depth."""
 
 
@@ -142,7 +149,7 @@ class Alarms(pulumi.ComponentResource):
         )
         unhealthy = aws.cloudwatch.MetricAlarm(
             f"{name}-api-unhealthy-targets",
-            alarm_description=f"{args.name_prefix}: API targets failing the load balancer's /readyz check",
+            alarm_description=f"{args.name_prefix}: API targets failing the load balancer's /startedz check",
             namespace="AWS/ApplicationELB",
             metric_name="UnHealthyHostCount",
             dimensions=lb_dims,

@@ -41,6 +41,10 @@ SERVICE_OF_PREFIX: list[tuple[str, str]] = [
     ("usage:rds/", "database"),
     ("aws:cognito/", "security"),
     ("aws:acm/", "network"),
+    ("aws:cloudfront/", "network"),
+    ("aws:wafv2/", "security"),
+    ("usage:cloudwatch/", "observability"),
+    ("usage:s3/", "storage"),
     ("random:", "security"),
 ]
 
@@ -75,6 +79,8 @@ KEY_SETTINGS: dict[str, tuple[str, ...]] = {
     "aws:autoscaling/group:Group": ("minSize", "maxSize"),
     "aws:ec2/launchTemplate:LaunchTemplate": ("instanceType",),
     "aws:ecr/repository:Repository": ("name", "imageTagMutability"),
+    "aws:cloudfront/distribution:Distribution": ("priceClass",),
+    "aws:wafv2/webAcl:WebAcl": ("scope",),
 }
 
 
@@ -218,6 +224,38 @@ class PriceContext:
         return None
 
     @property
+    def running_containers(self) -> float:
+        """Containers running at the services' desired counts (the migrate step exits at start)."""
+        total = 0.0
+        for service in self.by_type.get(SERVICE, []):
+            task = self.task_by_arn.get(service["inputs"].get("taskDefinition"))
+            if task is None:
+                continue
+            definitions = json.loads(task["inputs"]["containerDefinitions"])
+            long_running = sum(1 for c in definitions if c.get("name") != "migrate")
+            total += float(service["inputs"].get("desiredCount") or 0) * long_running
+        return total
+
+    def collector_metrics(self) -> tuple[int, bool]:
+        """The custom metrics the task collectors make, and whether every collector allow-lists
+        them (without an allow-list, every Prometheus series becomes metrics)."""
+        names: set[str] = set()
+        for task in self.by_type.get("aws:ecs/taskDefinition:TaskDefinition", []):
+            for container in json.loads(task["inputs"]["containerDefinitions"]):
+                env = {e["name"]: e["value"] for e in container.get("environment") or []}
+                if "AOT_CONFIG_CONTENT" not in env:
+                    continue
+                emf = json.loads(env["AOT_CONFIG_CONTENT"]).get("exporters", {}).get("awsemf", {})
+                declarations = emf.get("metric_declarations")
+                if not declarations:
+                    return 0, False
+                for declaration in declarations:
+                    sets = max(1, len(declaration.get("dimensions") or []))
+                    for selector in declaration.get("metric_name_selectors") or []:
+                        names |= {f"{selector.strip('^$')}#{i}" for i in range(sets)}
+        return len(names), True
+
+    @property
     def ec2_tasks(self) -> float:
         """ECS tasks placed on EC2 capacity providers (the GPU worker), by desired count."""
         total = 0.0
@@ -300,7 +338,7 @@ def _eip(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
 def _bucket(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
     if "images" in r["name"]:
         gb = ctx.usage.images_gb
-        return Cost(gb * pricing.S3_STANDARD_GB_MONTH, f"{gb:g} GB Standard, requests not modelled")
+        return Cost(gb * pricing.S3_STANDARD_GB_MONTH, f"{gb:g} GB Standard; requests on images-requests")
     return Cost(0.0, "access logs, expire by lifecycle; not modelled")
 
 
@@ -334,7 +372,29 @@ def _ecr(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
 
 
 def _cluster(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
-    return Cost(0.0, "Container Insights is usage-priced; not modelled")
+    """Container Insights with enhanced observability: observations of every running container."""
+    settings = {s.get("name"): s.get("value") for s in r["inputs"].get("settings") or []}
+    if settings.get("containerInsights") != "enhanced":
+        return Cost(0.0, f"Container Insights {settings.get('containerInsights', 'disabled')}")
+    containers = ctx.running_containers
+    observations = containers * pricing.CONTAINER_INSIGHTS_OBSERVATIONS_PER_CONTAINER_MINUTE * 60 * ctx.hours
+    return Cost(
+        observations / 1e6 * pricing.CONTAINER_INSIGHTS_PER_MILLION_OBSERVATIONS,
+        f"Container Insights enhanced: {containers:g} running container(s) x "
+        f"{pricing.CONTAINER_INSIGHTS_OBSERVATIONS_PER_CONTAINER_MINUTE} observations a minute = "
+        f"{observations / 1e6:,.1f}M observations",
+    )
+
+
+def _web_acl(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
+    rules = len(r["inputs"].get("rules") or [])
+    requests = ctx.usage.searches_per_month * ctx.usage.requests_per_search
+    return Cost(
+        pricing.WAF_WEB_ACL_MONTH
+        + rules * pricing.WAF_RULE_MONTH
+        + requests / 1e6 * pricing.WAF_PER_MILLION_REQUESTS,
+        f"web ACL, {rules} rules (managed groups count one each), {requests / 1e6:,.2f}M requests inspected",
+    )
 
 
 def _gpu_group(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
@@ -350,17 +410,10 @@ def _gpu_group(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
 def usage_rows(ctx: PriceContext) -> list[PlanRow]:
     """Costs that follow usage rather than a resource, each from a stated assumption."""
     usage = ctx.usage
-    downloads_gb = usage.searches_per_month / 1000 * usage.download_gb_per_1000_searches
     rows = [
-        PlanRow(
-            "usage:dataTransfer/internetOut",
-            "presigned-image-downloads",
-            "network",
-            {},
-            round(downloads_gb * pricing.DATA_OUT_GB, 2),
-            f"assumed {usage.searches_per_month:,.0f} searches x {usage.download_gb_per_1000_searches:g} GB "
-            f"per 1,000 searches = {downloads_gb:,.0f} GB out",
-        ),
+        _image_downloads(ctx),
+        _image_requests(ctx),
+        _collector_metrics(ctx),
         PlanRow(
             "usage:dataTransfer/crossAz",
             "cross-az-traffic",
@@ -383,7 +436,89 @@ def usage_rows(ctx: PriceContext) -> list[PlanRow]:
                 f"assumed {usage.backup_gb:g} GB of backups; the first {allocated:g} GB are free",
             )
         )
+        if db["inputs"].get("enabledCloudwatchLogsExports"):
+            rows.append(
+                PlanRow(
+                    "usage:cloudwatch/rdsLogs",
+                    f"{db['name']}-logs",
+                    "observability",
+                    {},
+                    round(usage.rds_logs_gb * pricing.LOGS_INGEST_GB, 2),
+                    f"assumed {usage.rds_logs_gb:g} GB/month of exported PostgreSQL logs ingested "
+                    f"(RDS's log group keeps them: storage grows {usage.rds_logs_gb:g} GB a month)",
+                )
+            )
     return rows
+
+
+def _image_downloads(ctx: PriceContext) -> PlanRow:
+    """Photos shoppers' browsers fetch: through CloudFront when the stack has it, else from S3."""
+    usage = ctx.usage
+    downloads_gb = usage.searches_per_month / 1000 * usage.download_gb_per_1000_searches
+    views = usage.searches_per_month * usage.images_per_search
+    assumed = (
+        f"assumed {usage.searches_per_month:,.0f} searches x {usage.download_gb_per_1000_searches:g} GB "
+        f"per 1,000 searches = {downloads_gb:,.0f} GB out"
+    )
+    if not ctx.count("aws:cloudfront/distribution:Distribution"):
+        return PlanRow(
+            "usage:dataTransfer/internetOut",
+            "image-downloads",
+            "network",
+            {},
+            round(downloads_gb * pricing.DATA_OUT_GB, 2),
+            f"{assumed}, presigned from S3 at {pricing.DATA_OUT_GB}/GB",
+        )
+    free_gb = pricing.CLOUDFRONT_FREE_GB * usage.cdn_free_tier_share
+    free_requests = pricing.CLOUDFRONT_FREE_REQUESTS * usage.cdn_free_tier_share
+    billed_gb = max(0.0, downloads_gb - free_gb)
+    billed_requests = max(0.0, views - free_requests)
+    return PlanRow(
+        "usage:dataTransfer/internetOut",
+        "image-downloads",
+        "network",
+        {},
+        round(
+            billed_gb * pricing.CLOUDFRONT_GB + billed_requests / 10_000 * pricing.CLOUDFRONT_HTTPS_PER_10K, 2
+        ),
+        f"{assumed} through CloudFront at {pricing.CLOUDFRONT_GB}/GB ({billed_gb:,.0f} GB billed after "
+        f"{free_gb:,.0f} GB free) and {views / 1e6:,.1f}M requests ({billed_requests / 1e6:,.1f}M billed)",
+    )
+
+
+def _image_requests(ctx: PriceContext) -> PlanRow:
+    """S3 requests on the images bucket: uploads, the worker's reads, and photo reads (all of
+    them when presigned, CloudFront's cache misses when it fronts the bucket)."""
+    usage = ctx.usage
+    views = usage.searches_per_month * usage.images_per_search
+    if ctx.count("aws:cloudfront/distribution:Distribution"):
+        views *= 1 - usage.cdn_cache_hit_ratio
+    gets = views + usage.uploads_per_month
+    puts = usage.uploads_per_month
+    return PlanRow(
+        "usage:s3/requests",
+        "images-requests",
+        "storage",
+        {},
+        round(puts / 1000 * pricing.S3_PUT_PER_1000 + gets / 1000 * pricing.S3_GET_PER_1000, 2),
+        f"{puts:,.0f} PUT (assumed uploads), {gets / 1e6:,.2f}M GET (photo reads that reach S3, worker reads)",
+    )
+
+
+def _collector_metrics(ctx: PriceContext) -> PlanRow:
+    metrics, allow_listed = ctx.collector_metrics()
+    count = float(metrics) if allow_listed else ctx.usage.collector_series
+    how = (
+        "allow-listed by the collector" if allow_listed else "every Prometheus series (assumed), no allow-list"
+    )
+    return PlanRow(
+        "usage:cloudwatch/customMetrics",
+        "collector-metrics",
+        "observability",
+        {},
+        round(count * pricing.CW_CUSTOM_METRIC_MONTH, 2),
+        f"{count:g} custom metric(s), {how}",
+    )
 
 
 # One price rule per priced resource type; pricing.FREE_TYPES lists the types that cost nothing.
@@ -402,6 +537,7 @@ PRICE_RULES: dict[str, Rule] = {
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": _composite_alarm,
     "aws:ecs/cluster:Cluster": _cluster,
     "aws:autoscaling/group:Group": _gpu_group,
+    "aws:wafv2/webAcl:WebAcl": _web_acl,
 }
 
 
@@ -487,6 +623,8 @@ class CostDiff:
     head_total: float
     changes: list[tuple[str, str, float, float]] = field(default_factory=list)
     """(type, name, before, after) for every resource whose cost or presence changed."""
+    added: frozenset[tuple[str, str]] = frozenset()
+    removed: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def delta(self) -> float:
@@ -504,7 +642,15 @@ def compare_plans(base: StackPlan | None, head: StackPlan, base_ref: str) -> Cos
         or (typ, name) not in after
         or round(before[(typ, name)] - after[(typ, name)], 2) != 0
     ]
-    return CostDiff(head.stack, base_ref, base.total if base else 0.0, head.total, changes)
+    return CostDiff(
+        head.stack,
+        base_ref,
+        base.total if base else 0.0,
+        head.total,
+        changes,
+        frozenset(set(after) - set(before)),
+        frozenset(set(before) - set(after)),
+    )
 
 
 def format_diff(diff: CostDiff) -> str:
@@ -515,7 +661,7 @@ def format_diff(diff: CostDiff) -> str:
         f"({sign}{abs(diff.delta):,.2f})",
     ]
     for typ, name, before, after in diff.changes:
-        what = "added" if before == 0 and after and True else ("removed" if after == 0 else "changed")
+        what = "added" if (typ, name) in diff.added else "removed" if (typ, name) in diff.removed else "changed"
         lines.append(f"  {what:8} {typ} {name}: {before:,.2f} -> {after:,.2f} ({after - before:+,.2f})")
     if not diff.changes:
         lines.append("  no resource changed cost")

@@ -65,6 +65,31 @@ ALARM_METRIC_MONTH = 0.10  # list: standard-resolution alarm, per metric it eval
 ECR_GB_MONTH = 0.10  # list
 KMS_KEY_MONTH = 1.00  # list: https://aws.amazon.com/kms/pricing/ (customer managed key, us-east-1)
 COMPOSITE_ALARM_MONTH = 0.50  # list: https://aws.amazon.com/cloudwatch/pricing/ (us-east-1)
+
+# Added 2026-12-03 from the pages named, us-east-1 (the lines the plan had left out).
+# https://aws.amazon.com/cloudwatch/pricing/ : custom metrics, first 10,000 metrics a month.
+CW_CUSTOM_METRIC_MONTH = 0.30
+# Same page, Container Insights with enhanced observability for ECS, billed per observation (one
+# metric value for one task or container at one minute). The price and the observations per
+# container-minute are the plan's reading of that page: verify there before relying on them.
+CONTAINER_INSIGHTS_PER_MILLION_OBSERVATIONS = 0.21
+CONTAINER_INSIGHTS_OBSERVATIONS_PER_CONTAINER_MINUTE = 20
+# https://aws.amazon.com/s3/pricing/ (Standard): PUT, COPY, POST, LIST per 1,000; GET per 1,000.
+S3_PUT_PER_1000 = 0.005
+S3_GET_PER_1000 = 0.0004
+# https://aws.amazon.com/waf/pricing/ : per web ACL, per rule (a managed rule group counts as one;
+# AWS's baseline groups carry no subscription), per million requests inspected.
+WAF_WEB_ACL_MONTH = 5.00
+WAF_RULE_MONTH = 1.00
+WAF_PER_MILLION_REQUESTS = 0.60
+# https://aws.amazon.com/cloudfront/pricing/ : data transfer out to the internet, first 10 TB a
+# month in the United States, Mexico, Canada and Europe (the PriceClass_100 edges), HTTPS requests
+# per 10,000 there; origin fetches from S3 cost nothing. The always-free tier (1 TB out and
+# 10,000,000 requests a month) is per account: each stack file says what share of it it claims.
+CLOUDFRONT_GB = 0.085
+CLOUDFRONT_HTTPS_PER_10K = 0.01
+CLOUDFRONT_FREE_GB = 1024.0
+CLOUDFRONT_FREE_REQUESTS = 10_000_000.0
 EC2_GPU_HOUR: dict[str, float] = {
     "g4dn.xlarge": 0.526,  # list
     "g5.xlarge": 1.006,  # list
@@ -122,6 +147,10 @@ FREE_TYPES = frozenset(
         "aws:cognito/userPool:UserPool",
         "aws:cognito/userPoolClient:UserPoolClient",
         "aws:cognito/userPoolDomain:UserPoolDomain",
+        # Priced by usage (transfer and requests): the image-downloads line.
+        "aws:cloudfront/distribution:Distribution",
+        "aws:cloudfront/originAccessControl:OriginAccessControl",
+        "aws:wafv2/webAclAssociation:WebAclAssociation",
     }
 )
 
@@ -142,6 +171,21 @@ class Usage:
     """Task <-> database/cache/task traffic that crosses zones (each GB is billed both ways)."""
     backup_gb: float = 0.0
     """RDS backup storage in use; only what exceeds the provisioned storage is billed."""
+    images_per_search: float = 10.0
+    """Result photos a shopper's browser fetches per search (each a request; the GB are above)."""
+    requests_per_search: float = 3.0
+    """Requests through the ALB (and so the WAF) per search: the search, suggestions, item views."""
+    uploads_per_month: float = 10_000.0
+    """Photos listed: one S3 PUT each, and one GET for each model the worker embeds them with."""
+    cdn_cache_hit_ratio: float = 0.9
+    """Photo requests CloudFront answers from its cache; the rest are S3 GETs."""
+    cdn_free_tier_share: float = 0.0
+    """The share of the account's always-free CloudFront allowance this stack claims (0 to 1)."""
+    collector_series: float = 150.0
+    """Custom metrics the collector makes without an allow-list: every Prometheus series the app
+    exposes, with the EMF exporter's default dimension roll-ups."""
+    rds_logs_gb: float = 1.0
+    """PostgreSQL logs RDS exports to CloudWatch Logs a month (slow statements, errors, upgrades)."""
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any] | None) -> Usage:
@@ -156,6 +200,13 @@ class Usage:
             "downloadGbPer1000Searches": "download_gb_per_1000_searches",
             "crossAzGb": "cross_az_gb",
             "backupGb": "backup_gb",
+            "imagesPerSearch": "images_per_search",
+            "requestsPerSearch": "requests_per_search",
+            "uploadsPerMonth": "uploads_per_month",
+            "cdnCacheHitRatio": "cdn_cache_hit_ratio",
+            "cdnFreeTierShare": "cdn_free_tier_share",
+            "collectorSeries": "collector_series",
+            "rdsLogsGb": "rds_logs_gb",
         }
         unknown = set(raw) - set(names)
         if unknown:

@@ -44,6 +44,7 @@ class ServicesArgs:
     console_route: list[pulumi.Resource]
     images_bucket_name: pulumi.Output[str]
     images_bucket_arn: pulumi.Output[str]
+    images_cdn_url: pulumi.Output[str] | None
     secret_arns: dict[str, pulumi.Output[str]]
     ssm_path_arn: pulumi.Output[str]
     log_groups: dict[str, pulumi.Output[str]]
@@ -101,6 +102,7 @@ class Services(pulumi.ComponentResource):
             images_bucket_name=args.images_bucket_name,
             secret_arns=args.secret_arns,
             log_groups=args.log_groups,
+            images_cdn_url=args.images_cdn_url,
             extra_env=args.extra_env,
         )
 
@@ -246,7 +248,7 @@ class Services(pulumi.ComponentResource):
                 assign_public_ip=False,
             ),
             load_balancers=load_balancers,
-            # Loading CLIP takes a while; /readyz answers 503 until it is done.
+            # Loading CLIP takes a while; /startedz answers 503 until it is done.
             health_check_grace_period_seconds=180 if load_balancers else None,
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
             deployment_minimum_healthy_percent=100,

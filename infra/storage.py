@@ -1,16 +1,17 @@
-"""Storage layer: the images bucket (browser uploads by presigned URL) and the bucket that
-receives the load balancer's access logs. Both get the same guard rails."""
+"""Storage layer: the images bucket (browser uploads by presigned URL, photos read through the
+CloudFront distribution of infra/cdn.py) and the bucket that receives the load balancer's access
+logs. Both get the same guard rails."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from infra import cdn
 from infra.config import StorageConfig
 
 
@@ -35,10 +36,12 @@ def tls_only_statement(bucket_arn: str) -> dict[str, Any]:
 
 
 class Storage(pulumi.ComponentResource):
-    """Images bucket and access-log bucket: private, encrypted, TLS-only, no ACLs."""
+    """Images bucket and access-log bucket: private, encrypted, TLS-only, no ACLs; the photos'
+    CDN, the one reader the images bucket lets in besides the tasks' roles."""
 
     images_bucket_name: pulumi.Output[str]
     images_bucket_arn: pulumi.Output[str]
+    images_cdn_url: pulumi.Output[str]
     logs_bucket_name: pulumi.Output[str]
     logs_ready: list[pulumi.Resource]
     """Resources the ALB must wait for: it checks it may write logs when it is created."""
@@ -47,8 +50,21 @@ class Storage(pulumi.ComponentResource):
         super().__init__("prethrift:infra:Storage", name, None, opts)
         cfg = args.config
 
-        images, _ = self._bucket(
-            f"{name}-images", cfg.force_destroy, sse="aws:kms", extra_statements=lambda arn: []
+        # SSE-S3: CloudFront's origin access control cannot decrypt objects under the AWS-managed
+        # aws/s3 KMS key (its key policy cannot grant CloudFront), and the photos are public content.
+        images, images_block = self._bucket(f"{name}-images", cfg.force_destroy, sse="AES256")
+        images_cdn = cdn.ImagesCdn(
+            f"{name}-images-cdn",
+            cdn.ImagesCdnArgs(args.name_prefix, images.bucket_regional_domain_name, cfg.cdn_price_class),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._policy(
+            f"{name}-images",
+            images,
+            images_block,
+            pulumi.Output.all(images.arn, images_cdn.distribution_arn).apply(
+                lambda arns: [tls_only_statement(arns[0]), cdn.read_statement(arns[0], arns[1])]
+            ),
         )
         aws.s3.BucketVersioning(
             f"{name}-images-versioning",
@@ -102,7 +118,13 @@ class Storage(pulumi.ComponentResource):
                 }
             ]
 
-        logs, logs_policy = self._bucket(f"{name}-logs", True, sse="AES256", extra_statements=alb_delivery)
+        logs, logs_block = self._bucket(f"{name}-logs", True, sse="AES256")
+        logs_policy = self._policy(
+            f"{name}-logs",
+            logs,
+            logs_block,
+            logs.arn.apply(lambda arn: [tls_only_statement(arn), *alb_delivery(arn)]),
+        )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-logs-lifecycle",
             bucket=logs.id,
@@ -119,17 +141,16 @@ class Storage(pulumi.ComponentResource):
 
         self.images_bucket_name = images.bucket
         self.images_bucket_arn = images.arn
+        self.images_cdn_url = images_cdn.url
         self.logs_bucket_name = logs.bucket
         self.logs_ready = [logs_policy]
-        self.register_outputs({"images_bucket": images.bucket, "logs_bucket": logs.bucket})
+        self.register_outputs(
+            {"images_bucket": images.bucket, "logs_bucket": logs.bucket, "images_cdn_url": images_cdn.url}
+        )
 
     def _bucket(
-        self,
-        name: str,
-        force_destroy: bool,
-        sse: str,
-        extra_statements: Callable[[str], list[dict[str, Any]]],
-    ) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
+        self, name: str, force_destroy: bool, sse: str
+    ) -> tuple[aws.s3.Bucket, aws.s3.BucketPublicAccessBlock]:
         bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=bucket)
         block = aws.s3.BucketPublicAccessBlock(
@@ -153,18 +174,20 @@ class Storage(pulumi.ComponentResource):
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption", bucket=bucket.id, rules=[rule], opts=child
         )
-        policy = aws.s3.BucketPolicy(
+        return bucket, block
+
+    @staticmethod
+    def _policy(
+        name: str,
+        bucket: aws.s3.Bucket,
+        block: aws.s3.BucketPublicAccessBlock,
+        statements: pulumi.Output[list[dict[str, Any]]],
+    ) -> aws.s3.BucketPolicy:
+        """The bucket's policy: `statements` always start with the TLS-only deny."""
+        return aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=bucket.id,
-            policy=bucket.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [tls_only_statement(arn), *extra_statements(arn)],
-                    }
-                )
-            ),
+            policy=statements.apply(lambda found: json.dumps({"Version": "2012-10-17", "Statement": found})),
             # The public access block must exist before a policy is attached.
             opts=pulumi.ResourceOptions(parent=bucket, depends_on=[block]),
         )
-        return bucket, policy

@@ -40,7 +40,7 @@ from webapp.tracing import configure as configure_tracing
 log = structlog.get_logger(__name__)
 
 # Probes and scrapes are not traffic: they stay out of the metrics store (Prometheus has them).
-_UNRECORDED_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+_UNRECORDED_ROUTES = frozenset({"/healthz", "/readyz", "/startedz", "/metrics"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Image keys are ours (items/ab/<sha256>.<ext>): anything else, NUL bytes included, is no image.
 _IMAGE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
@@ -88,7 +88,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             beating = asyncio.create_task(
                 model_keys.heartbeat(services.pool, replica, "api", services.model_key, stop)
             )
-            app.extensions["coverage_gate"] = model_keys.CoverageGate(services.model_key)
+            app.extensions["coverage_gate"] = model_keys.CoverageGate(
+                services.model_key, settings.ready_max_backlog_age_s
+            )
             # The model loads in the background so /healthz answers at once; /readyz waits.
             background = asyncio.create_task(_after_start(services, stop, recorder))
             async with writer or contextlib.nullcontext():
@@ -168,6 +170,22 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         if problems:
             raise ApiError(503, "not_ready", "Not ready: " + ", ".join(problems) + ".")
         return jsonify({"status": "ready", "model": services.model_key if services else None})
+
+    @app.get("/startedz")
+    @hide
+    async def startedz() -> Response:
+        """The load balancer's check: /readyz until the task has been ready once, then 200 for good.
+
+        It never asks the database again after that, so a database failover (a minute or two)
+        does not fail every task's check at once, which would have ECS replace them all and reload
+        the model in each; requests meanwhile get 503 database_unavailable with Retry-After."""
+        services: Services | None = app.extensions.get("prethrift")
+        gate: model_keys.CoverageGate | None = app.extensions.get("coverage_gate")
+        if services is not None and services.readiness.model_ready:
+            gated = services.settings.gates_on_coverage
+            if not gated or (gate is not None and gate.complete):
+                return jsonify({"status": "started", "model": services.model_key})
+        return await readyz()
 
     @app.get("/metrics")
     @hide

@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -120,7 +121,27 @@ class StorageSettings(BaseSettings):
         default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "PRETHRIFT_STORAGE_REGION")
     )
     presign_ttl_s: int = Field(default=3600, ge=60)
+    # Photo URLs go out under this CDN origin (the stack's CloudFront distribution in front of
+    # the bucket) as plain URLs: listing photos are public content that every shopper sees, and
+    # their keys are content hashes that never change, so a cacheable URL costs nothing in
+    # privacy and lets the CDN and browsers keep them. Unset: presigned URLs to the bucket.
+    cdn_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("PRETHRIFT_IMAGES_CDN_URL", "PRETHRIFT_STORAGE_CDN_URL")
+    )
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("cdn_url")
+    @classmethod
+    def _cdn_origin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                "must be the CDN's origin, such as https://d111111abcdef8.cloudfront.net (the stack output "
+                "images_cdn_url), without a query"
+            )
+        return value.rstrip("/")
 
 
 class ClipSettings(BaseSettings):
@@ -326,6 +347,11 @@ class Settings(BaseSettings):
     # /readyz stays 503 until the served model key covers the whole catalog; None means: outside
     # development (`prethrift run` serves a partial index while it backfills, and warns).
     require_full_index: bool | None = None
+    # With that gate on, an upload still waiting for its embedding holds readiness back only once
+    # its listing is older than this: a worker a few minutes behind must not keep new API tasks
+    # out of the load balancer, while a model whose catalog is not embedded yet still does.
+    # 0: every listing must be embedded first.
+    ready_max_backlog_age_s: float = Field(default=600.0, ge=0)
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -235,19 +235,48 @@ async def pending_reason(connection: asyncpg.Connection, item_id: int) -> str | 
     )
 
 
-class CoverageGate:
-    """Readiness for an API that must not serve a half-built index: not ready until the served
-    key covers every item, then ready for good (new uploads pending for a moment don't count)."""
+# How long the oldest live listing the key has not embedded yet (nor failed on) has waited since
+# it was listed; NULL when the key covers them all. Walks items oldest first and stops at the first.
+_OLDEST_UNEMBEDDED_AGE = """
+    SELECT extract(epoch FROM now() - i.created_at)::float8
+    FROM items i
+    WHERE i.status IN ('pending', 'ready')
+      AND NOT EXISTS (SELECT 1 FROM item_embeddings e WHERE e.item_id = i.id AND e.model_key = $1)
+      AND NOT EXISTS (SELECT 1 FROM embedding_jobs j
+                      WHERE j.item_id = i.id AND j.model_key = $1 AND j.status = 'failed')
+    ORDER BY i.created_at
+    LIMIT 1
+"""
 
-    def __init__(self, model_key: str) -> None:
+
+async def backlog_age(connection: asyncpg.Connection, model_key: str) -> float | None:
+    """Seconds the oldest listing still waiting for its embedding under ``model_key`` has been
+    listed, or None when there is none."""
+    age: float | None = await connection.fetchval(_OLDEST_UNEMBEDDED_AGE, model_key)
+    return age
+
+
+class CoverageGate:
+    """Readiness for an API that must not serve a half-built index: not ready while a listing older
+    than ``max_backlog_age_s`` lacks its embedding under the served key (a model whose catalog is
+    still being embedded), then ready for good. Uploads younger than that don't hold it back, so a
+    worker that lags a few minutes never keeps new API tasks out of the load balancer."""
+
+    def __init__(self, model_key: str, max_backlog_age_s: float = 0.0) -> None:
         self.model_key = model_key
+        self.max_backlog_age_s = max_backlog_age_s
         self.complete = False
 
     async def problem(self, connection: asyncpg.Connection) -> str | None:
         if self.complete:
             return None
-        covered = await coverage(connection, self.model_key)
-        if covered.embedded >= covered.total:
+        age = await backlog_age(connection, self.model_key)
+        if age is None or age < self.max_backlog_age_s:
             self.complete = True
             return None
-        return f"model {self.model_key} covers {covered.describe()}; a worker is backfilling it"
+        covered = await coverage(connection, self.model_key)
+        return (
+            f"model {self.model_key} covers {covered.describe()}; a listing has waited {age:,.0f} s for "
+            f"its embedding (PRETHRIFT_READY_MAX_BACKLOG_AGE_S={self.max_backlog_age_s:g}); "
+            "a worker is backfilling it"
+        )

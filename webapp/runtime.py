@@ -56,7 +56,11 @@ async def make_storage(settings: Settings) -> Storage:
     s = settings.storage
     if s.bucket:
         storage = S3Storage(
-            s.bucket, region=s.region, endpoint_url=s.endpoint_url, presign_ttl_s=s.presign_ttl_s
+            s.bucket,
+            region=s.region,
+            endpoint_url=s.endpoint_url,
+            presign_ttl_s=s.presign_ttl_s,
+            cdn_url=s.cdn_url,
         )
         await storage.open()
         return storage

@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aioboto3
 from botocore.config import Config
@@ -78,11 +79,20 @@ class LocalStorage:
 class S3Storage:
     """Images in S3 (or any S3 API, such as moto or LocalStack via AWS_ENDPOINT_URL)."""
 
-    def __init__(self, bucket: str, *, region: str, endpoint_url: str | None, presign_ttl_s: int) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        region: str,
+        endpoint_url: str | None,
+        presign_ttl_s: int,
+        cdn_url: str | None = None,
+    ) -> None:
         self.bucket = bucket
         self.region = region
         self.endpoint_url = endpoint_url
         self.presign_ttl_s = presign_ttl_s
+        self.cdn_url = cdn_url
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
 
@@ -121,6 +131,10 @@ class S3Storage:
                 return data
 
     async def url(self, key: str) -> str:
+        """Where a browser fetches the photo: under the CDN when there is one (a plain URL, the
+        same for every shopper, so the CDN and browsers cache it), else a presigned bucket URL."""
+        if self.cdn_url:
+            return f"{self.cdn_url}/{quote(key)}"
         url: str = await self._client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},

@@ -180,7 +180,9 @@ class TracingMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, excluded_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/metrics"})
+        self,
+        app: ASGIApp,
+        excluded_paths: frozenset[str] = frozenset({"/healthz", "/readyz", "/startedz", "/metrics"}),
     ) -> None:
         self.app = app
         self.excluded_paths = excluded_paths

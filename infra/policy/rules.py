@@ -54,6 +54,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 
 # FSBP ECS.8 looks for these names; the rest are the app's secrets (they go in `secrets`).
 SECRET_ENV_NAMES = frozenset(
@@ -540,6 +541,23 @@ def _every(
     return check
 
 
+def _public_albs_behind_waf(resources: list[PolicyResource]) -> list[tuple[str, str]]:
+    associations = [r for r in resources if r.resource_type == WEB_ACL_ASSOCIATION]
+    problems: list[tuple[str, str]] = []
+    for alb in (r for r in resources if r.resource_type == LOAD_BALANCER):
+        if alb.props.get("internal") or alb.props.get("loadBalancerType") not in (None, "application"):
+            continue
+        arn = alb.props.get("arn")
+        linked = any(
+            any(dep.urn == alb.urn for dep in a.dependencies or [])
+            or (arn is not None and a.props.get("resourceArn") == arn)
+            for a in associations
+        )
+        if not linked:
+            problems.append((alb.urn, f"{alb.name}: the public ALB has no AWS WAF web ACL association"))
+    return problems
+
+
 STACK_RULES: tuple[StackRule, ...] = (
     StackRule(
         "s3-every-bucket-blocks-public-access",
@@ -582,6 +600,12 @@ STACK_RULES: tuple[StackRule, ...] = (
         "PT.3",
         "the ops console is reached only through sign-in or a source allow-list",
         _console_behind_auth,
+    ),
+    StackRule(
+        "elb-waf-association",
+        "ELB.16",
+        "every public application load balancer is associated with an AWS WAF web ACL",
+        _public_albs_behind_waf,
     ),
 )
 

@@ -3,6 +3,7 @@ stack, and the cost difference against another git revision."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from infra.plan import (
     plan_stack,
     price_resources,
 )
-from tests.infra.conftest import Record
+from tests.infra.conftest import Record, containers
 
 REPO = Path(__file__).resolve().parents[2]
 HOURS = pricing.HOURS_PER_MONTH
@@ -78,8 +79,12 @@ def test_usage_lines_and_max_autoscale(records: dict[str, Record], stack_files: 
     usage = stack_files["prod"]["prethrift:planUsage"]
     rows = {r.name: r for r in plan.rows}
     downloads_gb = usage["searchesPerMonth"] / 1000 * usage["downloadGbPer1000Searches"]
-    assert rows["presigned-image-downloads"].monthly_usd == pytest.approx(downloads_gb * 0.09, abs=0.01)
-    assert "per 1,000 searches" in rows["presigned-image-downloads"].note
+    # Through CloudFront, after the account's free terabyte and 10M requests that prod claims.
+    views = usage["searchesPerMonth"] * usage["imagesPerSearch"]
+    assert rows["image-downloads"].monthly_usd == pytest.approx(
+        (downloads_gb - 1024) * 0.085 + max(0, views - 10_000_000) / 10_000 * 0.01, abs=0.01
+    )
+    assert "per 1,000 searches" in rows["image-downloads"].note
     assert rows["cross-az-traffic"].monthly_usd == pytest.approx(usage["crossAzGb"] * 2 * 0.01, abs=0.01)
     # Backups beyond the provisioned 50 GB are billed.
     assert rows["database-postgres-backups"].monthly_usd == pytest.approx(
@@ -184,3 +189,63 @@ def test_compare_with_a_revision_that_had_no_stack(git_repo: Path) -> None:
     diff = compare_plans(None, head, "HEAD~1")
     assert diff.base_total == 0 and diff.delta == head.total
     assert "TOTAL" in format_plan(head)
+
+
+def _without(rec: Record, *types: str) -> Record:
+    return {**rec, "resources": [r for r in rec["resources"] if r["type"] not in types]}
+
+
+def test_plan_bills_what_aws_bills_and_the_cdn_halves_photo_downloads(
+    records: dict[str, Record], stack_files: dict[str, Any]
+) -> None:
+    plan = price_resources("prod", records["prod"])
+    rows = {r.name: r for r in plan.rows}
+    usage = stack_files["prod"]["prethrift:planUsage"]
+    # The lines the plan used to leave out.
+    assert rows["collector-metrics"].monthly_usd == pytest.approx(2 * 0.30)
+    assert rows["database-postgres-logs"].monthly_usd == pytest.approx(usage["rdsLogsGb"] * 0.50)
+    puts, views = usage["uploadsPerMonth"], usage["searchesPerMonth"] * usage["imagesPerSearch"]
+    gets = views * (1 - usage["cdnCacheHitRatio"]) + puts
+    assert rows["images-requests"].monthly_usd == pytest.approx(
+        puts / 1000 * 0.005 + gets / 1000 * 0.0004, abs=0.01
+    )
+    requests = usage["searchesPerMonth"] * usage["requestsPerSearch"]
+    assert rows["waf-acl"].monthly_usd == pytest.approx(5 + 5 * 1 + requests / 1e6 * 0.60, abs=0.01)
+    assert rows["services-cluster"].monthly_usd > 0 and "enhanced" in rows["services-cluster"].note
+    assert not [r for r in plan.rows if "not modelled" in r.note and r.type != "aws:s3/bucket:Bucket"]
+
+    # Without the distribution the same photos go out presigned from S3 at S3's internet rate:
+    # the CDN line is at most half of that.
+    direct = {r.name: r for r in price_resources("prod", _without(records["prod"], CLOUDFRONT)).rows}
+    downloads_gb = usage["searchesPerMonth"] / 1000 * usage["downloadGbPer1000Searches"]
+    assert direct["image-downloads"].monthly_usd == pytest.approx(downloads_gb * 0.09, abs=0.01)
+    assert rows["image-downloads"].monthly_usd <= direct["image-downloads"].monthly_usd / 2
+    # ... and every photo view is an S3 GET.
+    assert direct["images-requests"].monthly_usd > rows["images-requests"].monthly_usd
+
+    # A collector without an allow-list sends every Prometheus series: ~150 custom metrics.
+    unfiltered = copy.deepcopy(records["prod"])
+    for task in (r for r in unfiltered["resources"] if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"):
+        defs = list(containers(task).values())
+        collector = next(c for c in defs if c["name"] == "otel-collector")
+        config = json.loads(collector["environment"][0]["value"])
+        del config["exporters"]["awsemf"]["metric_declarations"]
+        collector["environment"][0]["value"] = json.dumps(config)
+        task["inputs"]["containerDefinitions"] = json.dumps(defs)
+    before = price_resources("prod", unfiltered)
+    before_rows = {r.name: r for r in before.rows}
+    assert before_rows["collector-metrics"].monthly_usd == pytest.approx(usage["collectorSeries"] * 0.30)
+    diff = compare_plans(before, plan, "unfiltered")
+    text = format_diff(diff)
+    assert "changed  usage:cloudwatch/customMetrics collector-metrics: 45.00 -> 0.60" in text
+
+
+def test_a_diff_names_what_was_added(records: dict[str, Record]) -> None:
+    without_waf = price_resources("prod", _without(records["prod"], "aws:wafv2/webAcl:WebAcl", ASSOCIATION))
+    text = format_diff(compare_plans(without_waf, price_resources("prod", records["prod"]), "base"))
+    assert "added    aws:wafv2/webAcl:WebAcl waf-acl" in text
+    assert f"added    {ASSOCIATION} waf-alb: 0.00 -> 0.00" in text
+
+
+CLOUDFRONT = "aws:cloudfront/distribution:Distribution"
+ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"

@@ -78,6 +78,7 @@ BREAK: dict[str, Callable[[dict[str, Any]], None] | str] = {
     "s3-every-bucket-tls-only": "aws:s3/bucketPolicy:BucketPolicy",
     "s3-every-bucket-no-acls": "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
     "ecr-lifecycle": "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+    "elb-waf-association": "aws:wafv2/webAclAssociation:WebAclAssociation",
     "sns-alarm-topic-cmk": _set(kmsMasterKeyId="alias/aws/sns"),
 }
 
@@ -243,3 +244,14 @@ def test_dev_console_port_open_to_the_internet_is_reported(records: dict[str, Re
             rule["cidrBlocks"] = ["0.0.0.0/0"]
     found = [v for v in evaluate(broken) if v.policy == "console-behind-auth"]
     assert found and "open to the internet" in found[0].message and found[0].level == "mandatory"
+
+
+def test_only_public_albs_need_a_web_acl(records: dict[str, Record]) -> None:
+    broken = copy.deepcopy(records["prod"])
+    broken["resources"] = [
+        r for r in broken["resources"] if r["type"] != "aws:wafv2/webAclAssociation:WebAclAssociation"
+    ]
+    assert [v.policy for v in evaluate(broken) if v.policy == "elb-waf-association"] == ["elb-waf-association"]
+    alb = next(r for r in broken["resources"] if r["type"] == "aws:lb/loadBalancer:LoadBalancer")
+    alb["state"]["internal"] = True
+    assert not [v for v in evaluate(broken) if v.policy == "elb-waf-association"]

@@ -22,6 +22,8 @@ LAYERS = {
     "Logs",
     "Services",
     "Alarms",
+    "Waf",
+    "ImagesCdn",
 }
 
 
@@ -48,6 +50,10 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
         "aws:cloudwatch/compositeAlarm:CompositeAlarm": 1,
         "aws:iam/role:Role": 4,
         "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
+        "aws:cloudfront/distribution:Distribution": 1,
+        "aws:cloudfront/originAccessControl:OriginAccessControl": 1,
+        "aws:wafv2/webAcl:WebAcl": 1,
+        "aws:wafv2/webAclAssociation:WebAclAssociation": 1,
     }
     for typ, n in counts.items():
         assert len(of_type(rec, typ)) == n, typ
@@ -171,7 +177,7 @@ def test_commands_ports_and_health_agree_with_the_app(records: dict[str, Record]
     assert console["portMappings"][0]["containerPort"] == int(console_env["PRETHRIFT_CONSOLE_PORT"])
     assert int(console_env["PRETHRIFT_CONSOLE_PORT"]) == Settings.model_fields["console_port"].default
     groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, "aws:lb/targetGroup:TargetGroup")}
-    assert groups["edge-api"]["port"] == port and groups["edge-api"]["healthCheck"]["path"] == "/readyz"
+    assert groups["edge-api"]["port"] == port
     assert groups["edge-console"]["port"] == 8050
     for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
         for c in containers(task).values():
@@ -472,3 +478,140 @@ def test_a_tested_digest_is_deployed_as_is(records: dict[str, Record]) -> None:
         assert image.endswith(":" + DIGEST_OVERRIDES["imageTag"] + "@" + DIGEST_OVERRIDES["imageDigest"])
     assert rec["outputs"]["image_ref"].endswith(DIGEST_OVERRIDES["imageDigest"])
     assert rec["outputs"]["repository_url"].endswith("/prethrift-dev")
+
+
+def test_load_balancer_checks_what_it_can_act_on(records: dict[str, Record]) -> None:
+    from pydantic import SecretStr
+
+    from webapp.app import create_app
+    from webapp.config import DatabaseSettings, LimitsSettings, Settings
+
+    app = create_app(Settings(database=DatabaseSettings(url=SecretStr("postgresql://u:p@db.invalid:5432/x"))))
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    for stack in ("dev", "prod"):
+        rec = records[stack]
+        groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, "aws:lb/targetGroup:TargetGroup")}
+        # The check that stays up through a database failover once the task has been ready,
+        # and that the app really serves (/readyz asks the database on every probe).
+        path = groups["edge-api"]["healthCheck"]["path"]
+        assert path == "/startedz" and path in routes
+        # The app closes an idle suggestion socket itself before the ALB would cut it silently.
+        api = containers(task_for(rec, "api"))["api"]
+        env = {e["name"]: e["value"] for e in api["environment"]}
+        ws_idle = LimitsSettings(ws_idle_s=env["PRETHRIFT_LIMITS_WS_IDLE_S"]).ws_idle_s
+        alb = one(rec, "aws:lb/loadBalancer:LoadBalancer")["inputs"]
+        assert alb["idleTimeout"] >= ws_idle + 30
+
+
+def test_waf_guards_the_alb(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
+    for stack in ("dev", "prod"):
+        rec = records[stack]
+        acl = one(rec, "aws:wafv2/webAcl:WebAcl")
+        assert acl["inputs"]["scope"] == "REGIONAL" and "allow" in acl["inputs"]["defaultAction"]
+        association = one(rec, "aws:wafv2/webAclAssociation:WebAclAssociation")["inputs"]
+        alb = one(rec, "aws:lb/loadBalancer:LoadBalancer")
+        assert association["resourceArn"] == alb["state"]["arn"]
+        assert association["webAclArn"] == acl["state"]["arn"]
+        rules = {r["name"]: r for r in acl["inputs"]["rules"]}
+        managed = {
+            r["statement"]["managedRuleGroupStatement"]["name"]
+            for r in rules.values()
+            if "managedRuleGroupStatement" in r["statement"]
+        }
+        assert managed == {
+            "AWSManagedRulesCommonRuleSet",
+            "AWSManagedRulesKnownBadInputsRuleSet",
+            "AWSManagedRulesAmazonIpReputationList",
+        }
+        assert len({r["priority"] for r in rules.values()}) == len(rules)
+        # Photos are multipart bodies far above the common set's 8 KB body rule: it only counts.
+        common = rules["AWSManagedRulesCommonRuleSet"]["statement"]["managedRuleGroupStatement"]
+        assert {"name": "SizeRestrictions_BODY", "actionToUse": {"count": {}}} in common["ruleActionOverrides"]
+        limits = stack_files[stack].get("prethrift:loadBalancer", {})
+        everything = rules["rate-per-ip"]["statement"]["rateBasedStatement"]
+        assert everything["aggregateKeyType"] == "IP" and "scopeDownStatement" not in everything
+        assert everything["limit"] == limits.get("wafRateLimit", 3000)
+        photo = rules["photo-rate-per-ip"]["statement"]["rateBasedStatement"]
+        assert photo["limit"] == limits.get("wafPhotoRateLimit", 300) < everything["limit"]
+        assert rules["photo-rate-per-ip"]["action"] == {"block": {}}
+        scope = photo["scopeDownStatement"]["andStatement"]["statements"]
+        method = scope[0]["byteMatchStatement"]
+        assert method["fieldToMatch"] == {"method": {}} and method["searchString"] == "POST"
+        paths = {
+            (s["byteMatchStatement"]["searchString"], s["byteMatchStatement"]["positionalConstraint"])
+            for s in scope[1]["orStatement"]["statements"]
+        }
+        assert paths == {("/api/search/image", "STARTS_WITH"), ("/api/items", "EXACTLY")}
+
+
+def test_photos_are_served_by_cloudfront_from_a_private_bucket(records: dict[str, Record]) -> None:
+    for stack in ("dev", "prod"):
+        rec = records[stack]
+        images = next(b for b in of_type(rec, "aws:s3/bucket:Bucket") if "images" in b["name"])
+        distribution = one(rec, "aws:cloudfront/distribution:Distribution")
+        oac = one(rec, "aws:cloudfront/originAccessControl:OriginAccessControl")["inputs"]
+        assert (oac["originAccessControlOriginType"], oac["signingBehavior"]) == ("s3", "always")
+        [origin] = distribution["inputs"]["origins"]
+        assert origin["domainName"] == images["state"]["bucketRegionalDomainName"]
+        assert origin["originAccessControlId"] == "storage-images-cdn-oac-id"
+        behaviour = distribution["inputs"]["defaultCacheBehavior"]
+        assert behaviour["viewerProtocolPolicy"] == "https-only"
+        assert behaviour["allowedMethods"] == ["GET", "HEAD"]
+        # The bucket stays private; its policy lets in this distribution, and only to the photos.
+        block = next(
+            b["inputs"]
+            for b in of_type(rec, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+            if "images" in b["name"]
+        )
+        assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls"))
+        assert block["restrictPublicBuckets"] is True
+        policy = next(p for p in of_type(rec, "aws:s3/bucketPolicy:BucketPolicy") if "images" in p["name"])
+        allows = [s for s in json.loads(policy["inputs"]["policy"])["Statement"] if s["Effect"] == "Allow"]
+        assert allows == [
+            {
+                "Sid": "CloudFrontReadsPhotos",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudfront.amazonaws.com"},
+                "Action": "s3:GetObject",
+                "Resource": f"{images['state']['arn']}/items/*",
+                "Condition": {"StringEquals": {"AWS:SourceArn": distribution["state"]["arn"]}},
+            }
+        ]
+        # OAC cannot decrypt under the AWS-managed aws/s3 KMS key: the photos use SSE-S3.
+        encryption = next(
+            e["inputs"]
+            for e in of_type(
+                rec, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+            )
+            if "images" in e["name"]
+        )
+        assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+        # The API hands out photo URLs under the distribution.
+        api = containers(task_for(rec, "api"))["api"]
+        env = {e["name"]: e["value"] for e in api["environment"]}
+        assert env["PRETHRIFT_IMAGES_CDN_URL"] == rec["outputs"]["images_cdn_url"]
+        assert env["PRETHRIFT_IMAGES_CDN_URL"] == f"https://{distribution['state']['domainName']}"
+
+
+def test_collector_sends_cloudwatch_only_what_the_alarms_read(records: dict[str, Record]) -> None:
+    from infra.observability import CLOUDWATCH_METRICS
+
+    rec = records["prod"]
+    alarmed = {
+        q["metric"]["metricName"]
+        for a in of_type(rec, "aws:cloudwatch/metricAlarm:MetricAlarm")
+        for q in a["inputs"].get("metricQueries") or []
+        if q.get("metric", {}).get("namespace") == "Prethrift"
+    }
+    assert alarmed == set(CLOUDWATCH_METRICS)
+    for program in ("api", "worker", "console"):
+        collector = containers(task_for(rec, program))["otel-collector"]
+        config = json.loads(collector["environment"][0]["value"])
+        kept = config["processors"]["filter/cloudwatch"]["metrics"]["include"]
+        assert kept == {"match_type": "strict", "metric_names": list(CLOUDWATCH_METRICS)}
+        assert config["service"]["pipelines"]["metrics"]["processors"][0] == "filter/cloudwatch"
+        emf = config["exporters"]["awsemf"]
+        assert emf["dimension_rollup_option"] == "NoDimensionRollup"
+        assert emf["metric_declarations"] == [
+            {"dimensions": [[]], "metric_name_selectors": [f"^{n}$" for n in CLOUDWATCH_METRICS]}
+        ]

@@ -133,6 +133,8 @@ async def test_switch_models_without_downtime_then_retire_the_old_key(
         strict = settings.model_copy(
             update={
                 "require_full_index": True,
+                # Its catalog was listed seconds ago: count every listing, however recent.
+                "ready_max_backlog_age_s": 0.0,
                 "metrics": settings.metrics.model_copy(update={"replica": "api-new"}),
             }
         )
