@@ -209,9 +209,12 @@ def from_loopback(peer: tuple[str, int] | None, headers: Headers) -> bool:
     if peer is None or "X-Forwarded-For" in headers or "Forwarded" in headers:
         return False
     try:
-        return ipaddress.ip_address(peer[0]).is_loopback
+        address = ipaddress.ip_address(peer[0])
     except ValueError:
         return False
+    # A dual-stack socket shows an IPv4 peer as ::ffff:127.0.0.1.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def security_headers(settings: Settings) -> Callable[[Response], Awaitable[Response]]:

@@ -415,9 +415,10 @@ async def test_metrics_are_served_only_to_loopback(served: Served) -> None:
 
 async def test_metrics_check_the_socket_peer(app: Quart) -> None:
     client = app.test_client()
-    inside = await client.get("/metrics", scope_base={"client": ("127.0.0.1", 40000)})
-    assert inside.status_code == 200
-    for peer in ("10.0.3.17", "203.0.113.9"):
+    for peer in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        inside = await client.get("/metrics", scope_base={"client": (peer, 40000)})
+        assert inside.status_code == 200, peer
+    for peer in ("10.0.3.17", "203.0.113.9", "::ffff:203.0.113.9"):
         outside = await client.get("/metrics", scope_base={"client": (peer, 40000)})
         assert outside.status_code == 404
         assert "prethrift_" not in (await outside.get_data(as_text=True))
