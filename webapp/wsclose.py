@@ -66,11 +66,10 @@ class ControlFrameLimits:
 
 
 class ReleasingWSStream(WSStream):
-    def __init__(self, *args: Any, control: ControlFrameLimits | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, control: ControlFrameLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        limits = control or ControlFrameLimits(per_s=15.0, burst=30, flood=2000)
-        self.control_frames = TokenBucket(limits.per_s, limits.burst)
-        self.control_flood = TokenBucket(limits.per_s, limits.flood)
+        self.control_frames = TokenBucket(control.per_s, control.burst)
+        self.control_flood = TokenBucket(control.per_s, control.flood)
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, StreamClosed) and not self.closed:
