@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
+from werkzeug.datastructures import Headers
 
 from webapp import model_keys
 from webapp.config import Settings
@@ -190,6 +192,11 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     @app.get("/metrics")
     @hide
     async def metrics() -> Response:
+        # For the collector beside the service only. The load balancer's rule matches one
+        # spelling of the path, and "//metrics" or "/%6detrics" reach this same route: so the
+        # check is here, on the socket's peer, whatever the path looked like.
+        if not from_loopback(request.scope.get("client"), request.headers):
+            raise ApiError(404, "not_found", "The requested URL was not found on the server.")
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     @app.get("/images/<path:key>")
@@ -212,6 +219,20 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         return response
 
     return app
+
+
+def from_loopback(peer: tuple[str, int] | None, headers: Headers) -> bool:
+    """Whether a request comes from this host itself: its socket peer is a loopback address and
+    no proxy relayed it for someone else (a proxy on this host adds X-Forwarded-For)."""
+    if peer is None or "X-Forwarded-For" in headers or "Forwarded" in headers:
+        return False
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return False
+    # A dual-stack socket shows an IPv4 peer as ::ffff:127.0.0.1.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def security_headers(settings: Settings) -> Callable[[Response], Awaitable[Response]]:

@@ -17,24 +17,37 @@ from webapp.schemas import ErrorOut
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+def _check_token() -> None:
+    expected = services().settings.admin_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "This needs the admin token: send 'Authorization: Bearer <token>'.",
+        )
+    if expected is None or not hmac.compare_digest(
+        token.strip().encode(), expected.get_secret_value().encode()
+    ):
+        raise ApiError(403, "forbidden", "The admin token is not valid.")
+
+
+def is_admin() -> bool:
+    """For reads that show more to the admin: False without an Authorization header, True with
+    the admin token, and 401/403 for any other credentials (never silently read as public)."""
+    if "Authorization" not in request.headers:
+        return False
+    _check_token()
+    return True
+
+
 def require_admin(func: F) -> F:
     """401 without a bearer token, 403 with the wrong one; checked before the body is read."""
 
     @wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        expected = services().settings.admin_token
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401,
-                "unauthorized",
-                "This needs the admin token: send 'Authorization: Bearer <token>'.",
-            )
-        if expected is None or not hmac.compare_digest(
-            token.strip().encode(), expected.get_secret_value().encode()
-        ):
-            raise ApiError(403, "forbidden", "The admin token is not valid.")
+        _check_token()
         return await func(*args, **kwargs)
 
     # The OpenAPI document says so: /docs then offers "Authorize" for these operations.

@@ -111,8 +111,11 @@ async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> No
 
     from webapp import wsclose
     from webapp.app import create_app
+    from webapp.suggest.session import FLOOD_FRAMES
 
-    wsclose.install()
+    limits = settings.limits
+    # HTTP/1.1 and uncompressed WebSockets only, control frames counted like data frames.
+    wsclose.install(wsclose.ControlFrameLimits(limits.ws_frames_per_s, limits.ws_frame_burst, FLOOD_FRAMES))
     app = create_app(settings, clip=clip)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]

@@ -175,6 +175,19 @@ def register_error_handlers(app: Quart, outage: DatabaseOutage | None = None) ->
                 response.headers[name] = value
         return response
 
+    @app.errorhandler(asyncpg.DataError)
+    @app.errorhandler(asyncpg.CheckViolationError)
+    async def _unstorable(error: asyncpg.PostgresError) -> Response:
+        # A value validation let through that the database cannot hold or refuses (a number past
+        # a column's range, say): the request's fault, and its transaction was rolled back.
+        log.warning("value refused by the database", error_type=type(error).__name__, error=str(error)[:200])
+        return error_response(
+            422,
+            "invalid_value",
+            "A value in the request is outside what the catalog can store; send smaller numbers or "
+            "shorter text.",
+        )
+
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         if database_unavailable(error):

@@ -56,7 +56,29 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Printable]
 SizeLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20), Printable]
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), Printable]
-Price = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+# Prices are stored as numeric(12, 2): whole cents, and the API takes up to a million.
+MAX_PRICE = Decimal(1_000_000)
+CENT = Decimal("0.01")
+# How far a written price may stretch its exponent ("1.5E+1", "10.500"): a decimal carries its
+# exponent into the driver, and one of -20000 is refused by PostgreSQL after validation passed.
+_PRICE_EXPONENT = 20
+
+
+def _in_cents(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or not -_PRICE_EXPONENT <= exponent <= _PRICE_EXPONENT:
+        raise ValueError(f"write the price plainly, like 34.50 (no exponent beyond ±{_PRICE_EXPONENT})")
+    if len(value.as_tuple().digits) > 2 * _PRICE_EXPONENT:
+        raise ValueError("a price has at most 2 decimal places")
+    # Exact: the constraints before this allow at most 2 decimal places and at most a million.
+    return abs(value).quantize(CENT)
+
+
+Price = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False, description="At most 1000000, in cents"),
+    AfterValidator(_in_cents),
+]
 # The one list of conditions a garment can be in.
 Condition = Literal["new_with_tags", "like_new", "good", "fair", "worn"]
 
@@ -225,13 +247,21 @@ class ItemOut(GarmentOut):
     updated_at: Timestamp
 
 
+def _an_id(value: str) -> str:
+    # 19 digits can still pass a bigint: 9999999999999999999 would reach the driver and fail there.
+    if int(value) > MAX_ID:
+        raise ValueError(f"a cursor is an item id, at most {MAX_ID}")
+    return value
+
+
+Cursor = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,18}$"), AfterValidator(_an_id)]
+
+
 class ItemListQuery(FilterParams):
     """A seller's or admin's view of the catalog, newest first, a page at a time."""
 
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,18}$")] | None = Field(
-        default=None, description="next_cursor of the previous page"
-    )
+    cursor: Cursor | None = Field(default=None, description="next_cursor of the previous page")
     status: Literal["pending", "ready", "failed", "reserved", "sold"] | None = None
 
 

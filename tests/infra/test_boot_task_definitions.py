@@ -214,7 +214,9 @@ async def embed_one_upload(client: httpx.AsyncClient, api: str, seed: int, progr
     item_id = response.json()["id"]
 
     async def embedded() -> bool:
-        item = await client.get(f"{api}/api/items/{item_id}")
+        item = await client.get(
+            f"{api}/api/items/{item_id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         assert item.status_code == 200, item.text
         status = item.json()["status"]
         assert status != "failed", item.text

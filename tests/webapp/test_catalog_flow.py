@@ -21,7 +21,7 @@ async def test_upload_is_accepted_pending_then_ready_and_found_by_its_own_photo(
         assert body["status"] == "pending"
         ids.append(body["id"])
 
-    status = await (await client.get(f"/api/items/{ids[3]}")).get_json()
+    status = await (await client.get(f"/api/items/{ids[3]}", headers=auth)).get_json()
     assert status["status"] == "pending"
     # Not searchable until embedded.
     page = await (await client.get("/api/search", query_string={"q": "jacket"})).get_json()
@@ -29,7 +29,7 @@ async def test_upload_is_accepted_pending_then_ready_and_found_by_its_own_photo(
 
     assert await worker.drain() == 6
 
-    item = await (await client.get(f"/api/items/{ids[3]}")).get_json()
+    item = await (await client.get(f"/api/items/{ids[3]}", headers=auth)).get_json()
     assert item["status"] == "ready"
     assert item["price"] == "34.50" and item["currency"] == "USD" and item["size"] == "M"
 
@@ -68,7 +68,7 @@ async def test_image_urls_are_presigned_and_serve_the_photo(
     data = photo(11)
     item_id = (await (await upload(client, data, auth)).get_json())["id"]
     await worker.drain()
-    url = (await (await client.get(f"/api/items/{item_id}")).get_json())["image_url"]
+    url = (await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json())["image_url"]
     assert "X-Amz-Signature" in url
     async with httpx.AsyncClient() as http:
         fetched = await http.get(url)

@@ -51,7 +51,9 @@ def _jpeg_with_exif(orientation: int, size: tuple[int, int] = (120, 80)) -> byte
 async def _stored_photo(client: QuartClient, auth: dict[str, str], data: bytes) -> bytes:
     response = await upload(client, data, auth)
     assert response.status_code == 202, await response.get_data(as_text=True)
-    url = (await (await client.get(f"/api/items/{(await response.get_json())['id']}")).get_json())["image_url"]
+    url = (
+        await (await client.get(f"/api/items/{(await response.get_json())['id']}", headers=auth)).get_json()
+    )["image_url"]
     async with httpx.AsyncClient() as http:
         fetched = await http.get(url)
     assert fetched.status_code == 200

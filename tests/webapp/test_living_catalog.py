@@ -141,7 +141,7 @@ async def test_bad_edits_get_clear_errors_and_change_nothing(
     client: QuartClient, worker: EmbeddingWorker, auth: dict[str, str]
 ) -> None:
     ids = await listed(client, worker, auth, 1)
-    before = unsigned(await (await client.get(f"/api/items/{ids[0]}")).get_json())
+    before = unsigned(await (await client.get(f"/api/items/{ids[0]}", headers=auth)).get_json())
     cases = [
         ({"status": "gone"}, 422),
         ({"price": "-3"}, 422),
@@ -160,7 +160,7 @@ async def test_bad_edits_get_clear_errors_and_change_nothing(
     assert (await client.get("/api/items")).status_code == 401
     bad_cursor = await client.get("/api/items", query_string={"cursor": "abc"}, headers=Headers(auth))
     assert bad_cursor.status_code == 422
-    after = unsigned(await (await client.get(f"/api/items/{ids[0]}")).get_json())
+    after = unsigned(await (await client.get(f"/api/items/{ids[0]}", headers=auth)).get_json())
     assert after == before
 
 

@@ -237,7 +237,7 @@ async def test_a_pending_item_says_when_no_worker_runs_for_its_model(
     app: Quart, client: QuartClient, worker: EmbeddingWorker, auth: dict[str, str]
 ) -> None:
     item = (await (await upload(client, photo(3), auth)).get_json())["id"]
-    body = await (await client.get(f"/api/items/{item}")).get_json()
+    body = await (await client.get(f"/api/items/{item}", headers=auth)).get_json()
     assert body["status"] == "pending"
     assert f"waiting for an embedding worker for model {OLD}; none is running" in body["pending_reason"]
 
@@ -245,7 +245,7 @@ async def test_a_pending_item_says_when_no_worker_runs_for_its_model(
     running = asyncio.create_task(worker.run(stop))  # its heartbeat says it serves the key
     try:
         for _ in range(200):
-            body = await (await client.get(f"/api/items/{item}")).get_json()
+            body = await (await client.get(f"/api/items/{item}", headers=auth)).get_json()
             if body["status"] == "ready":
                 break
             await asyncio.sleep(0.05)

@@ -38,7 +38,7 @@ async def test_upload_becomes_ready_and_is_found_through_a_real_socket(server: s
         assert response.status_code == 202
         item_id = response.json()["id"]
         for _ in range(300):
-            status = (await http.get(f"/api/items/{item_id}")).json()["status"]
+            status = (await http.get(f"/api/items/{item_id}", headers=auth)).json()["status"]
             if status == "ready":
                 break
             await asyncio.sleep(0.05)

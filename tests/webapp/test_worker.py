@@ -73,7 +73,7 @@ async def test_worker_killed_between_claim_and_commit_loses_and_doubles_nothing(
     assert [(r["status"], r["attempts"]) for r in await job_rows(app)] == [("done", 2)] * 3
     assert await embedding_count(app) == 3
     for item_id in ids:
-        assert (await (await client.get(f"/api/items/{item_id}")).get_json())["status"] == "ready"
+        assert (await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json())["status"] == "ready"
 
 
 async def test_concurrent_workers_split_the_queue_without_overlap(
@@ -103,7 +103,7 @@ async def test_missing_image_is_retried_then_failed_with_the_reason(
 
     first = await worker.process_batch()
     assert (first.embedded, first.retried, first.failed) == (1, 1, 0)
-    status = await (await client.get(f"/api/items/{lost}")).get_json()
+    status = await (await client.get(f"/api/items/{lost}", headers=auth)).get_json()
     assert status["status"] == "pending"
 
     # backoff_base_s is 0 in tests, so each retry is due at once; max_attempts is 3.
@@ -112,10 +112,10 @@ async def test_missing_image_is_retried_then_failed_with_the_reason(
     assert (second.retried, third.failed) == (1, 1)
     assert (await worker.process_batch()).total == 0
 
-    status = await (await client.get(f"/api/items/{lost}")).get_json()
+    status = await (await client.get(f"/api/items/{lost}", headers=auth)).get_json()
     assert status["status"] == "failed"
     assert "after 3 attempts" in status["failure_reason"] and "image" in status["failure_reason"]
-    assert (await (await client.get(f"/api/items/{good}")).get_json())["status"] == "ready"
+    assert (await (await client.get(f"/api/items/{good}", headers=auth)).get_json())["status"] == "ready"
 
 
 async def test_backoff_delays_the_retry(
@@ -151,7 +151,7 @@ async def test_inline_worker_wakes_on_upload(
         client = app.test_client()
         item = (await (await upload(client, photo(8), auth)).get_json())["id"]
         for _ in range(200):
-            body = await (await client.get(f"/api/items/{item}")).get_json()
+            body = await (await client.get(f"/api/items/{item}", headers=auth)).get_json()
             if body["status"] == "ready":
                 break
             await asyncio.sleep(0.02)
@@ -203,7 +203,7 @@ async def test_a_photo_that_kills_the_worker_fails_alone_after_max_attempts(
     assert deaths == 3  # one death per attempt, then the photo is failed, not retried forever
 
     for item_id in ids:
-        body = await (await client.get(f"/api/items/{item_id}")).get_json()
+        body = await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json()
         if item_id == poison_id:
             assert body["status"] == "failed"
             assert "the worker died while embedding this photo (3 attempts)" in body["failure_reason"]

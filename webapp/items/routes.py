@@ -14,7 +14,7 @@ from quart_schema import (
     validate_response,
 )
 
-from webapp.auth import require_admin
+from webapp.auth import is_admin, require_admin
 from webapp.context import services
 from webapp.errors import ApiError
 from webapp.items.edit import ItemPatch, edit_item, parse_patch
@@ -34,6 +34,8 @@ from webapp.schemas import (
 from webapp.search.repo import filter_sql
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")
+# What a reader without the admin token may see: the items search can return.
+PUBLIC_STATUSES = frozenset({"ready"})
 
 
 async def item_out(item: Item) -> ItemOut:
@@ -55,14 +57,22 @@ async def post_item(data: ItemUpload) -> tuple[ItemAccepted, int]:
 
 @blueprint.get("/<raw_id>")
 @validate_response(ItemOut)
-@document_errors(400, 404)
+@document_errors(400, 401, 403, 404)
 async def get_item(raw_id: str) -> ItemOut:
-    """An item and its status: pending, ready (searchable) or failed (with the reason)."""
+    """An item and its status: pending, ready (searchable) or failed (with the reason).
+
+    Without a token only what search shows: a ready item. Pending, failed, reserved and sold
+    items (and why an item failed) need the admin token; to anyone else they are 404, like an
+    item that never existed.
+    """
     item_id = parse_item_id(raw_id)
+    admin = is_admin()
     async with services().pool.acquire() as connection:
         item = await select_item(connection, item_id)
-        waiting = await pending_reason(connection, item_id) if item and item.status == "pending" else None
-    if item is None:
+        waiting = (
+            await pending_reason(connection, item_id) if admin and item and item.status == "pending" else None
+        )
+    if item is None or not (admin or item.status in PUBLIC_STATUSES):
         raise ApiError(404, "not_found", f"There is no item {item_id}.")
     out = await item_out(item)
     out.pending_reason = waiting

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
-from typing import Annotated
 
 import asyncpg
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     ValidationError,
     model_validator,
 )
@@ -20,7 +17,7 @@ from webapp.context import Services
 from webapp.errors import ApiError
 from webapp.images import CheckedImage, check_image, read_header
 from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
-from webapp.schemas import Condition, Currency, Description, Facet, SizeLabel, Title
+from webapp.schemas import Condition, Currency, Description, Facet, Price, SizeLabel, Title
 
 
 class ItemFields(BaseModel):
@@ -35,7 +32,7 @@ class ItemFields(BaseModel):
     size: SizeLabel | None = None
     colour: Facet | None = None
     condition: Condition | None = None
-    price: Annotated[Decimal, Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False)]
+    price: Price
     currency: Currency = "USD"
 
     @model_validator(mode="before")
