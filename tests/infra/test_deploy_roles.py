@@ -362,3 +362,50 @@ def test_parliament_finds_nothing_above_low(bootstrap: Record) -> None:
         }
     )
     assert _findings(bad) and _findings(bad)[0].startswith("RESOURCE_MISMATCH")
+
+
+def test_evaluator_follows_aws_condition_semantics() -> None:
+    """The evaluator the checks above rely on, on the cases AWS documents."""
+
+    def decide(statement: Policy, req: Request) -> str:
+        return evaluate([{"Statement": [{"Sid": "S", **statement}]}], req).decision
+
+    arn = "arn:aws:s3:::prethrift-dev-x"
+    allow_tagged = {
+        "Effect": "Allow",
+        "Action": "S3:Put*",
+        "Resource": "arn:aws:s3:::prethrift-dev-*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/stack": "dev"}},
+    }
+    assert (
+        decide(allow_tagged, _request("s3:PutBucketPolicy", arn, **{"aws:resourcetag/stack": "dev"})) == "allow"
+    )
+    # A key absent from the request fails a positive operator...
+    assert decide(allow_tagged, _request("s3:PutBucketPolicy", arn)) == "implicit-deny"
+    # ...satisfies a negated one, and IfExists.
+    negated = {**allow_tagged, "Condition": {"StringNotEquals": {"aws:ResourceTag/stack": "prod"}}}
+    assert decide(negated, _request("s3:PutBucketPolicy", arn)) == "allow"
+    if_exists = {**allow_tagged, "Condition": {"StringEqualsIfExists": {"aws:ResourceTag/stack": "dev"}}}
+    assert decide(if_exists, _request("s3:PutBucketPolicy", arn)) == "allow"
+    assert decide(if_exists, _request("s3:PutBucketPolicy", arn, **{"aws:ResourceTag/stack": "x"})) != "allow"
+    # ForAllValues holds on an absent key, ForAnyValue does not.
+    all_of = {**allow_tagged, "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["stack"]}}}
+    any_of = {**allow_tagged, "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["stack"]}}}
+    assert decide(all_of, _request("s3:PutBucketPolicy", arn)) == "allow"
+    assert decide(all_of, _request("s3:PutBucketPolicy", arn, **{"aws:TagKeys": ("stack", "x")})) != "allow"
+    assert decide(any_of, _request("s3:PutBucketPolicy", arn)) != "allow"
+    null = {**allow_tagged, "Condition": {"Null": {"aws:RequestTag/stack": "true"}}}
+    assert decide(null, _request("s3:PutBucketPolicy", arn)) == "allow"
+    assert decide(null, _request("s3:PutBucketPolicy", arn, **{"aws:RequestTag/stack": "dev"})) != "allow"
+    # NotAction / NotResource, and an explicit deny over any allow.
+    assert (
+        decide({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}, _request("iam:CreateRole", "*"))
+        != "allow"
+    )
+    not_prod = {"Effect": "Allow", "Action": "*", "NotResource": "arn:aws:s3:::prethrift-prod-*"}
+    assert decide(not_prod, _request("s3:GetObject", "arn:aws:s3:::prethrift-prod-a/k")) != "allow"
+    both = [
+        {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
+        {"Statement": [{"Sid": "No", "Effect": "Deny", "Action": "s3:*", "Resource": arn}]},
+    ]
+    assert evaluate(both, _request("s3:GetObject", arn)).decision == "explicit-deny"
