@@ -57,7 +57,6 @@ _CONFIG_GET = {
     "acm": ["acm:GetCertificate"],
     "cloudfront": ["cloudfront:Get*"],
     "cognito-idp": ["cognito-idp:GetUserPoolMfaConfig"],
-    "ec2": ["ec2:Get*"],
     "ecr": ["ecr:GetLifecyclePolicy", "ecr:GetRepositoryPolicy"],
     "iam": ["iam:Get*"],
     "kms": ["kms:GetKeyPolicy", "kms:GetKeyRotationStatus"],
@@ -254,22 +253,13 @@ def _state_statements(stack: str, state_arn: str, key_arn: str, write: bool) -> 
             "Resource": lock,
         },
         {
+            # Unconditional: S3 answers a probe for a missing key (Pulumi looks for `.json`,
+            # `.json.gz`, `.json.zst`) with 404 only to a caller that may list the bucket, and a
+            # HEAD carries no `s3:prefix` to condition on. Listing shows key names, not contents.
             "Sid": "StateList",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": state_arn,
-            "Condition": {
-                "StringLike": {
-                    "s3:prefix": [
-                        ".pulumi/meta.yaml",
-                        f".pulumi/stacks/{PROJECT}/*",
-                        f".pulumi/history/{PROJECT}/{stack}/*",
-                        f".pulumi/backups/{PROJECT}/{stack}/*",
-                        f".pulumi/journal/{PROJECT}/{stack}/*",
-                        f".pulumi/locks/organization/{PROJECT}/{stack}/*",
-                    ]
-                }
-            },
         },
         {
             # Stack secrets are encrypted with the KMS secrets provider: a preview decrypts the
@@ -407,12 +397,21 @@ def deploy_policy(
                 "iam:CreateRole",
                 "iam:PutRolePolicy",
                 "iam:DeleteRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:DetachRolePolicy",
                 "iam:PutRolePermissionsBoundary",
             ],
             "Resource": f"arn:aws:iam::{account}:role/*",
             "Condition": {"StringEquals": {"iam:PermissionsBoundary": boundary}},
+        },
+        {
+            # Managed policies: only the AWS ones the GPU instances need (the boundary caps them).
+            "Sid": "AttachKnownPolicies",
+            "Effect": "Allow",
+            "Action": ["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            "Resource": f"arn:aws:iam::{account}:role/*",
+            "Condition": {
+                "StringEquals": {"iam:PermissionsBoundary": boundary},
+                "ArnEquals": {"iam:PolicyARN": MANAGED_POLICIES},
+            },
         },
         {
             "Sid": "TaggedRoles",
