@@ -162,6 +162,18 @@ TAG_ACTIONS = [
     "wafv2:TagResource",
     "wafv2:UntagResource",
 ]
+# Services whose resources IAM scopes by their tags (IAM, S3 and Route 53 are scoped apart).
+TAGGED_SERVICES = [s for s in STACK_SERVICES if s not in ("iam", "s3", "route53")]
+# Creates whose verb is not Create.
+OTHER_CREATES = [
+    "acm:RequestCertificate",
+    "application-autoscaling:RegisterScalableTarget",
+    "cloudwatch:PutCompositeAlarm",
+    "cloudwatch:PutMetricAlarm",
+    "ec2:AllocateAddress",
+    "ecs:RegisterTaskDefinition",
+    "ssm:PutParameter",
+]
 _UNTAG = [a for a in TAG_ACTIONS if a.split(":")[1].startswith(("Untag", "Remove", "Delete"))]
 
 # Service-linked roles AWS creates on an empty account at the first use of each service.
@@ -300,14 +312,15 @@ def deploy_policy(
     prefix = name_prefix(stack)
     arn = f"{region}:{account}"
     boundary = boundary_arn(account, stack)
-    tagged = [f"{service}:*" for service in STACK_SERVICES if service not in ("iam", "s3", "route53")]
+    tagged = [f"{service}:*" for service in TAGGED_SERVICES]
     statements: list[dict[str, Any]] = [
         *_read_statements(stack, region),
         {
-            # Creates that carry the stack tag; tag writes are only allowed as part of such a create.
+            # Creates that carry the stack tag (only creates: a request tag on any other call
+            # grants nothing here).
             "Sid": "CreateTagged",
             "Effect": "Allow",
-            "NotAction": TAG_ACTIONS + ["iam:*", "s3:*", "route53:*", "sts:*", "organizations:*"],
+            "Action": [f"{service}:Create*" for service in TAGGED_SERVICES] + OTHER_CREATES,
             "Resource": "*",
             "Condition": {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack}},
         },
@@ -470,6 +483,16 @@ def deploy_policy(
                 "StringNotEquals": {f"aws:RequestTag/{STACK_TAG}": stack},
                 "Null": {f"aws:RequestTag/{STACK_TAG}": "false"},
             },
+        },
+        {
+            # `ec2:CreateTags` matches `ec2:Create*`: outside a create it may only re-tag the
+            # stack's own resources (or adopt the VPC's untagged default security group), so an
+            # untagged resource of someone else's cannot be claimed as this stack's.
+            "Sid": "DenyClaimingUntagged",
+            "Effect": "Deny",
+            "Action": ["ec2:CreateTags", "autoscaling:CreateOrUpdateTags"],
+            "NotResource": f"arn:aws:ec2:{arn}:security-group/*",
+            "Condition": {"Null": {"ec2:CreateAction": "true", f"aws:ResourceTag/{STACK_TAG}": "true"}},
         },
         {
             "Sid": "DenyRemovingStackTag",

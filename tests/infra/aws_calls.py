@@ -27,6 +27,7 @@ from typing import Any, Literal
 from policy_sentry.querying.actions import get_action_data, get_actions_for_service
 
 from infra.bootstrap.policies import PROJECT, SERVICE_LINKED, boundary_arn, name_prefix, state_keys
+from infra.gpu import GPU_AMI_PARAMETER
 from infra.mocks import ACCOUNT_ID
 
 Phase = Literal["create", "read", "update", "delete"]
@@ -662,6 +663,13 @@ def deploy_calls(st: Stack, state_arn: str, secrets_key_arn: str) -> Iterator[Ca
             yield Call("state", phase, "s3:PutObject", state + history)
             yield Call("state", phase, "kms:Encrypt", secrets_key_arn)
             yield Call("state", phase, "kms:GenerateDataKey", secrets_key_arn)
+    types = {r["type"] for r in st.record["resources"]}
+    # The program's lookups (invokes), made by a preview as well as by a deploy.
+    for phase in PHASES:
+        yield Call("lookup", phase, "ec2:DescribeAvailabilityZones", "*")
+        if "aws:ec2/launchTemplate:LaunchTemplate" in types:
+            ami = f"arn:aws:ssm:{REGION}::parameter{GPU_AMI_PARAMETER}"
+            yield Call("lookup", phase, "ssm:GetParameter", ami)
     repo = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{st.prefix}"
     yield Call("image push", "create", "ecr:GetAuthorizationToken", "*")
     for action in (
@@ -674,7 +682,6 @@ def deploy_calls(st: Stack, state_arn: str, secrets_key_arn: str) -> Iterator[Ca
         "ecr:DescribeImages",
     ):
         yield Call("image push", "create", action, repo, st.resource_tags())
-    types = {r["type"] for r in st.record["resources"]}
     services = {service_of(t) for t in types if t.startswith("aws:")}
     linked = {
         "ecs.amazonaws.com": "ecs",

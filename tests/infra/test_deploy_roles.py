@@ -176,6 +176,16 @@ def test_dev_role_cannot_retag_or_escape_its_boundary(bootstrap: Record) -> None
             f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:vpc/vpc-0new",
             **{"aws:RequestTag/stack": "prod", "aws:TagKeys": "stack"},
         ),
+        "claim an untagged resource (the default VPC) as dev": _request(
+            "ec2:CreateTags",
+            f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:vpc/vpc-0default",
+            **{"aws:RequestTag/stack": "dev", "aws:TagKeys": "stack"},
+        ),
+        "run any instance that carries the dev tag": _request(
+            "ec2:RunInstances",
+            f"arn:aws:ec2:{REGION}:{ACCOUNT_ID}:instance/*",
+            **{"aws:RequestTag/stack": "dev", "aws:TagKeys": "stack"},
+        ),
         "remove the stack tag from its own resource": _request(
             "ec2:DeleteTags", subnet, **{"aws:ResourceTag/stack": "dev", "aws:TagKeys": "stack"}
         ),
