@@ -389,6 +389,17 @@ def deploy_policy(
             "Condition": {"StringEqualsIfExists": {f"aws:ResourceTag/{STACK_TAG}": stack}},
         },
         {
+            # WAF checks an association against the load balancer's ARN, with no tag condition
+            # available (the web ACL side is also tag-scoped by ChangeTagged).
+            "Sid": "WebAclOnLoadBalancers",
+            "Effect": "Allow",
+            "Action": ["wafv2:AssociateWebACL", "wafv2:DisassociateWebACL"],
+            "Resource": [
+                f"arn:aws:elasticloadbalancing:{arn}:loadbalancer/app/*",
+                f"arn:aws:wafv2:{arn}:regional/webacl/{prefix}-*/*",
+            ],
+        },
+        {
             # Calls AWS authorizes against no resource at all.
             "Sid": "Unscoped",
             "Effect": "Allow",
@@ -396,6 +407,7 @@ def deploy_policy(
                 "ecs:DeregisterTaskDefinition",
                 "sns:SetSubscriptionAttributes",
                 "sns:Unsubscribe",
+                "elasticloadbalancing:SetWebAcl",
                 "cloudfront:CreateOriginAccessControl",
                 "cloudfront:DeleteOriginAccessControl",
                 "cloudfront:UpdateOriginAccessControl",

@@ -306,13 +306,15 @@ ACTIONS: dict[str, dict[Phase, list[str]]] = {
         "delete": ["elasticloadbalancing:DeleteLoadBalancer"],
     },
     "aws:cloudfront/distribution:Distribution": {
-        "create": ["cloudfront:CreateDistributionWithTags"],
+        # The CreateDistributionWithTags API is authorized as these two actions.
+        "create": ["cloudfront:CreateDistribution", "cloudfront:TagResource"],
         "read": ["cloudfront:GetDistribution", "cloudfront:ListTagsForResource"],
         "update": ["cloudfront:UpdateDistribution"],
         "delete": ["cloudfront:DeleteDistribution"],
     },
     "aws:wafv2/webAclAssociation:WebAclAssociation": {
-        "create": ["wafv2:AssociateWebACL"],
+        # Checked against the web ACL (wafv2) and the load balancer it guards (elasticloadbalancing).
+        "create": ["wafv2:AssociateWebACL", "elasticloadbalancing:SetWebAcl"],
         "read": ["wafv2:GetWebACLForResource"],
         "update": [],
         "delete": ["wafv2:DisassociateWebACL"],
@@ -324,7 +326,7 @@ NO_CALLS = {"docker-build:index:Image", "random:index/randomPassword:RandomPassw
 
 # The resource type (in the Reference's ARN formats) each Pulumi type is authorized against,
 # where the noun does not name it.
-ARN_TYPE = {
+ARN_TYPE: dict[str, str | tuple[str, ...]] = {
     "aws:s3/": "bucket",
     "aws:ec2/defaultSecurityGroup": "security-group",
     "aws:ec2/routeTableAssociation": "route-table",
@@ -340,7 +342,7 @@ ARN_TYPE = {
     "aws:cognito/": "userpool",
     "aws:ecs/clusterCapacityProviders": "cluster",
     "aws:ecr/": "repository",
-    "aws:autoscaling/group": "autoScalingGroup",
+    "aws:autoscaling/group": ("autoScalingGroup", "launch-template"),
     "aws:cloudwatch/compositeAlarm": "alarm",
     "aws:cloudwatch/metricAlarm": "alarm",
     "aws:rds/instance": "db",
@@ -352,7 +354,7 @@ ARN_TYPE = {
     "aws:lb/listenerRule": "listener-rule/app",
     "aws:lb/listener": "listener/app",
     "aws:lb/targetGroup": "targetgroup",
-    "aws:wafv2/webAclAssociation": "webacl",
+    "aws:wafv2/webAclAssociation": ("webacl", "loadbalancer/app"),
     "aws:wafv2/webAcl:": "webacl",
 }
 # Resources that configure a resource created before them (its tags are on it), by the input
@@ -472,21 +474,32 @@ def _entries(action: str) -> list[dict[str, Any]]:
     return list(data[service])
 
 
-def _arn_entry(action: str, typ: str) -> dict[str, Any]:
+def _arn_entries(action: str, typ: str) -> list[dict[str, Any]]:
+    """The Reference's entries of `action` for the resources `typ` is authorized against: one per
+    hint in ARN_TYPE (an association is checked against both its ends), else the one its noun
+    names, else the action's first resource type."""
     entries = _entries(action)
     scoped = [e for e in entries if e["resource_arn_format"] != "*"]
     if not scoped:
-        return entries[0]
-    hint = next((v for k, v in ARN_TYPE.items() if typ.startswith(k)), None)
+        return [entries[0]]
+    hints = next((v for k, v in ARN_TYPE.items() if typ.startswith(k)), ())
+    hints = (hints,) if isinstance(hints, str) else hints
     noun = typ.rsplit(":", 1)[-1].lower()
-    for entry in scoped:
-        resource = entry["resource_arn_format"].split(":", 5)[-1]
-        kind = re.sub(r"\$\{[^}]+\}", "", resource).strip("/:").lower()
-        if hint == "bucket" and resource == "${BucketName}":
-            return entry
-        if (hint and kind and kind.startswith(hint.lower())) or (not hint and kind.replace("-", "") == noun):
-            return entry
-    return scoped[0]
+
+    def kind(entry: Mapping[str, Any]) -> tuple[str, str]:
+        resource = str(entry["resource_arn_format"]).split(":", 5)[-1]
+        return resource, re.sub(r"\$\{[^}]+\}", "", resource).strip("/:").lower()
+
+    found: list[dict[str, Any]] = []
+    for hint in hints:
+        for entry in scoped:
+            resource, k = kind(entry)
+            if (hint == "bucket" and resource == "${BucketName}") or (k and k.startswith(hint.lower())):
+                found.append(entry)
+                break
+    if not found:
+        found = [e for e in scoped if kind(e)[1].replace("-", "") == noun][:1]
+    return found or [scoped[0]]
 
 
 class Stack:
@@ -589,6 +602,9 @@ def _placeholders(st: Stack, res: Mapping[str, Any]) -> tuple[dict[str, str], st
         values["TaskDefinitionRevisionNumber"] = "1"
     if typ == "aws:ecs/service:Service":
         values["ServiceName"] = name
+    lb = st.related(res, "resourceArn") or st.related(res, "loadBalancerArn")
+    if lb:
+        values["LoadBalancerName"] = st.physical_name(lb)
     return values, name
 
 
@@ -633,10 +649,10 @@ def resource_calls(st: Stack, res: Mapping[str, Any]) -> Iterator[Call]:
         if phase == "create" and service in TAG_ON_CREATE and actions and actions[0] != TAG_ON_CREATE[service]:
             extra = [TAG_ON_CREATE[service]]
         for i, action in enumerate([*actions, *extra]):
-            entry = _arn_entry(action, typ)
-            arn = _fill(entry["resource_arn_format"], values, name)
-            context = _context(st, res, action, entry, phase, i == 0)
-            yield Call(label, phase, action, arn, context)
+            for entry in _arn_entries(action, typ):
+                arn = _fill(entry["resource_arn_format"], values, name)
+                context = _context(st, res, action, entry, phase, i == 0)
+                yield Call(label, phase, action, arn, context)
             if action.startswith("kms:") and action.endswith("Alias"):
                 # AWS checks an alias call against the key it points at as well.
                 key = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{GENERATED_ID}"

@@ -104,6 +104,30 @@ def test_every_declared_type_maps_to_actions_of_the_reference(records: dict[str,
     ]
 
 
+def test_edge_resources_another_change_adds_are_derived_and_granted(
+    bootstrap: Record, records: dict[str, Record]
+) -> None:
+    """WAF and CloudFront resources are checked like the rest, without a table entry of their own."""
+    rec = copy.deepcopy(records["dev"])
+    lb = next(r for r in rec["resources"] if r["type"] == "aws:lb/loadBalancer:LoadBalancer")
+
+    def add(typ: str, logical: str, inputs: dict[str, Any]) -> None:
+        rec["resources"].append({"type": typ, "name": logical, "custom": True, "inputs": inputs, "state": {}})
+
+    add("aws:wafv2/webAcl:WebAcl", "edge-waf", {"name": "prethrift-dev-edge", "scope": "REGIONAL"})
+    add(
+        "aws:wafv2/webAclAssociation:WebAclAssociation",
+        "edge-waf-alb",
+        {"webAclArn": "edge-waf-id", "resourceArn": f"{lb['name']}-id"},
+    )
+    add("aws:cloudfront/originAccessControl:OriginAccessControl", "edge-oac", {"name": "prethrift-dev-images"})
+    add("aws:cloudfront/distribution:Distribution", "edge-cdn", {})
+    calls = _calls(bootstrap, rec)
+    edge = [c for c in calls if c.resource.startswith(("aws:wafv2", "aws:cloudfront"))]
+    assert {c.action for c in edge} >= {"wafv2:CreateWebACL", "cloudfront:CreateDistribution"}
+    assert not _denied(_policy(bootstrap, "deploy-dev-policy"), calls)
+
+
 @pytest.mark.parametrize(
     ("sid", "action"),
     [
