@@ -20,4 +20,6 @@ def apply_boundary(account: pulumi.Input[str], stack: str) -> None:
             return None
         return pulumi.ResourceTransformationResult({**args.props, "permissions_boundary": arn}, args.opts)
 
+    # A stack transformation runs in this process (under the test mocks too) and reaches every
+    # resource the program declares; the program uses no multi-language components.
     pulumi.runtime.register_stack_transformation(transform)
