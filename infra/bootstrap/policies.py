@@ -97,6 +97,26 @@ READ_CONFIG = sorted(
 )
 
 
+# What a preview never reads, whatever else allows it: the ALB's Cognito client secret, the
+# console's users, parameter and secret values, log events, object contents.
+PREVIEW_NEVER = [
+    "cognito-idp:DescribeUserPoolClient",
+    "cognito-idp:ListUsers",
+    "cognito-idp:ListUsersInGroup",
+    "cognito-idp:AdminGetUser",
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameterHistory",
+    "secretsmanager:GetSecretValue",
+    "logs:GetLogEvents",
+    "logs:FilterLogEvents",
+    "logs:StartQuery",
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+]
+
+
 def _read_statements(stack: str, region: str) -> list[dict[str, Any]]:
     prefix = name_prefix(stack)
     return [
@@ -599,6 +619,14 @@ def preview_policy(stack: str, region: str, state_arn: str, secrets_key_arn: str
         "Statement": [
             *_read_statements(stack, region),
             *_state_statements(stack, state_arn, secrets_key_arn, write=False),
+            {
+                # Reads that return a secret or personal data although named Describe/List/Get.
+                "Sid": "DenySecretReads",
+                "Effect": "Deny",
+                "Action": PREVIEW_NEVER,
+                # Except the state (its own keys only, above) and AWS's public parameters.
+                "NotResource": [f"{state_arn}/*", f"arn:aws:ssm:{region}:*:parameter/aws/service/*"],
+            },
         ],
     }
 

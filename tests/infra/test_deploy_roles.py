@@ -312,6 +312,7 @@ def test_preview_role_reads_configuration_not_secrets_or_data(
         preview = _policy(bootstrap, f"preview-{stack}-policy")
         state, key = _arns(bootstrap, stack)
         prefix = name_prefix(stack)
+        pool = f"arn:aws:cognito-idp:{REGION}:{ACCOUNT_ID}:userpool/{REGION}_0a1b2c3"
         # What `pulumi preview` does: state, its lock, the stack's data key, the program's lookups.
         needed = [
             _request("s3:GetObject", f"{state}/.pulumi/stacks/prethrift/{stack}.json"),
@@ -346,6 +347,9 @@ def test_preview_role_reads_configuration_not_secrets_or_data(
             _request("logs:GetLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/ecs/{prefix}/api"),
             _request("ecr:GetDownloadUrlForLayer", f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/{prefix}"),
             _request("secretsmanager:GetSecretValue", "*"),
+            # Describe/List calls that return a secret or personal data.
+            _request("cognito-idp:DescribeUserPoolClient", pool),
+            _request("cognito-idp:ListUsers", pool),
             _request("kms:Decrypt", _arns(bootstrap, "prod" if stack == "dev" else "dev")[1]),
             _request("s3:PutObject", f"{state}/.pulumi/stacks/prethrift/{stack}.json"),
         ]
