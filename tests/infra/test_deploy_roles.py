@@ -19,7 +19,7 @@ from policy_sentry.querying.actions import get_action_data
 
 from infra.bootstrap.policies import boundary_arn, name_prefix
 from infra.mocks import ACCOUNT_ID, record
-from tests.infra.aws_calls import REGION, Call, action_exists, actions_for, stack_calls
+from tests.infra.aws_calls import REGION, Call, Stack, action_exists, actions_for, stack_calls
 from tests.infra.conftest import Record
 from tests.infra.iam_eval import Request, evaluate
 
@@ -288,6 +288,40 @@ def test_roles_the_stack_creates_carry_its_boundary(records: dict[str, Record]) 
         assert {r["inputs"].get("permissionsBoundary") for r in roles} == {
             boundary_arn(ACCOUNT_ID, rec["stack"])
         }
+
+
+def test_boundary_allows_what_the_stack_grants_its_roles(bootstrap: Record, records: dict[str, Record]) -> None:
+    """A grant the boundary does not cover would fail at run time, not at deploy time."""
+    for rec in records.values():
+        boundary = _policy(bootstrap, f"boundary-{rec['stack']}")
+        st = Stack(rec)
+        # The mocks name buckets without the stack files' autonaming pattern; AWS will not.
+        renames = {
+            str(r["state"]["bucket"]): st.physical_name(r)
+            for r in rec["resources"]
+            if r["type"] == "aws:s3/bucket:Bucket"
+        }
+        granted = 0
+        for res in rec["resources"]:
+            if res["type"] != "aws:iam/rolePolicy:RolePolicy":
+                continue
+            text = res["inputs"]["policy"]
+            for mock, real in renames.items():
+                text = text.replace(mock, real)
+            for statement in json.loads(text)["Statement"]:
+                for action in (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                ):
+                    for arn in (
+                        statement["Resource"]
+                        if isinstance(statement["Resource"], list)
+                        else [statement["Resource"]]
+                    ):
+                        granted += 1
+                        assert (
+                            evaluate([boundary], Request(action, arn.replace(":*", ":x"))).decision == "allow"
+                        ), f"{res['name']}: {action} on {arn} is outside the boundary"
+        assert granted > 20
 
 
 def test_boundary_reaches_only_its_stack(bootstrap: Record) -> None:
