@@ -366,6 +366,7 @@ def deploy_policy(
             for sid, service, action in (
                 ("TagOnCreateEc2", "ec2", "ec2:CreateTags"),
                 ("TagOnCreateElb", "elasticloadbalancing", "elasticloadbalancing:AddTags"),
+                ("TagOnCreateEcs", "ecs", "ecs:TagResource"),
             )
         ),
         {

@@ -620,7 +620,9 @@ def _context(
     if carries_tags and "aws:RequestTag/${TagKey}" in keys:
         ctx |= st.request_tags(res)
     has_parent = typ != "aws:s3/bucket:Bucket" and any(typ.startswith(k) for k in PARENT_INPUT)
-    existing = has_parent or not (phase == "create" and first)
+    # A create and the tag write that belongs to it see no tags on the new resource yet.
+    creating = phase == "create" and (first or action in TAG_ON_CREATE.values())
+    existing = has_parent or not creating
     if typ == "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup" and phase == "create":
         existing = False  # AWS created it with the VPC, untagged
     if existing and "aws:ResourceTag/${TagKey}" in keys and service not in NO_RESOURCE_TAGS:
