@@ -353,7 +353,8 @@ def deploy_policy(
         },
         *(
             {
-                # Tags set by the create call itself (`<service>:CreateAction` names the create).
+                # Tags set during a create (`<service>:CreateAction` names it); EC2's CreateTags is
+                # a Create* of CreateTagged, fenced by DenyClaimingUntagged.
                 "Sid": sid,
                 "Effect": "Allow",
                 "Action": action,
@@ -364,7 +365,6 @@ def deploy_policy(
                 },
             }
             for sid, service, action in (
-                ("TagOnCreateEc2", "ec2", "ec2:CreateTags"),
                 ("TagOnCreateElb", "elasticloadbalancing", "elasticloadbalancing:AddTags"),
                 ("TagOnCreateEcs", "ecs", "ecs:TagResource"),
             )

@@ -141,7 +141,6 @@ def test_edge_resources_another_change_adds_are_derived_and_granted(
         ("ServiceLinkedRoles", "iam:CreateServiceLinkedRole"),
         ("StackAliases", "kms:CreateAlias"),
         ("TagOnCreateEcs", "ecs:TagResource"),
-        ("TagOnCreateEc2", "ec2:CreateTags"),
         ("StackRecords", "route53:ChangeResourceRecordSets"),
         ("PullTestedImage", None),
     ],
