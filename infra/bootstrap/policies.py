@@ -369,17 +369,6 @@ def deploy_policy(
                 ("TagOnCreateEcs", "ecs", "ecs:TagResource"),
             )
         ),
-        {
-            # The VPC's default security group is created by AWS, untagged; the stack adopts it.
-            "Sid": "AdoptUntaggedSecurityGroup",
-            "Effect": "Allow",
-            "Action": "ec2:CreateTags",
-            "Resource": f"arn:aws:ec2:{arn}:security-group/*",
-            "Condition": {
-                "Null": {f"aws:ResourceTag/{STACK_TAG}": "true"},
-                "StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack},
-            },
-        },
         # Names: AWS authorizes these calls against a name, not (or not only) a tag.
         {
             "Sid": "StackBuckets",
@@ -519,8 +508,8 @@ def deploy_policy(
         },
         {
             # `ec2:CreateTags` matches `ec2:Create*`: outside a create it may only re-tag the
-            # stack's own resources (or adopt the VPC's untagged default security group), so an
-            # untagged resource of someone else's cannot be claimed as this stack's.
+            # stack's own resources, or adopt a security group (AWS creates a VPC's default one
+            # untagged; the stack adopts it), so no other untagged resource can be claimed.
             "Sid": "DenyClaimingUntagged",
             "Effect": "Deny",
             "Action": ["ec2:CreateTags", "autoscaling:CreateOrUpdateTags"],

@@ -104,28 +104,50 @@ def test_every_declared_type_maps_to_actions_of_the_reference(records: dict[str,
     ]
 
 
-def test_edge_resources_another_change_adds_are_derived_and_granted(
-    bootstrap: Record, records: dict[str, Record]
-) -> None:
-    """WAF and CloudFront resources are checked like the rest, without a table entry of their own."""
-    rec = copy.deepcopy(records["dev"])
+def _with_edge(rec: Record) -> Record:
+    """`rec` with the WAF and CloudFront resources another change adds (no table entries)."""
+    rec = copy.deepcopy(rec)
+    prefix = name_prefix(rec["stack"])
     lb = next(r for r in rec["resources"] if r["type"] == "aws:lb/loadBalancer:LoadBalancer")
 
     def add(typ: str, logical: str, inputs: dict[str, Any]) -> None:
         rec["resources"].append({"type": typ, "name": logical, "custom": True, "inputs": inputs, "state": {}})
 
-    add("aws:wafv2/webAcl:WebAcl", "edge-waf", {"name": "prethrift-dev-edge", "scope": "REGIONAL"})
-    add(
-        "aws:wafv2/webAclAssociation:WebAclAssociation",
-        "edge-waf-alb",
-        {"webAclArn": "edge-waf-id", "resourceArn": f"{lb['name']}-id"},
-    )
-    add("aws:cloudfront/originAccessControl:OriginAccessControl", "edge-oac", {"name": "prethrift-dev-images"})
+    add("aws:wafv2/webAcl:WebAcl", "edge-waf", {"name": f"{prefix}-edge", "scope": "REGIONAL"})
+    association = {"webAclArn": "edge-waf-id", "resourceArn": f"{lb['name']}-id"}
+    add("aws:wafv2/webAclAssociation:WebAclAssociation", "edge-waf-alb", association)
+    add("aws:cloudfront/originAccessControl:OriginAccessControl", "edge-oac", {"name": f"{prefix}-images"})
     add("aws:cloudfront/distribution:Distribution", "edge-cdn", {})
-    calls = _calls(bootstrap, rec)
-    edge = [c for c in calls if c.resource.startswith(("aws:wafv2", "aws:cloudfront"))]
-    assert {c.action for c in edge} >= {"wafv2:CreateWebACL", "cloudfront:CreateDistribution"}
+    return rec
+
+
+def test_edge_resources_another_change_adds_are_derived_and_granted(
+    bootstrap: Record, records: dict[str, Record]
+) -> None:
+    """WAF and CloudFront resources are checked like the rest, without a table entry of their own."""
+    calls = _calls(bootstrap, _with_edge(records["dev"]))
+    edge = {c.action for c in calls if c.resource.startswith(("aws:wafv2", "aws:cloudfront"))}
+    assert edge >= {"wafv2:CreateWebACL", "wafv2:AssociateWebACL", "cloudfront:CreateDistribution"}
     assert not _denied(_policy(bootstrap, "deploy-dev-policy"), calls)
+
+
+def test_every_grant_of_the_deploy_role_is_needed(bootstrap: Record, records: dict[str, Record]) -> None:
+    """No statement is dead weight: removing any one denies a call of the deploy, except the
+    two whose callers are outside the stack program."""
+    policy = _policy(bootstrap, "deploy-prod-policy")
+    calls = _calls(bootstrap, _with_edge(records["gpu"]))
+    outside = {
+        "ListStackBuckets": "a preview's refresh of a bucket",
+        "PullTestedImage": "the workflow's promotion",
+    }
+    unneeded = []
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Allow" or statement["Sid"] in outside:
+            continue
+        without = {**policy, "Statement": [s for s in policy["Statement"] if s is not statement]}
+        if not _denied(without, calls):
+            unneeded.append(statement["Sid"])
+    assert unneeded == []
 
 
 @pytest.mark.parametrize(
