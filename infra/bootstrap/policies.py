@@ -3,9 +3,9 @@
 One AWS account holds both stacks, so each deploy role is fenced to its own stack in three ways
 (infra/README.md, "Account layout"):
 
-- by name where AWS authorizes against a name: resources named `prethrift-<stack>-*` (S3
-  buckets through the stack file's autonaming pattern, ECS, ECR, log groups, KMS aliases) and
-  `/prethrift/<stack>/*` parameters;
+- by name where AWS authorizes against a name and offers no tag condition: S3 buckets
+  (`prethrift-<stack>-*`, the stack files' autonaming pattern), KMS aliases, the Route 53
+  records of the stack's domain names, WAF web ACLs, and the stack's own state objects;
 - by the `stack` tag everywhere else: a create must carry `stack=<stack>`
   (`aws:RequestTag`), a change needs it on the resource (`aws:ResourceTag`), no request may
   carry another stack's value and no one may remove the key, so nothing is re-tagged into or
@@ -51,8 +51,8 @@ STACK_SERVICES = (
 )
 
 # Reads that return configuration, not data. `s3:Get*`, `ssm:GetParameter*`, `logs:Get*` and
-# `ecr:GetDownloadUrlForLayer` would return objects, secret values, log lines and image layers,
-# so they are granted by name below and only on the stack's own resources.
+# `ecr:GetDownloadUrlForLayer` would return objects, secret values, log lines and image layers:
+# a deploy role reads those of its own stack only (by tag or name below), a preview role never.
 _CONFIG_GET = {
     "acm": ["acm:GetCertificate"],
     "cloudfront": ["cloudfront:Get*"],
