@@ -321,8 +321,6 @@ ACTIONS: dict[str, dict[Phase, list[str]]] = {
     },
 }
 
-# Resource types that make no AWS call.
-NO_CALLS = {"docker-build:index:Image", "random:index/randomPassword:RandomPassword"}
 
 # The resource type (in the Reference's ARN formats) each Pulumi type is authorized against,
 # where the noun does not name it.
@@ -455,7 +453,9 @@ def _by_convention(typ: str, service: str) -> dict[Phase, list[str]]:
 
 def actions_for(typ: str) -> dict[Phase, list[str]]:
     """The IAM actions of each phase of `typ` (empty lists where the type makes no such call)."""
-    if typ in NO_CALLS:
+    if not typ.startswith("aws:"):
+        # Other providers (random, docker-build, explicit `pulumi:providers:aws` instances) make
+        # no AWS call of their own; the image push is a deploy-wide call below.
         return {phase: [] for phase in PHASES}
     found = ACTIONS.get(typ) or _by_convention(typ, service_of(typ))
     if not found["create"] or not (found["delete"] or typ in ACTIONS):
@@ -611,6 +611,7 @@ def _placeholders(st: Stack, res: Mapping[str, Any]) -> tuple[dict[str, str], st
 def _context(
     st: Stack, res: Mapping[str, Any], action: str, entry: Mapping[str, Any], phase: Phase, first: bool
 ) -> dict[str, tuple[str, ...]]:
+    # The resource type's keys, and the action's own (the Reference's "*" entry, listed last).
     keys = set(entry["condition_keys"]) | set(_entries(action)[-1]["condition_keys"])
     service = action.split(":")[0]
     typ = res["type"]
