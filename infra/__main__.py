@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import config as stack_config
+from infra.bootstrap.boundary import apply_boundary
 from infra.cache import Cache, CacheArgs
 from infra.database import Database, DatabaseArgs
 from infra.loadbalancer import LoadBalancer, LoadBalancerArgs
@@ -34,6 +35,8 @@ def main() -> None:
     cfg = stack_config.load()
     prefix = cfg.name_prefix
     region = aws.get_region().region
+    # The deploy role only creates roles that carry this boundary (infra/bootstrap).
+    apply_boundary(aws.get_caller_identity().account_id, cfg.stack)
     lb_cfg = cfg.load_balancer
     console_port = None if lb_cfg.console_host else lb_cfg.console_port
 

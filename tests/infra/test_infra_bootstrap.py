@@ -39,13 +39,22 @@ def test_github_oidc_and_who_may_assume_each_role(bootstrap: Record) -> None:
     for stack, environment in (("dev", "dev"), ("prod", "production")):
         trust = json.loads(_role(bootstrap, f"prethrift-{stack}-deploy")["inputs"]["assumeRolePolicy"])
         condition = trust["Statement"][0]["Condition"]
-        assert condition["StringEquals"]["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
-        # Only jobs in that GitHub environment (prod: behind its required reviewers).
-        assert condition["StringLike"]["token.actions.githubusercontent.com:sub"] == [
-            f"repo:{REPOSITORY}:environment:{environment}"
-        ]
+        # Exact subjects (StringEquals, no wildcard): only jobs in that GitHub environment
+        # (prod: behind its required reviewers).
+        assert set(condition) == {"StringEquals"}
+        assert condition["StringEquals"] == {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": [f"repo:{REPOSITORY}:environment:{environment}"],
+        }
         preview = json.loads(_role(bootstrap, f"prethrift-{stack}-preview")["inputs"]["assumeRolePolicy"])
-        assert "environment" not in json.dumps(preview)
+        # This repository's pull requests (GitHub issues forks' pull_request runs no token) and
+        # runs a maintainer starts in the `preview` environment; no branch, no other repository.
+        assert preview["Statement"][0]["Condition"]["StringEquals"][
+            "token.actions.githubusercontent.com:sub"
+        ] == [
+            f"repo:{REPOSITORY}:pull_request",
+            f"repo:{REPOSITORY}:environment:preview",
+        ]
     outputs = bootstrap["outputs"]["github_variables"]
     assert set(outputs) == {
         "AWS_DEV_DEPLOY_ROLE_ARN",
@@ -61,23 +70,58 @@ def test_deploy_roles_reach_only_their_stack(bootstrap: Record) -> None:
     for stack, other in (("dev", "prod"), ("prod", "dev")):
         statements = _policy(bootstrap, f"deploy-{stack}-policy")
         for st in statements:
+            if st["Effect"] != "Allow" or st["Resource"] != "*" or "Condition" in st:
+                continue
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            # Unconditional grants on "*" are reads, or calls AWS scopes by no resource at all.
             writes = [a for a in actions if not a.split(":")[1].startswith(("Describe", "List", "Get"))]
-            if st["Resource"] == "*" and writes:
-                # Any write on "*" is limited to resources tagged with this stack.
-                tag = st["Condition"]["StringEquals"]
-                assert tag.get("aws:RequestTag/stack") == stack or tag.get("aws:ResourceTag/stack") == stack, st
-        text = json.dumps([st for st in statements if st["Sid"] != "PullTestedImage"])
+            assert st["Sid"] in ("ReadConfiguration", "RegistryLogin", "Unscoped"), st
+            assert st["Sid"] == "Unscoped" or not writes, st
+        text = json.dumps(
+            [st for st in statements if st["Sid"] not in ("PullTestedImage", "DenyOtherStackResources")]
+        )
         assert f"prethrift-{other}" not in text and f"/prethrift/{other}/" not in text
+        assert f".pulumi/locks/organization/prethrift/{stack}/*" in text
         assert f"stacks/prethrift/{stack}.json" in text
     prod_pull = next(st for st in _policy(bootstrap, "deploy-prod-policy") if st["Sid"] == "PullTestedImage")
     assert prod_pull["Resource"].endswith(":repository/prethrift-dev")
-    assert all(a.startswith(("ecr:BatchGet", "ecr:GetDownload", "ecr:Describe")) for a in prod_pull["Action"])
+    assert all(a.startswith(("ecr:BatchGet", "ecr:GetDownload", "ecr:BatchCheck")) for a in prod_pull["Action"])
 
 
-def test_state_bucket_and_secrets_key(bootstrap: Record) -> None:
-    assert one(bootstrap, "aws:kms/key:Key")["inputs"]["enableKeyRotation"] is True
-    assert one(bootstrap, "aws:kms/alias:Alias")["inputs"]["name"] == "alias/prethrift-pulumi-secrets"
+def test_ecr_repositories_per_stack(bootstrap: Record) -> None:
+    repos = {r["inputs"]["name"]: r["inputs"] for r in of_type(bootstrap, "aws:ecr/repository:Repository")}
+    # The GPU image is a `-gpu` tag in the stack's repository (infra/registry.py): one each.
+    assert set(repos) == {"prethrift-dev", "prethrift-prod"}
+    for name, repo in repos.items():
+        assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repo["imageTagMutability"] == "IMMUTABLE"
+        assert repo["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+        assert repo["tags"]["stack"] == name.removeprefix("prethrift-")
+    lifecycles = {
+        p["inputs"]["repository"]: p for p in of_type(bootstrap, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    }
+    assert set(lifecycles) == set(repos)
+    rules = json.loads(lifecycles["prethrift-prod"]["inputs"]["policy"])["rules"]
+    assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "any"]
+    urls = bootstrap["outputs"]["ecr_repository_urls"]
+    assert urls == {n: f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{n}" for n in repos}
+
+
+def test_state_bucket_and_secrets_keys(bootstrap: Record) -> None:
+    keys = of_type(bootstrap, "aws:kms/key:Key")
+    assert len(keys) == 2 and all(k["inputs"]["enableKeyRotation"] is True for k in keys)
+    # One key per stack: a stack file's encrypted data key is public, a shared key would let
+    # either stack's roles decrypt the other's secrets. The key carries no `stack` tag, so the
+    # deploy role's tag grants cannot schedule its deletion or rewrite its policy.
+    assert all("stack" not in k["inputs"]["tags"] for k in keys)
+    assert {a["inputs"]["name"] for a in of_type(bootstrap, "aws:kms/alias:Alias")} == {
+        "alias/prethrift-dev-pulumi-secrets",
+        "alias/prethrift-prod-pulumi-secrets",
+    }
+    assert bootstrap["outputs"]["secrets_providers"] == {
+        "dev": "awskms://alias/prethrift-dev-pulumi-secrets",
+        "prod": "awskms://alias/prethrift-prod-pulumi-secrets",
+    }
     versioning = one(bootstrap, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
     # The same FSBP rules as the stacks' buckets: nothing mandatory is violated.
