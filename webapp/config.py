@@ -299,6 +299,8 @@ class SuggestSettings(BaseSettings):
     # Learned queries no client ran for this long are no longer suggested, and are deleted with
     # the record of who ran them.
     retention_days: float = Field(default=30.0, gt=0, le=3650)
+
+
 class ConsoleLoginSettings(BaseSettings):
     """The brake on guessing the console's password, per client address
     (``PRETHRIFT_CONSOLE_LOGIN_*``; console/auth.py applies it)."""
