@@ -444,7 +444,7 @@ class PhotoDecoder:
         self.limits = limits
         self.max_bytes = max_bytes
         self.budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
-        self.processes = pixels.DecodeProcesses(limits.decode_processes)
+        self.processes = pixels.DecodeProcesses(limits.decode_processes, modules=(__name__,))
 
     def _structure(self) -> dict[str, Any]:
         return {"max_jpeg_scans": self.limits.max_jpeg_scans, "max_png_chunks": self.limits.max_png_chunks}

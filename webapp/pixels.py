@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import importlib
 import io
 import multiprocessing
 import os
@@ -175,12 +176,15 @@ class NoDecodeProcess(Exception):
     """Every decode process stayed busy for as long as the caller could wait."""
 
 
-def _serve(connection: Connection) -> None:
-    """A decode process: run each ``(function, args)`` it is sent and send back
-    ``(True, result)`` or ``(False, exception)``, until its parent closes the pipe."""
+def _serve(connection: Connection, modules: tuple[str, ...]) -> None:
+    """A decode process: import ``modules``, say so, then run each ``(function, args)`` it is
+    sent and send back ``(True, result)`` or ``(False, exception)``, until its parent closes the pipe."""
     if sys.platform == "linux":  # killed with the forkserver, which ends with the service
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     return_freed_pixels_to_the_os()
+    for module in modules:
+        importlib.import_module(module)
+    connection.send(True)
     while True:
         try:
             fn, args = connection.recv()
@@ -231,8 +235,11 @@ class DecodeProcesses:
     decode process neither copies the model's memory nor inherits its threads) on first use.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, modules: tuple[str, ...] = ()) -> None:
         self.size = size
+        # Imported when a process starts, so that its first piece of work is not charged the
+        # import against its time limit.
+        self.modules = modules
         self._idle: list[_Process] = []
         self._alive: set[_Process] = set()
         self._free: asyncio.Semaphore | None = None
@@ -242,12 +249,34 @@ class DecodeProcesses:
     def _start(self) -> _Process:
         context = multiprocessing.get_context("forkserver")
         ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs,), name="photo-decode", daemon=True)
+        process = context.Process(target=_serve, args=(theirs, self.modules), name="photo-decode", daemon=True)
         process.start()
         theirs.close()
         started = _Process(process, ours)
         self._alive.add(started)
+        try:
+            ours.recv()  # ready
+        except BaseException:
+            self._discard(started)
+            raise
         return started
+
+    async def _started(self) -> _Process:
+        starting = asyncio.ensure_future(asyncio.to_thread(self._start))
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The caller left while the process started: keep it for the next one.
+            starting.add_done_callback(self._keep)
+            raise
+
+    def _keep(self, starting: asyncio.Future[_Process]) -> None:
+        if starting.cancelled() or starting.exception() is not None:
+            return
+        if len(self._idle) < self.size:
+            self._idle.append(starting.result())
+        else:
+            self._discard(starting.result())
 
     def _discard(self, one: _Process) -> None:
         one.kill()
@@ -268,7 +297,10 @@ class DecodeProcesses:
         except TimeoutError:
             raise NoDecodeProcess() from None
         try:
-            one = self._idle.pop() if self._idle else await asyncio.to_thread(self._start)
+            try:
+                one = self._idle.pop() if self._idle else await self._started()
+            except (EOFError, OSError):
+                raise DecodeProcessDied() from None
             try:
                 async with asyncio.timeout(timeout_s):
                     ok, value = await asyncio.to_thread(one.exchange, (fn, args))

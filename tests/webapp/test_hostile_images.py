@@ -51,8 +51,9 @@ ANSWER_TIMEOUT_S = 5.0
 MAX_GROWTH_MB = 300
 
 
-def strip_png(length: int = 3000) -> bytes:
-    """A 1 x ``length`` PNG of a few hundred bytes; resized as CLIP does, 224 x 224*length pixels."""
+def strip_png(length: int = 40_000) -> bytes:
+    """A 1 x ``length`` PNG of a few hundred bytes. Resized as CLIP does, it becomes size x
+    size*length pixels: 655 MB for the test model's 64 px input (1 x 4000 for ViT-B-32's 224)."""
     buffer = io.BytesIO()
     Image.new("RGB", (1, length), (120, 40, 200)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -154,12 +155,13 @@ async def test_hostile_photo_searches_cost_little_while_text_search_is_answered(
         with PeakRss(pid) as memory:
             # The strip is searched (the model sees its centre, as CLIP's crop would), cheaply.
             strip = await _photo_search(http, strip_png(), "strip.png")
-            assert strip.status_code == 200, strip.text[:300]
-            for data in (many_scan_jpeg(), many_chunk_png()):
-                refused = await _photo_search(http, data, "hostile")
-                assert refused.status_code == 422, refused.text[:300]
-                assert refused.json()["error"]["code"] == "image_too_complex"
             await asyncio.sleep(0.3)
+        assert strip.status_code == 200, strip.text[:300]
+        assert memory.growth_mb < MAX_GROWTH_MB, memory.growth_mb
+        for data in (many_scan_jpeg(), many_chunk_png()):
+            refused = await _photo_search(http, data, "hostile")
+            assert refused.status_code == 422, refused.text[:300]
+            assert refused.json()["error"]["code"] == "image_too_complex"
         cpu = tree_cpu_s(pid) - cpu_before
         stop.set()
         await shopper
@@ -169,8 +171,8 @@ async def test_hostile_photo_searches_cost_little_while_text_search_is_answered(
         cpu_s=round(cpu, 2),
         slowest_text_search_s=round(max(answered), 3),
     )
-    # The unbounded paths: +600 MB and about 1 s for the strip, 2 s of decoding for the JPEG.
-    assert memory.growth_mb < MAX_GROWTH_MB, memory.growth_mb
+    # The unbounded paths: +655 MB and seconds of resizing for the strip, 2 s of decoding for
+    # the JPEG.
     assert cpu < 1.5, cpu
     assert answered and max(answered) < ANSWER_TIMEOUT_S
 
@@ -203,9 +205,9 @@ async def test_a_decode_stops_when_its_client_hangs_up_or_its_time_runs_out(
             await asyncio.to_thread(_hang_up_after, base, slow, 0.8)
             await asyncio.sleep(0.5)
             cpu_before = tree_cpu_s(pid)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(2.0)
             burnt = tree_cpu_s(pid) - cpu_before
-            log.info("after the hang-up", cpu_s_in_1_s=round(burnt, 2))
+            log.info("after the hang-up", cpu_s_in_2_s=round(burnt, 2))
             # Nobody waits for that decode any more: it no longer runs (a thread would burn on).
             assert burnt < 0.4, burnt
 
