@@ -19,15 +19,16 @@ import ctypes
 import ctypes.util
 import importlib
 import io
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 import numpy as np
@@ -176,14 +177,15 @@ class NoDecodeProcess(Exception):
     """Every decode process stayed busy for as long as the caller could wait."""
 
 
-def _serve(connection: Connection, modules: tuple[str, ...]) -> None:
-    """A decode process: import ``modules``, say so, then run each ``(function, args)`` it is
-    sent and send back ``(True, result)`` or ``(False, exception)``, until its parent closes the pipe."""
-    if sys.platform == "linux":  # killed with the forkserver, which ends with the service
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def serve(fd: int, parent: int, modules: Sequence[str]) -> None:
+    """A decode process, on the socket ``fd``: import ``modules``, say so, then run each
+    ``(function, args)`` it is sent and send back ``(True, result)`` or ``(False, exception)``,
+    until its parent closes the socket (or dies)."""
+    die_with_parent(parent)
     return_freed_pixels_to_the_os()
     for module in modules:
         importlib.import_module(module)
+    connection = Connection(fd)
     connection.send(True)
     while True:
         try:
@@ -204,7 +206,7 @@ def _serve(connection: Connection, modules: tuple[str, ...]) -> None:
 
 @dataclass(eq=False)
 class _Process:
-    process: BaseProcess
+    process: subprocess.Popen[bytes]
     connection: Connection
 
     def exchange(self, message: object) -> tuple[bool, Any]:
@@ -218,8 +220,10 @@ class _Process:
             raise
 
     def kill(self) -> None:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
+        with contextlib.suppress(OSError):
             self.process.kill()
+        # Reaped aside, so that a killed process never lingers as a zombie.
+        threading.Thread(target=self.process.wait, name="photo-decode-reap", daemon=True).start()
 
 
 def _kill_all(processes: set[_Process]) -> None:
@@ -231,8 +235,9 @@ def _kill_all(processes: set[_Process]) -> None:
 class DecodeProcesses:
     """Up to ``size`` processes, each doing one piece of photo work at a time.
 
-    They are started from a fork server (a small process forked before the service grew, so a
-    decode process neither copies the model's memory nor inherits its threads) on first use.
+    Each is a fresh interpreter that imports only what the work needs (``modules``): forking
+    the service would copy the model's memory and its threads, and multiprocessing's spawn and
+    forkserver re-import the main module, which loads torch. They start on first use.
     """
 
     def __init__(self, size: int, modules: tuple[str, ...] = ()) -> None:
@@ -243,19 +248,25 @@ class DecodeProcesses:
         self._idle: list[_Process] = []
         self._alive: set[_Process] = set()
         self._free: asyncio.Semaphore | None = None
-        # Processes also end when their pipe closes; this ends them when the owner is dropped.
+        # Processes also end when their socket closes; this ends them when the owner is dropped.
         self._finalizer = weakref.finalize(self, _kill_all, self._alive)
 
     def _start(self) -> _Process:
-        context = multiprocessing.get_context("forkserver")
-        ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(theirs, self.modules), name="photo-decode", daemon=True)
-        process.start()
-        theirs.close()
-        started = _Process(process, ours)
+        ours, theirs = socket.socketpair()
+        code = (
+            "import sys; from webapp.pixels import serve; "
+            "serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])"
+        )
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-c", code, str(theirs.fileno()), str(os.getpid()), *self.modules],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        started = _Process(process, Connection(ours.detach()))
         self._alive.add(started)
         try:
-            ours.recv()  # ready
+            started.connection.recv()  # ready
         except BaseException:
             self._discard(started)
             raise
