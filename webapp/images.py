@@ -173,7 +173,12 @@ def jpeg_scans(data: bytes, stop_after: int) -> int:
     scans = 0
     while at + 4 <= end:
         if data[at] != 0xFF:
-            return scans  # not a marker: the decoder will call the file corrupt
+            # Bytes between segments: libjpeg skips them to the next marker with a warning,
+            # so the count must go on too.
+            at = data.find(b"\xff", at)
+            if at < 0:
+                return scans
+            continue
         marker = data[at + 1]
         if marker == 0xFF:  # fill byte before a marker
             at += 1

@@ -43,6 +43,7 @@ from tests.webapp.conftest import (
 from webapp.app import create_app
 from webapp.config import LimitsSettings, Settings
 from webapp.embedder import ClipModel
+from webapp.images import jpeg_scans, png_chunks
 
 log = structlog.get_logger(__name__)
 # "Answered" means within this on a busy shared machine; the bench measures latency itself.
@@ -329,3 +330,17 @@ async def test_a_listing_the_database_refuses_leaves_no_photo_behind(
     async with services_of(app).pool.acquire() as connection:
         key = await connection.fetchval("SELECT image_key FROM items")
     assert _stored_keys(settings) == [key]
+
+
+def test_scans_and_chunks_are_counted_the_way_the_decoders_read_them() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (256, 256), (128, 128, 128)).save(buffer, format="JPEG", progressive=True)
+    progressive = buffer.getvalue()
+    assert jpeg_scans(progressive, 100) == 10  # libjpeg's standard progression
+    # Bytes between segments: libjpeg skips them and reads every scan, so the count does too.
+    _, start, end = [s for s in _segments(progressive) if s[0] == 0xDA][-1]
+    padded = progressive[:-2] + (b"\x00\x17" + progressive[start:end]) * 300 + b"\xff\xd9"
+    Image.open(io.BytesIO(padded)).load()
+    assert jpeg_scans(padded, 100) == 101
+    assert png_chunks(strip_png(), 4096) == 3  # IHDR, IDAT, IEND
+    assert png_chunks(many_chunk_png(), 4096) == 4097  # counted no further than the limit
