@@ -449,7 +449,7 @@ class PhotoDecoder:
         self.limits = limits
         self.max_bytes = max_bytes
         self.budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
-        self.processes = pixels.DecodeProcesses(limits.decode_processes, modules=(__name__,))
+        self.processes = pixels.decode_processes(limits.decode_processes, (__name__,))
 
     def _structure(self) -> dict[str, Any]:
         return {"max_jpeg_scans": self.limits.max_jpeg_scans, "max_png_chunks": self.limits.max_png_chunks}
@@ -490,6 +490,3 @@ class PhotoDecoder:
         """The photo decoded for the model (``decode_rgb``), with ``header`` from ``header(for_model=True)``."""
         async with self.budget.reserve(header.decode_bytes):
             return await self._run(decode_rgb, data)
-
-    def close(self) -> None:
-        self.processes.close()

@@ -237,7 +237,8 @@ class DecodeProcesses:
 
     Each is a fresh interpreter that imports only what the work needs (``modules``): forking
     the service would copy the model's memory and its threads, and multiprocessing's spawn and
-    forkserver re-import the main module, which loads torch. They start on first use.
+    forkserver re-import the main module, which loads torch. They start on first use and are
+    shared by the process (``decode_processes``); the limit on work at once holds per event loop.
     """
 
     def __init__(self, size: int, modules: tuple[str, ...] = ()) -> None:
@@ -247,7 +248,9 @@ class DecodeProcesses:
         self.modules = modules
         self._idle: list[_Process] = []
         self._alive: set[_Process] = set()
-        self._free: asyncio.Semaphore | None = None
+        self._free: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
         # Processes also end when their socket closes; this ends them when the owner is dropped.
         self._finalizer = weakref.finalize(self, _kill_all, self._alive)
 
@@ -299,9 +302,10 @@ class DecodeProcesses:
         Raises NoDecodeProcess when none is free within ``wait_s``, DecodeOverran past the time
         limit, DecodeProcessDied if the process died. Cancelling the caller kills the process.
         """
-        if self._free is None:
-            self._free = asyncio.Semaphore(self.size)
-        free = self._free
+        loop = asyncio.get_running_loop()
+        free = self._free.get(loop)
+        if free is None:
+            free = self._free[loop] = asyncio.Semaphore(self.size)
         try:
             async with asyncio.timeout(wait_s):
                 await free.acquire()
@@ -309,9 +313,12 @@ class DecodeProcesses:
             raise NoDecodeProcess() from None
         try:
             try:
-                one = self._idle.pop() if self._idle else await self._started()
-            except (EOFError, OSError):
-                raise DecodeProcessDied() from None
+                one = self._idle.pop()
+            except IndexError:
+                try:
+                    one = await self._started()
+                except (EOFError, OSError):
+                    raise DecodeProcessDied() from None
             try:
                 async with asyncio.timeout(timeout_s):
                     ok, value = await asyncio.to_thread(one.exchange, (fn, args))
@@ -335,3 +342,16 @@ class DecodeProcesses:
     def close(self) -> None:
         self._finalizer()
         self._idle.clear()
+
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple[int, tuple[str, ...]], DecodeProcesses] = {}
+
+
+def decode_processes(size: int, modules: tuple[str, ...] = ()) -> DecodeProcesses:
+    """The process's decode processes of this size and these modules, made on first use."""
+    with _shared_lock:
+        found = _shared.get((size, modules))
+        if found is None:
+            found = _shared[(size, modules)] = DecodeProcesses(size, modules)
+        return found

@@ -89,7 +89,7 @@ async def open_services(
         stack.push_async_callback(embedder.close)
         if clip is not None:
             embedder.attach(clip)
-        services = Services(
+        yield Services(
             settings=settings,
             pool=pool,
             cache=cache,
@@ -100,8 +100,6 @@ async def open_services(
             suggester=Suggester(pool),
             readiness=readiness or Readiness(),
         )
-        stack.callback(services.photos.close)
-        yield services
 
 
 async def prepare_model(services: Services) -> ClipModel:
