@@ -154,9 +154,6 @@ def _undecodable(error: Exception) -> ApiError:
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# What a photo never needs more of, unless a deployment sets otherwise (LimitsSettings).
-DEFAULT_MAX_JPEG_SCANS = 100
-DEFAULT_MAX_PNG_CHUNKS = 4096
 # Markers that stand alone, without a length: TEM, RST0-7 (SOI and EOI are handled apart).
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
@@ -240,8 +237,8 @@ def _check_structure(data: bytes, max_jpeg_scans: int, max_png_chunks: int) -> N
             raise ApiError(
                 422,
                 "image_too_complex",
-                f"The PNG has more than {max_png_chunks} chunks (a photo has a few dozen); "
-                "save it again without the extra chunks.",
+                f"The PNG has more than {max_png_chunks} chunks; save it again without the extra "
+                "chunks (or as a JPEG).",
             )
 
 
@@ -264,8 +261,8 @@ def read_header(
     max_bytes: int,
     *,
     for_model: bool = False,
-    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS,
-    max_png_chunks: int = DEFAULT_MAX_PNG_CHUNKS,
+    max_jpeg_scans: int,
+    max_png_chunks: int,
 ) -> ImageHeader:
     """Check size, structure, format and pixel count without decoding, and estimate the memory
     the decode holds (for the model: including its preprocessing)."""
@@ -350,8 +347,8 @@ def check_image(
     data: bytes,
     max_bytes: int,
     *,
-    max_jpeg_scans: int = DEFAULT_MAX_JPEG_SCANS,
-    max_png_chunks: int = DEFAULT_MAX_PNG_CHUNKS,
+    max_jpeg_scans: int,
+    max_png_chunks: int,
 ) -> CheckedImage:
     """Decode every byte (truncated or corrupt data fails here) and drop metadata.
 
