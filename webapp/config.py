@@ -272,6 +272,15 @@ class LimitsSettings(BaseSettings):
     # for room before the request gets 503. A production API task has 3 GiB.
     decode_budget_mb: int = Field(default=384, ge=16)
     decode_wait_s: float = Field(default=30.0, ge=0)
+    # Work a photo may ask for, refused (422) from its structure before any decoding: each
+    # progressive JPEG scan re-reads every coefficient (libjpeg's standard progression has 10),
+    # and the decoder handles each PNG chunk in Python (a 10 MB file holds 870,000 empty ones).
+    max_jpeg_scans: int = Field(default=100, ge=1)
+    max_png_chunks: int = Field(default=4096, ge=8)
+    # Photos are read and decoded in this many separate processes; one that runs longer than
+    # decode_timeout_s (422), or whose client has gone, is killed and replaced.
+    decode_processes: int = Field(default=2, ge=1, le=64)
+    decode_timeout_s: float = Field(default=10.0, gt=0)
     # Suggestion sockets.
     ws_per_client: int = Field(default=16, ge=1)
     ws_total: int = Field(default=2000, ge=1)

@@ -11,7 +11,7 @@ from webapp.cache import Cache
 from webapp.config import Settings
 from webapp.embedder import Embedder
 from webapp.errors import DatabaseOutage
-from webapp.images import DecodeBudget
+from webapp.images import DecodeBudget, PhotoDecoder
 from webapp.search.repo import VectorQueries
 from webapp.storage import Storage
 from webapp.suggest.repo import QueryLog, Suggester
@@ -52,12 +52,13 @@ class Services:
         """The vector queries for the loaded model; None while it is still loading."""
         return self.readiness.queries
 
-    # Memory that concurrent image decodes may hold together.
+    # Every decode of a photo a request sent, and the memory they may hold together.
+    photos: PhotoDecoder = field(init=False)
     decode_budget: DecodeBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        limits = self.settings.limits
-        self.decode_budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
+        self.photos = PhotoDecoder(self.settings.limits, self.settings.storage.max_image_bytes)
+        self.decode_budget = self.photos.budget
 
 
 def services() -> Services:

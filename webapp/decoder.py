@@ -133,7 +133,7 @@ class Decoder:
 
         def one(data: bytes) -> torch.Tensor | str:
             try:
-                return preprocess(pixels.decode_rgb(data))
+                return preprocess(pixels.model_view(pixels.decode_rgb(data)))
             except Exception as error:  # PIL raises OSError, ValueError, SyntaxError...
                 return f"could not decode image: {error!r}"
 
@@ -224,8 +224,15 @@ def resize_on_device(images: Sequence[torch.Tensor | str], spec: PixelSpec, devi
         if isinstance(image, str):
             outcomes.append(image)
             continue
-        image = image.to(device, non_blocking=True).float()
         height, width = int(image.shape[-2]), int(image.shape[-1])
+        longest = max(1, min(width, height)) * pixels.MAX_MODEL_ASPECT
+        if width > longest:  # as pixels.model_view: what resizing costs stays bounded
+            left = (width - longest) // 2
+            image, width = image[..., left : left + longest], longest
+        elif height > longest:
+            top = (height - longest) // 2
+            image, height = image[..., top : top + longest, :], longest
+        image = image.to(device, non_blocking=True).float()
         new_width, new_height = pixels.resized_size(width, height, spec.size)
         if (new_width, new_height) != (width, height):
             bicubic = tv.InterpolationMode.BICUBIC

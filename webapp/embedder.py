@@ -26,6 +26,7 @@ from webapp.batcher import MicroBatcher
 from webapp.config import ClipSettings
 from webapp.errors import ModelNotReady
 from webapp.model_keys import model_key_for as model_key_for  # where callers found it
+from webapp.pixels import model_view
 from webapp.tracing import tracer
 
 log = structlog.get_logger(__name__)
@@ -98,7 +99,8 @@ class ClipModel:
         return F.normalize(x, dim=-1)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.encode_pixels(torch.stack([self.preprocess(image) for image in images]))
+        # Extreme strips are cropped first, so the transform's resize stays small (model_view).
+        return self.encode_pixels(torch.stack([self.preprocess(model_view(image)) for image in images]))
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:

@@ -1,27 +1,38 @@
 """Uploaded image bytes: sniffed by content (never by file name), checked, decoded once.
 
 Decoding is where a small file becomes a large allocation (a 150 KB single-colour PNG of
-6300x6300 pixels is 159 MB of RGB pixels), so every decode first estimates its memory from the
-header and holds that much of a process-wide ``DecodeBudget`` while it runs.
+6300x6300 pixels is 159 MB of RGB pixels) or a long computation (a 387 KB JPEG that repeats one
+progressive scan 3,000 times). So, before any pixel is decoded:
+
+- the file's structure is walked (JPEG markers, PNG chunk headers) and refused when it asks
+  for more scans or chunks than a photo has;
+- the header's size gives the memory the decode will hold, including what the model's own
+  preprocessing makes of it (the long side of an extreme strip is cropped first, see
+  ``pixels.model_view``), and that much of a process-wide ``DecodeBudget`` is held meanwhile;
+- the work runs in a separate process (``PhotoDecoder``), killed when it overruns its time or
+  when the request that asked for it goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import io
-import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from webapp import pixels
+from webapp.config import LimitsSettings
 from webapp.errors import ApiError
+from webapp.pixels import MAX_MODEL_ASPECT, model_view
+from webapp.pixels import return_freed_pixels_to_the_os as return_freed_pixels_to_the_os
 
+R = TypeVar("R")
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 # Decompression bombs: a few KB of PNG can expand to gigabytes of pixels.
@@ -65,6 +76,15 @@ class ImageHeader:
     decode_bytes: int
 
 
+def _busy() -> ApiError:
+    return ApiError(
+        503,
+        "busy",
+        "Too many photos are being processed; retry in a few seconds.",
+        headers={"Retry-After": "2"},
+    )
+
+
 class DecodeBudget:
     """Bounds the memory that concurrent decodes hold together (a byte-counting semaphore)."""
 
@@ -89,12 +109,7 @@ class DecodeBudget:
                 async with asyncio.timeout(self.wait_s):
                     await self._changed.wait_for(lambda: self.in_use + nbytes <= self.budget_bytes)
             except TimeoutError:
-                raise ApiError(
-                    503,
-                    "busy",
-                    "Too many photos are being processed; retry in a few seconds.",
-                    headers={"Retry-After": "2"},
-                ) from None
+                raise _busy() from None
             self.in_use += nbytes
         try:
             yield
@@ -102,26 +117,6 @@ class DecodeBudget:
             async with self._changed:
                 self.in_use -= nbytes
                 self._changed.notify_all()
-
-
-def return_freed_pixels_to_the_os(threshold_bytes: int = 4 * 2**20) -> bool:
-    """Make glibc give freed image buffers back at once, instead of keeping them per thread.
-
-    glibc raises its mmap threshold each time a large block is freed (up to 32 MB), so Pillow's
-    16 MB pixel blocks end up in per-thread heaps that are not returned: after four concurrent
-    6300x6300 decodes a process kept 218 MB it no longer used. A fixed threshold disables that
-    adjustment (mallopt(3), M_MMAP_THRESHOLD) and the memory was back within a few MB.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    m_mmap_threshold = -3
-    try:
-        return bool(ctypes.CDLL(name).mallopt(m_mmap_threshold, threshold_bytes))
-    except (OSError, AttributeError):
-        return False  # not glibc (musl has no mallopt)
 
 
 def _bytes_per_pixel(mode: str) -> int:
@@ -158,14 +153,127 @@ def _undecodable(error: Exception) -> ApiError:
     )
 
 
-def read_header(data: bytes, max_bytes: int, *, for_model: bool = False) -> ImageHeader:
-    """Check size, format and pixel count from the header alone, and estimate the decode's memory."""
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Markers that stand alone, without a length: TEM, RST0-7 (SOI and EOI are handled apart).
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def jpeg_scans(data: bytes, stop_after: int) -> int:
+    """How many scans (SOS markers) a JPEG holds, counting no further than ``stop_after + 1``.
+
+    Walks the marker segments by their lengths and each scan's entropy-coded data to the next
+    marker (a 0xFF there is followed by a stuffed 0x00 or a restart marker), so bytes inside
+    metadata, an embedded thumbnail's included, are never mistaken for markers.
+    """
+    end = len(data)
+    at = 2  # after SOI
+    scans = 0
+    while at + 4 <= end:
+        if data[at] != 0xFF:
+            # Bytes between segments: libjpeg skips them to the next marker with a warning,
+            # so the count must go on too.
+            at = data.find(b"\xff", at)
+            if at < 0:
+                return scans
+            continue
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return scans
+        if marker in _STANDALONE:
+            at += 2
+            continue
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker != 0xDA:
+            continue
+        scans += 1
+        if scans > stop_after:
+            return scans
+        while True:  # the scan's entropy-coded data
+            at = data.find(b"\xff", at)
+            if at < 0 or at + 1 >= end:
+                return scans
+            following = data[at + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                at += 2
+            elif following == 0xFF:
+                at += 1
+            else:
+                break
+    return scans
+
+
+def png_chunks(data: bytes, stop_after: int) -> int:
+    """How many chunks a PNG holds (image data included), counting no further than ``stop_after + 1``.
+
+    Only the 8-byte chunk headers are read: each gives the length of the data to skip.
+    """
+    at = len(PNG_MAGIC)
+    chunks = 0
+    while at + 8 <= len(data) and chunks <= stop_after:
+        chunks += 1
+        if data[at + 4 : at + 8] == b"IEND":
+            break
+        at += 12 + int.from_bytes(data[at : at + 4], "big")
+    return chunks
+
+
+def _check_structure(data: bytes, max_jpeg_scans: int, max_png_chunks: int) -> None:
+    """Refuse a file whose structure asks for more decoding work than any photo needs."""
+    if data.startswith(pixels.JPEG_MAGIC):
+        scans = jpeg_scans(data, max_jpeg_scans)
+        if scans > max_jpeg_scans:
+            raise ApiError(
+                422,
+                "image_too_complex",
+                f"The JPEG has more than {max_jpeg_scans} progressive scans (a photo has about 10); "
+                "save it again as an ordinary JPEG.",
+            )
+    elif data.startswith(PNG_MAGIC):
+        chunks = png_chunks(data, max_png_chunks)
+        if chunks > max_png_chunks:
+            raise ApiError(
+                422,
+                "image_too_complex",
+                f"The PNG has more than {max_png_chunks} chunks; save it again without the extra "
+                "chunks (or as a JPEG).",
+            )
+
+
+def _model_bytes(width: int, height: int) -> int:
+    """Memory the model's input costs after decoding: the reduced, cropped RGB image (sent back
+    from the decode process, so twice) and what preprocessing makes of it."""
+    short = min(width, height)
+    if short >= 2 * MODEL_SIDE:
+        factor = short // MODEL_SIDE
+        width, height, short = width // factor, height // factor, short // factor
+    longest = min(max(width, height), short * MAX_MODEL_ASPECT)
+    kept = short * longest * 4
+    # Resizing the short side to the model's size (at most MODEL_SIDE), then float CHW input.
+    resized = MODEL_SIDE * MODEL_SIDE * MAX_MODEL_ASPECT * 4 + 3 * MODEL_SIDE * MODEL_SIDE * 4
+    return 2 * kept + resized
+
+
+def read_header(
+    data: bytes,
+    max_bytes: int,
+    *,
+    for_model: bool = False,
+    max_jpeg_scans: int,
+    max_png_chunks: int,
+) -> ImageHeader:
+    """Check size, structure, format and pixel count without decoding, and estimate the memory
+    the decode holds (for the model: including its preprocessing)."""
     if not data:
         raise ApiError(422, "empty_image", "The image file is empty; attach a JPEG, PNG or WebP photo.")
     if len(data) > max_bytes:
         raise ApiError(
             413, "payload_too_large", f"The image is {len(data)} bytes; the limit is {max_bytes} bytes."
         )
+    # Before Pillow opens it: Pillow reads PNG chunks up to the image data in Python.
+    _check_structure(data, max_jpeg_scans, max_png_chunks)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -186,13 +294,14 @@ def read_header(data: bytes, max_bytes: int, *, for_model: bool = False) -> Imag
                     )
                 if for_model:
                     _draft(image)
-                pixels = image.size[0] * image.size[1]
-                decoded = pixels * _bytes_per_pixel(image.mode)
-                # Uploads may be re-encoded upright (a transposed copy); the model needs RGB.
+                count = image.size[0] * image.size[1]
+                decoded = count * _bytes_per_pixel(image.mode)
+                # Uploads may be re-encoded upright (a transposed copy); the model needs RGB,
+                # then its preprocessing.
                 if not for_model:
                     copy = decoded
                 else:
-                    copy = 0 if image.mode == "RGB" else pixels * 4
+                    copy = (0 if image.mode == "RGB" else count * 4) + _model_bytes(*image.size)
     except ApiError:
         raise
     except _DECODE_ERRORS as error:
@@ -234,12 +343,18 @@ def _without_metadata(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def check_image(data: bytes, max_bytes: int) -> CheckedImage:
+def check_image(
+    data: bytes,
+    max_bytes: int,
+    *,
+    max_jpeg_scans: int,
+    max_png_chunks: int,
+) -> CheckedImage:
     """Decode every byte (truncated or corrupt data fails here) and drop metadata.
 
     Raises ApiError (413, 415 or 422). What is returned is what gets stored, served and embedded.
     """
-    read_header(data, max_bytes)
+    read_header(data, max_bytes, max_jpeg_scans=max_jpeg_scans, max_png_chunks=max_png_chunks)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -279,8 +394,9 @@ _TRANSPOSE = {
 def decode_rgb(data: bytes) -> Image.Image:
     """Decode to RGB for the model: upright, at reduced size where the format allows it.
 
-    Large photos are reduced to about ``MODEL_SIDE`` on their short side, so what the embedder
-    batches is small whatever was uploaded.
+    Large photos are reduced to about ``MODEL_SIDE`` on their short side, and extreme strips
+    cropped to ``MAX_MODEL_ASPECT`` (``pixels.model_view``), so what the embedder batches and
+    preprocesses is small whatever was uploaded.
     """
     try:
         with _open(data) as image:
@@ -295,6 +411,79 @@ def decode_rgb(data: bytes) -> Image.Image:
     short = min(rgb.size)
     if short >= 2 * MODEL_SIDE:
         rgb = rgb.reduce(short // MODEL_SIDE)
+    rgb = model_view(rgb)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     return rgb
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """An ApiError raised in a decode process, carried back as data."""
+
+    status: int
+    code: str
+    message: str
+
+
+def _refusing(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R | _Refused:
+    # Runs in a decode process.
+    try:
+        return fn(*args, **kwargs)
+    except ApiError as error:
+        return _Refused(error.status, error.code, error.message)
+
+
+class PhotoDecoder:
+    """Every decode of a photo that a request sent (photo search, upload, edit), one way.
+
+    The header is read and checked, the decode's memory held against the budget, and the
+    decode run, each in a decode process: a time limit stops it, and so does the request
+    going away (the process is killed, not left to burn a core for nobody).
+    """
+
+    def __init__(self, limits: LimitsSettings, max_bytes: int) -> None:
+        self.limits = limits
+        self.max_bytes = max_bytes
+        self.budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
+        self.processes = pixels.decode_processes(limits.decode_processes, (__name__,))
+
+    def _structure(self) -> dict[str, Any]:
+        return {"max_jpeg_scans": self.limits.max_jpeg_scans, "max_png_chunks": self.limits.max_png_chunks}
+
+    async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        limit = self.limits.decode_timeout_s
+        try:
+            outcome: R | _Refused = await self.processes.run(
+                _refusing, fn, args, kwargs, timeout_s=limit, wait_s=self.limits.decode_wait_s
+            )
+        except pixels.NoDecodeProcess:
+            raise _busy() from None
+        except pixels.DecodeOverran:
+            raise ApiError(
+                422,
+                "image_too_complex",
+                f"Decoding this image took longer than {limit:g} s; send a smaller or plainer photo.",
+            ) from None
+        except pixels.DecodeProcessDied:
+            raise ApiError(
+                422, "undecodable_image", "The image crashed the decoder; it may be corrupt."
+            ) from None
+        if isinstance(outcome, _Refused):
+            raise ApiError(outcome.status, outcome.code, outcome.message)
+        return outcome
+
+    async def header(self, data: bytes, *, for_model: bool = False) -> ImageHeader:
+        """The checked header (413, 415, 422 as ``read_header``), read in a decode process."""
+        return await self._run(read_header, data, self.max_bytes, for_model=for_model, **self._structure())
+
+    async def checked(self, data: bytes) -> CheckedImage:
+        """The photo as it will be stored: every byte decoded, metadata dropped (``check_image``)."""
+        header = await self.header(data)
+        async with self.budget.reserve(header.decode_bytes):
+            return await self._run(check_image, data, self.max_bytes, **self._structure())
+
+    async def for_model(self, data: bytes, header: ImageHeader) -> Image.Image:
+        """The photo decoded for the model (``decode_rgb``), with ``header`` from ``header(for_model=True)``."""
+        async with self.budget.reserve(header.decode_bytes):
+            return await self._run(decode_rgb, data)

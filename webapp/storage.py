@@ -22,6 +22,7 @@ _tracer = tracer(__name__)
 class Storage(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
     async def get(self, key: str) -> bytes: ...
+    async def delete(self, key: str) -> None: ...
     async def url(self, key: str) -> str: ...
     async def close(self) -> None: ...
 
@@ -68,6 +69,12 @@ class LocalStorage:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError as error:
             raise ImageNotFound(key) from error
+
+    async def delete(self, key: str) -> None:
+        """Remove the image; nothing happens when there is none."""
+        path = self.path_for(key)
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(path.unlink)
 
     async def url(self, key: str) -> str:
         return f"/images/{key}"
@@ -129,6 +136,11 @@ class S3Storage:
             async with response["Body"] as body:
                 data: bytes = await body.read()
                 return data
+
+    async def delete(self, key: str) -> None:
+        """Remove the image; S3 answers alike whether or not there was one."""
+        with self._span("DeleteObject"):
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
 
     async def url(self, key: str) -> str:
         """Where a browser fetches the photo: under the CDN when there is one (a plain URL, the

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import torch
 from PIL import Image
 
+from bench.hostile import PeakRss
 from tests.webapp.conftest import photo
 from webapp.decoder import Decoder, decode_jpegs, resize_on_device
 from webapp.embedder import ClipModel
@@ -46,3 +48,12 @@ def test_the_gpu_path_run_on_the_cpu_gives_the_same_vectors(tiny_clip: ClipModel
     assert float((decoded.pixels - expected).abs().mean()) < 0.01
     ours, theirs = tiny_clip.encode_pixels(decoded.pixels), tiny_clip.encode_pixels(expected)
     assert np.all((ours * theirs).sum(axis=1) > 0.999)
+
+
+def test_a_strip_is_cropped_before_it_is_resized_on_the_device(tiny_clip: ClipModel) -> None:
+    """A 1 x 40000 photo resized whole would be 64 x 2,560,000 float pixels (2 GB) on the device."""
+    strip = torch.full((3, 40_000, 1), 100, dtype=torch.uint8)
+    with PeakRss(os.getpid()) as memory:
+        decoded = resize_on_device([strip], Decoder(tiny_clip).spec, torch.device("cpu"))  # type: ignore[arg-type]
+    assert decoded.pixels is not None and tuple(decoded.pixels.shape) == (1, 3, 64, 64)
+    assert memory.growth_mb < 300

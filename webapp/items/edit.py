@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -12,9 +12,8 @@ from pydantic.fields import FieldInfo
 from webapp import jobs
 from webapp.context import Services
 from webapp.errors import ApiError
-from webapp.images import check_image
 from webapp.items.repo import Item, select_live_by_image, update_item
-from webapp.items.service import ItemFields, image_key_for, invalid_fields
+from webapp.items.service import ItemFields, accept_photo, invalid_fields, recording_photo
 
 
 class _PatchRules(BaseModel):
@@ -61,32 +60,37 @@ def parse_patch(data: dict[str, Any]) -> _PatchRules:
 
 
 async def edit_item(services: Services, item_id: int, patch: _PatchRules, photo: bytes | None) -> Item:
-    """Apply the change; a new photo is stored first and queued for embedding with the change."""
+    """Apply the change; a new photo is accepted as an upload's is, stored with the change and
+    queued for embedding with it."""
     changes = patch.model_dump(exclude_unset=True, exclude={"status"})
     sale_status: str | None = getattr(patch, "status", None)
     if not changes and sale_status is None and photo is None:
         raise ApiError(
             422, "invalid_fields", "Nothing to change: send at least one field, a photo or a status."
         )
+    image = await accept_photo(services, photo) if photo is not None else None
     async with services.pool.acquire() as connection:
-        if photo is not None:
-            image = await asyncio.to_thread(check_image, photo, services.settings.storage.max_image_bytes)
+        if image is not None:
             existing = await select_live_by_image(connection, image.sha256)
             if existing is not None and existing != item_id:
                 raise _duplicate(existing)
-            key = image_key_for(image)
-            await services.storage.put(key, image.data, image.content_type)
-            changes.update(image_key=key, image_sha256=image.sha256)
+            if existing == item_id:
+                image = None  # the photo it already has: nothing to store or embed again
         try:
-            async with connection.transaction():
-                item = await update_item(connection, item_id, changes, sale_status)
-                if item is not None and photo is not None:
-                    # Text alone changes no vector; a new photo does, through the durable queue.
-                    await jobs.requeue_item(connection, item_id, services.model_key)
+            async with contextlib.AsyncExitStack() as stack:
+                if image is not None:
+                    key = await stack.enter_async_context(recording_photo(services, connection, image))
+                    changes.update(image_key=key, image_sha256=image.sha256)
+                async with connection.transaction():
+                    item = await update_item(connection, item_id, changes, sale_status)
+                    if item is not None and image is not None:
+                        # Text alone changes no vector; a new photo does, through the durable queue.
+                        await jobs.requeue_item(connection, item_id, services.model_key)
+                if item is None:
+                    # Inside the photo's transaction: no photo is stored for an item that is not there.
+                    raise ApiError(404, "not_found", f"There is no item {item_id}.")
         except asyncpg.UniqueViolationError:
             raise _duplicate(await select_live_by_image(connection, changes["image_sha256"])) from None
-    if item is None:
-        raise ApiError(404, "not_found", f"There is no item {item_id}.")
     return item
 
 

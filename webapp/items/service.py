@@ -1,10 +1,14 @@
-"""Listing an item: validate, store the photo durably, then record item and job together."""
+"""Listing an item: validate, accept the photo, then record item and job with the photo stored."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
 
 import asyncpg
+import structlog
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -15,9 +19,11 @@ from quart_schema.pydantic import File
 
 from webapp.context import Services
 from webapp.errors import ApiError
-from webapp.images import CheckedImage, check_image, read_header
+from webapp.images import CheckedImage
 from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
 from webapp.schemas import Condition, Currency, Description, Facet, Price, SizeLabel, Title
+
+log = structlog.get_logger(__name__)
 
 
 class ItemFields(BaseModel):
@@ -69,32 +75,70 @@ def invalid_fields(error: ValidationError) -> ApiError:
 
 
 def image_key_for(image: CheckedImage) -> str:
-    # Content-addressed: a retried upload rewrites the same object, never a second one.
-    return f"items/{image.sha256[:2]}/{image.sha256}.{image.extension}"
+    # A key of its own for each accepted photo: the object belongs to the one row that records
+    # it, so deleting it when that row does not commit never takes another item's photo
+    # (identical photos share a hash, never a key).
+    return f"items/{image.sha256[:2]}/{image.sha256}-{secrets.token_hex(6)}.{image.extension}"
+
+
+async def accept_photo(services: Services, data: bytes) -> CheckedImage:
+    """A seller's photo, checked the one way every way in shares (upload, edit, catalog file).
+
+    Its structure, size and decode cost are checked from its header, its memory is held
+    against the decode budget, and every byte is decoded in a decode process within the time
+    limit (413, 415, 422, or 503 with Retry-After when the budget has no room in time).
+    """
+    return await services.photos.checked(data)
+
+
+@contextlib.asynccontextmanager
+async def recording_photo(
+    services: Services, connection: asyncpg.Connection, image: CheckedImage
+) -> AsyncIterator[str]:
+    """A transaction in which the caller records the rows that point at the photo (under the key
+    yielded); the photo is stored after them, before the commit.
+
+    Nothing is left behind on failure: rows that fail (a constraint, a duplicate) fail before
+    anything is stored, and a photo stored for a transaction that then does not commit is
+    deleted. Workers see the rows only once they commit, with the photo already stored.
+    """
+    key = image_key_for(image)
+    storing = False
+    try:
+        async with connection.transaction():
+            yield key
+            storing = True  # set before the put: one that fails part way may still have written
+            await services.storage.put(key, image.data, image.content_type)
+    except BaseException:
+        if storing:
+            await _forget(services, key)
+        raise
+
+
+async def _forget(services: Services, key: str) -> None:
+    try:
+        # Shielded: a request cancelled again meanwhile still removes what it stored.
+        await asyncio.shield(services.storage.delete(key))
+    except Exception:  # storage unreachable: the object stays, unreferenced, and is logged
+        log.exception("could not delete a photo whose item was not recorded", image_key=key)
 
 
 async def create_item(services: Services, fields: ItemFields, data: bytes) -> int:
-    """Store the photo, then the item and its embedding job in one transaction; returns its id."""
-    max_bytes = services.settings.storage.max_image_bytes
-    header = await asyncio.to_thread(read_header, data, max_bytes)
-    async with services.decode_budget.reserve(header.decode_bytes):
-        image = await asyncio.to_thread(check_image, data, max_bytes)
+    """Accept the photo, then record the item and its embedding job with it; returns its id."""
+    image = await accept_photo(services, data)
     async with services.pool.acquire() as connection:
         existing = await select_live_by_image(connection, image.sha256)
         if existing is not None:
             raise _duplicate(existing)
-        key = image_key_for(image)
-        # The photo is durable before the row that points at it: a crash in between leaves
-        # an unreferenced object, never an item without its image.
-        await services.storage.put(key, image.data, image.content_type)
         try:
-            return await insert_item_with_job(
-                connection,
-                fields.to_new_item(),
-                image_key=key,
-                image_sha256=image.sha256,
-                model_key=services.model_key,
-            )
+            async with recording_photo(services, connection, image) as key:
+                return await insert_item_with_job(
+                    connection,
+                    fields.to_new_item(),
+                    image_key=key,
+                    image_sha256=image.sha256,
+                    model_key=services.model_key,
+                )
         except asyncpg.UniqueViolationError:
             # Lost a race with an identical upload.
             existing = await select_live_by_image(connection, image.sha256)

@@ -19,7 +19,6 @@ from quart import g, has_request_context
 from webapp.cache import query_key
 from webapp.context import Services
 from webapp.errors import ApiError, ModelNotReady
-from webapp.images import decode_rgb, read_header
 from webapp.jsonio import dumps_bytes
 from webapp.ratelimit import fair_share
 from webapp.search.facets import FacetCounts, count_facets
@@ -405,17 +404,14 @@ async def _vector_page(
 async def search_image(services: Services, data: bytes, limit: int, offset: int) -> list[Hit]:
     # The header is checked at once; pixels are decoded once, only on a cache miss, and only
     # while the decode budget has room for them.
-    header = await asyncio.to_thread(
-        read_header, data, services.settings.storage.max_image_bytes, for_model=True
-    )
+    header = await services.photos.header(data, for_model=True)
     subject = "img:" + hashlib.sha256(data).hexdigest()
 
     async def vector() -> np.ndarray:
         cached = await services.cache.get_embedding(services.model_key, subject)
         if cached is not None:
             return cached
-        async with services.decode_budget.reserve(header.decode_bytes):
-            rgb = await asyncio.to_thread(decode_rgb, data)
+        rgb = await services.photos.for_model(data, header)
         found = await services.embedder.embed_image(rgb)
         await services.cache.set_embedding(services.model_key, subject, found)
         return found
