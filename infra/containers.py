@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 
 from infra.config import AppConfig
-from infra.loadbalancer import WEBSOCKET_IDLE_S
+from infra.loadbalancer import IDLE_TIMEOUT_S, WEBSOCKET_IDLE_S
 from infra.observability import CLOUDWATCH_METRICS, METRICS_NAMESPACE
 from infra.ports import API_PORT, WORKER_METRICS_PORT
 
@@ -138,6 +138,8 @@ def app_environment(
         # before the ALB's idle timeout would cut it silently; loadbalancer.py derives that
         # timeout from this.
         env |= {"PRETHRIFT_LIMITS_WS_IDLE_S": f"{WEBSOCKET_IDLE_S:g}"}
+        # Keep-alive connections outlast the ALB's idle timeout, so the ALB always closes first.
+        env |= {"PRETHRIFT_KEEP_ALIVE_S": str(IDLE_TIMEOUT_S + 5)}
         if args.images_cdn_url is not None:
             env |= {"PRETHRIFT_IMAGES_CDN_URL": args.images_cdn_url}
     if program == "console":

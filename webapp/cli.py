@@ -121,6 +121,7 @@ async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> No
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.graceful_timeout = 10
+    config.keep_alive_timeout = settings.keep_alive_s
     # Frames past this close the socket; the session answers smaller oversized frames itself.
     config.websocket_max_message_size = 16 * settings.limits.ws_max_frame_bytes
     log.info("serving", url=f"http://{settings.host}:{settings.port}", docs="/docs")

@@ -349,6 +349,10 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # How long an idle HTTP keep-alive connection stays open. Behind a load balancer it must outlast
+    # the balancer's own idle timeout, or the balancer may send a request on a connection the app is
+    # closing and answer the client 502 (AWS's ALB documentation says so); infra sets it.
+    keep_alive_s: float = Field(default=5.0, gt=0, le=3600)
     admin_token: SecretStr | None = None
     data_dir: Path = Path(".data")
     ssm_prefix: str | None = None

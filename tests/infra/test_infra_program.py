@@ -501,6 +501,10 @@ def test_load_balancer_checks_what_it_can_act_on(records: dict[str, Record]) -> 
         ws_idle = LimitsSettings(ws_idle_s=env["PRETHRIFT_LIMITS_WS_IDLE_S"]).ws_idle_s
         alb = one(rec, "aws:lb/loadBalancer:LoadBalancer")["inputs"]
         assert alb["idleTimeout"] >= ws_idle + 30
+        # ...and the app keeps idle HTTP connections longer than the ALB does, so the ALB never
+        # reuses a connection the app is closing (a 502 for the shopper).
+        keep_alive = Settings(keep_alive_s=env["PRETHRIFT_KEEP_ALIVE_S"]).keep_alive_s
+        assert keep_alive > alb["idleTimeout"]
 
 
 def test_waf_guards_the_alb(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
