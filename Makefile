@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CODE := $(wildcard webapp console infra tests bench)
 PACKAGES := $(wildcard webapp console infra)
 
-.PHONY: run test lint typecheck chromium lock console bench clean
+.PHONY: run test lint typecheck chromium lock lock-infra console bench clean
 
 # Installs exactly the releases pinned in requirements.lock (`make lock` refreshes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -35,7 +35,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy $(PACKAGES)
 
 ## Re-resolve the dependencies in a throw-away venv (newest releases pyproject.toml allows) and
-## pin what was installed in requirements.lock; review the diff, run `make test`, commit both.
+## pin what was installed in requirements.lock, then derive requirements-infra.lock from it;
+## review the diff, run `make test`, commit all three.
 LOCK_VENV := .venv-lock
 lock:
 	rm -rf $(LOCK_VENV)
@@ -45,6 +46,21 @@ lock:
 	{ sed -n '/^#/p' requirements.lock; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
+	rm -rf $(LOCK_VENV)
+	$(MAKE) lock-infra
+
+## The workflows' Pulumi jobs (preview, up, policy pack, plan, smoke test) install the `infra`
+## extra alone, at requirements.lock's releases: no torch, no service dependencies. Run after any
+## hand edit of requirements.lock.
+lock-infra:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
+	['project']['optional-dependencies']['infra'], sep='\\n')" > $(LOCK_VENV)/infra.txt
+	$(LOCK_VENV)/bin/python -m pip install --quiet -c requirements.lock -r $(LOCK_VENV)/infra.txt
+	{ sed -n '/^#/p' requirements-infra.lock; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all | grep -v '^pip=='; } > requirements-infra.lock.new
+	mv requirements-infra.lock.new requirements-infra.lock
 	rm -rf $(LOCK_VENV)
 
 clean:

@@ -65,7 +65,13 @@ def main() -> None:
     )
     registry = Registry(
         "registry",
-        RegistryArgs(prefix, str(cfg.app.image_tag), cfg.app.image_digest, gpu_image=cfg.gpu_worker.enabled),
+        RegistryArgs(
+            prefix,
+            str(cfg.app.image_tag),
+            cfg.app.image_digest,
+            gpu_image=cfg.gpu_worker.enabled,
+            gpu_image_digest=cfg.app.gpu_image_digest,
+        ),
     )
     lb = LoadBalancer(
         "edge",
@@ -133,6 +139,11 @@ def main() -> None:
     pulumi.export("images_cdn_url", storage.images_cdn_url)
     pulumi.export("repository_url", registry.repository_url)
     pulumi.export("image_ref", registry.image_ref)
+    # What is deployed, for previews: they pass these back so that a pull request's preview
+    # shows its own changes, not every task definition replaced by an image it never built.
+    pulumi.export("image_tag", str(cfg.app.image_tag))
+    pulumi.export("image_digest", cfg.app.image_digest or "")
+    pulumi.export("gpu_image_digest", cfg.app.gpu_image_digest or "")
     pulumi.export("cluster", services.cluster_name)
     pulumi.export("services", services.service_names)
     pulumi.export("ssm_prefix", f"/prethrift/{cfg.stack}/")

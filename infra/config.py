@@ -155,6 +155,8 @@ class AppConfig:
     image_digest: str | None = None
     """`sha256:...` of an image already pushed to this stack's repository (CI's build job):
     the tasks run exactly that image and the program builds nothing."""
+    gpu_image_digest: str | None = None
+    """`sha256:...` of the CUDA variant CI pushed as `<imageTag>-gpu` (gpuWorker only)."""
     trace_sample_ratio: float = 0.1
     """OTEL_TRACES_SAMPLER_ARG: the share of requests traced (X-Ray bills per trace)."""
 
@@ -231,7 +233,7 @@ def load(stack: str | None = None) -> StackConfig:
     raw: dict[str, Any] = {key: cfg.get_object(key) for key in _SECTIONS}
     raw = {k: v for k, v in raw.items() if v}
     # CI sets these per deploy: `--config imageTag=$SHA --config imageDigest=sha256:...`.
-    for key in ("imageTag", "imageDigest"):
+    for key in ("imageTag", "imageDigest", "gpuImageDigest"):
         value = cfg.get(key)
         if value:
             raw["app"] = {**(raw.get("app") or {}), key: value}
@@ -319,8 +321,10 @@ def validate(config: StackConfig) -> None:
             "prethrift:imageTag is required: ECR tags are immutable, so every deploy names its "
             "image (CI passes the commit SHA; by hand: pulumi config set imageTag $(git rev-parse HEAD))"
         )
-    if config.app.image_digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", config.app.image_digest):
-        raise ConfigError("prethrift:imageDigest must look like sha256:<64 hex digits>")
+    digests = {"imageDigest": config.app.image_digest, "gpuImageDigest": config.app.gpu_image_digest}
+    for key, digest in digests.items():
+        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ConfigError(f"prethrift:{key} must look like sha256:<64 hex digits>")
     _validate_alarms(config)
     if not 0.0 <= config.app.trace_sample_ratio <= 1.0:
         raise ConfigError("prethrift:app.traceSampleRatio must be between 0 and 1")

@@ -27,10 +27,28 @@ class GpuCapacityArgs:
     security_group_id: pulumi.Output[str]
 
 
+# How ECS replaces the GPU worker's task on a deploy. At the services' 100% minimum healthy the
+# new task must start before the old one stops; with one GPU per instance and the group at its
+# maxSize (1 by default) it never finds a GPU, and the deploy waits until it times out. The
+# worker only drains a queue (a job waits, none is lost), so the old task stops first.
+DEPLOYMENT_MINIMUM_HEALTHY_PERCENT = 0
+DEPLOYMENT_MAXIMUM_PERCENT = 100
+
+
+def _stack_tags() -> dict[str, str]:
+    """The provider's `aws:defaultTags`: an Auto Scaling group does not take them (its tags are
+    its own `tags` blocks), yet the deploy role may only create resources tagged `stack=<stack>`."""
+    default = pulumi.Config("aws").get_object("defaultTags") or {}
+    tags = default.get("tags") if isinstance(default, dict) else None
+    return {str(k): str(v) for k, v in (tags or {}).items()}
+
+
 class GpuCapacity(pulumi.ComponentResource):
     """Launch template, Auto Scaling group and managed-scaling capacity provider."""
 
     capacity_provider_name: pulumi.Output[str]
+    deployment_minimum_healthy_percent = DEPLOYMENT_MINIMUM_HEALTHY_PERCENT
+    deployment_maximum_percent = DEPLOYMENT_MAXIMUM_PERCENT
 
     def __init__(self, name: str, args: GpuCapacityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:GpuCapacity", name, None, opts)
@@ -64,6 +82,7 @@ class GpuCapacity(pulumi.ComponentResource):
             )
         profile = aws.iam.InstanceProfile(f"{name}-instance-profile", role=role.name, opts=child)
 
+        tags = {**_stack_tags(), "Name": f"{args.name_prefix}-gpu"}
         ami = aws.ssm.get_parameter(name=GPU_AMI_PARAMETER).value
         user_data = f"#!/bin/bash\necho ECS_CLUSTER={args.cluster_name} >> /etc/ecs/ecs.config\n"
         template = aws.ec2.LaunchTemplate(
@@ -90,6 +109,11 @@ class GpuCapacity(pulumi.ComponentResource):
                     },
                 }
             ],
+            # Instances and their volumes carry the stack's tags too (cost allocation, and the
+            # deploy role's tag conditions on what it launches).
+            tag_specifications=[
+                {"resource_type": kind, "tags": tags} for kind in ("instance", "volume", "network-interface")
+            ],
             opts=child,
         )
         group = aws.autoscaling.Group(
@@ -98,7 +122,10 @@ class GpuCapacity(pulumi.ComponentResource):
             max_size=cfg.max_instances,
             vpc_zone_identifiers=args.subnet_ids,
             launch_template={"id": template.id, "version": "$Latest"},
-            tags=[{"key": "AmazonECSManaged", "value": "true", "propagate_at_launch": True}],
+            tags=[
+                {"key": key, "value": value, "propagate_at_launch": True}
+                for key, value in {**tags, "AmazonECSManaged": "true"}.items()
+            ],
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
         )
         provider = aws.ecs.CapacityProvider(

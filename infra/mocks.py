@@ -184,6 +184,17 @@ def record_in_process(
                     "type": "String",
                     "id": args.args.get("name"),
                 }, []
+            if token == "aws:ecr/getRepository:getRepository":
+                # The bootstrap's repository, looked up by name (infra/registry.py).
+                repo = str(args.args.get("name"))
+                return {
+                    "name": repo,
+                    "id": repo,
+                    "arn": f"arn:aws:ecr:{region}:{ACCOUNT_ID}:repository/{repo}",
+                    "registryId": ACCOUNT_ID,
+                    "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{repo}",
+                    "imageTagMutability": "IMMUTABLE",
+                }, []
             if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
                 return {
                     "userName": "AWS",

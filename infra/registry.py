@@ -1,114 +1,61 @@
-"""Image layer: the ECR repository and the image built from the repository's Dockerfile."""
+"""Image layer: the image the tasks run, by digest, from the ECR repository the bootstrap made.
+
+The repository and its lifecycle policy belong to the account bootstrap (infra/bootstrap): the
+deploy workflow's build job pushes to it before this stack's first `up`, so it must exist before
+the stack does. The stack only looks it up by name. Nothing is built here: CI builds each image
+once per commit (the GPU variant too, tagged `<tag>-gpu`) and every stack runs those digests."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_docker_build as docker_build
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+GPU_TAG_SUFFIX = "-gpu"
+"""The CUDA build of the image is pushed to the same repository as `<tag>-gpu`."""
 
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    name_prefix: str
+    repository_name: str
+    """The bootstrap's repository for this stack (the stack's name prefix, e.g. prethrift-dev)."""
     image_tag: str
     image_digest: str | None = None
-    """Deploy this already-pushed digest (CI builds once per commit) instead of building."""
+    """`sha256:...` CI pushed for `image_tag`; without it (a preview before the first deploy, a
+    by-hand plan) the tasks name the immutable tag alone."""
     gpu_image: bool = False
-    """Also build the CUDA variant of the image for the GPU worker."""
-    keep_images: int = 30
+    """The stack runs the GPU worker, from the CUDA variant of the image."""
+    gpu_image_digest: str | None = None
 
 
-CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
-GPU_TORCH_INDEX = "https://download.pytorch.org/whl/cu128"
+def image_ref(repository_url: pulumi.Input[str], tag: str, digest: str | None) -> pulumi.Output[str]:
+    """`repo:tag@sha256:...`: ECS pulls exactly the digest CI tested, whatever the tag says."""
+    return pulumi.Output.from_input(repository_url).apply(
+        lambda url: f"{url}:{tag}@{digest}" if digest else f"{url}:{tag}"
+    )
 
 
 class Registry(pulumi.ComponentResource):
-    """Scan on push, immutable tags, and a lifecycle policy that bounds storage."""
+    """The stack's view of its image repository: URL, ARN (the execution role's pull right) and
+    the image references its task definitions pin."""
 
     repository_url: pulumi.Output[str]
     repository_arn: pulumi.Output[str]
     image_ref: pulumi.Output[str]
-    """`repo:tag@sha256:...`: tasks pin the digest that was pushed."""
     gpu_image_ref: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("prethrift:infra:Registry", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
-        repo = aws.ecr.Repository(
-            f"{name}-repo",
-            name=args.name_prefix,
-            image_scanning_configuration={"scan_on_push": True},
-            image_tag_mutability="IMMUTABLE",
-            encryption_configurations=[{"encryption_type": "AES256"}],
-            opts=child,
+        repo = aws.ecr.get_repository_output(
+            name=args.repository_name, opts=pulumi.InvokeOutputOptions(parent=self)
         )
-        aws.ecr.LifecyclePolicy(
-            f"{name}-lifecycle",
-            repository=repo.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": "drop untagged layers after a week",
-                            "selection": {
-                                "tagStatus": "untagged",
-                                "countType": "sinceImagePushed",
-                                "countUnit": "days",
-                                "countNumber": 7,
-                            },
-                            "action": {"type": "expire"},
-                        },
-                        {
-                            "rulePriority": 2,
-                            "description": f"keep the last {args.keep_images} images",
-                            "selection": {
-                                "tagStatus": "any",
-                                "countType": "imageCountMoreThan",
-                                "countNumber": args.keep_images,
-                            },
-                            "action": {"type": "expire"},
-                        },
-                    ]
-                }
-            ),
-            opts=child,
-        )
-        token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
-
-        def build(suffix: str, torch_index: str) -> docker_build.Image:
-            return docker_build.Image(
-                f"{name}-image{suffix}",
-                context=docker_build.BuildContextArgs(location=str(REPO_ROOT)),
-                dockerfile=docker_build.DockerfileArgs(location=str(REPO_ROOT / "Dockerfile")),
-                build_args={"TORCH_INDEX_URL": torch_index},
-                platforms=[docker_build.Platform.LINUX_AMD64],
-                push=True,
-                tags=[repo.repository_url.apply(lambda url: f"{url}:{args.image_tag}{suffix}")],
-                registries=[
-                    docker_build.RegistryArgs(
-                        address=repo.repository_url,
-                        username=token.user_name,
-                        password=token.password,
-                    )
-                ],
-                opts=child,
-            )
-
-        if args.image_digest:
-            # Built and smoke-tested once by CI; every stack runs that exact digest.
-            digest = args.image_digest
-            self.image_ref = repo.repository_url.apply(lambda url: f"{url}:{args.image_tag}@{digest}")
-        else:
-            self.image_ref = build("", CPU_TORCH_INDEX).ref
-        self.gpu_image_ref = build("-gpu", GPU_TORCH_INDEX).ref if args.gpu_image else None
         self.repository_url = repo.repository_url
         self.repository_arn = repo.arn
+        self.image_ref = image_ref(repo.repository_url, args.image_tag, args.image_digest)
+        self.gpu_image_ref = (
+            image_ref(repo.repository_url, args.image_tag + GPU_TAG_SUFFIX, args.gpu_image_digest)
+            if args.gpu_image
+            else None
+        )
         self.register_outputs({"repository_url": repo.repository_url, "image_ref": self.image_ref})

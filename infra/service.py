@@ -163,6 +163,7 @@ class Services(pulumi.ComponentResource):
                 None,
                 None,
                 capacity,
+                rollout=(gpu.deployment_minimum_healthy_percent, gpu.deployment_maximum_percent),
             )
 
         for program, service in services.items():
@@ -229,6 +230,7 @@ class Services(pulumi.ComponentResource):
         port: int | None,
         target_group: pulumi.Output[str] | None,
         capacity: aws.ecs.ClusterCapacityProviders,
+        rollout: tuple[int, int] = (100, 200),
     ) -> aws.ecs.Service:
         load_balancers: Any = (
             [{"target_group_arn": target_group, "container_name": program, "container_port": port}]
@@ -251,8 +253,8 @@ class Services(pulumi.ComponentResource):
             # Loading CLIP takes a while; /startedz answers 503 until it is done.
             health_check_grace_period_seconds=180 if load_balancers else None,
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
-            deployment_minimum_healthy_percent=100,
-            deployment_maximum_percent=200,
+            deployment_minimum_healthy_percent=rollout[0],
+            deployment_maximum_percent=rollout[1],
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             enable_execute_command=False,

@@ -32,6 +32,7 @@ from infra.bootstrap.policies import (
     permissions_boundary,
     preview_policy,
     secrets_alias,
+    trusted_subjects,
 )
 from infra.stacks import read_stack_file
 
@@ -195,7 +196,7 @@ for index, stack in enumerate(stacks):
         f"deploy-{stack}",
         name=f"{name_prefix(stack)}-deploy",
         description=f"GitHub Actions deploys of the {stack} stack (environment {environment})",
-        assume_role_policy=trust([f"environment:{environment}"]),
+        assume_role_policy=trust(trusted_subjects("deploy", environment)),
         max_session_duration=3600,
         tags=stack_tags,
     )
@@ -208,9 +209,7 @@ for index, stack in enumerate(stacks):
         f"preview-{stack}",
         name=f"{name_prefix(stack)}-preview",
         description=f"GitHub Actions previews of the {stack} stack (reads configuration, no data)",
-        # This repository's pull requests (GitHub gives forks' pull_request runs no token), and
-        # runs a maintainer starts in the `preview` environment after reading a fork's change.
-        assume_role_policy=trust(["pull_request", "environment:preview"]),
+        assume_role_policy=trust(trusted_subjects("preview", environment)),
         max_session_duration=3600,
         tags=stack_tags,
     )

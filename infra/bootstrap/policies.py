@@ -231,6 +231,18 @@ def ecr_repositories(stack: str) -> list[str]:
     return [name_prefix(stack)]
 
 
+def trusted_subjects(kind: str, environment: str) -> list[str]:
+    """The GitHub token subjects (after `repo:<owner>/<name>:`) a stack's `deploy` or `preview` role
+    trusts: deploys only from jobs in the stack's GitHub environment; previews from this
+    repository's pull requests (GitHub gives forks' pull_request runs no token) and from runs a
+    maintainer starts in the `preview` environment after reading a fork's change."""
+    if kind == "deploy":
+        return [f"environment:{environment}"]
+    if kind == "preview":
+        return ["pull_request", "environment:preview"]
+    raise ValueError(f"no GitHub role of kind {kind!r}")
+
+
 def github_trust(provider_arn: str, repository: str, subjects: list[str]) -> dict[str, Any]:
     """Trust GitHub's tokens for `repository` whose `sub` is exactly one of `subjects`
     (`environment:production`: only jobs in that GitHub environment; `pull_request`: pull

@@ -14,9 +14,11 @@ from infra.mocks import read_stack_file, record
 
 Record = dict[str, Any]
 
-# prod with the optional GPU worker and a Sentry DSN: the branches the stack files leave off.
+# prod with the optional GPU worker (and the digest of its CUDA image, as CI passes it) and a
+# Sentry DSN: the branches the stack files leave off.
 GPU_OVERRIDES = {
     "gpuWorker": {"enabled": True, "instanceType": "g5.xlarge", "maxInstances": 2, "desiredCount": 1},
+    "gpuImageDigest": "sha256:" + "cd" * 32,
     "sentryDsn": "https://key@sentry.example/1",
 }
 

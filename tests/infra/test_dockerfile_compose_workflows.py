@@ -158,8 +158,10 @@ def test_workflows_preview_and_deploy_through_oidc() -> None:
     preview = _jobs("preview.yml")
     stacks = {item["stack"] for item in preview["preview"]["strategy"]["matrix"]["include"]}
     assert stacks == {"dev", "prod"}
-    (pulumi,) = _steps_using(preview["preview"], "pulumi/actions@")
+    (pulumi,) = [s for s in _steps_using(preview["preview"], "pulumi/actions@") if s.get("with")]
     assert pulumi["with"]["command"] == "preview" and pulumi["with"]["policyPacks"] == "infra/policy"
+    # It previews the image each stack runs now (no build, no task definition replaced).
+    assert pulumi["with"]["config-map"] == "${{ steps.deployed.outputs.config-map }}"
     assert _steps_using(preview["preview"], "aws-actions/configure-aws-credentials")[0]["with"][
         "role-to-assume"
     ]
@@ -176,17 +178,21 @@ def test_workflows_preview_and_deploy_through_oidc() -> None:
     deploy = _jobs("deploy.yml")
     assert deploy["build"]["needs"] == "test" and deploy["dev"]["needs"] == "build"
     assert deploy["prod"]["needs"] == ["build", "dev"] and deploy["prod"]["environment"]["name"] == "production"
-    # Built once: only the build job builds; both stacks deploy the digest it produced.
-    assert "docker buildx build" in str(deploy["build"]["steps"])
-    assert "buildx build" not in str(deploy["dev"]["steps"]) + str(deploy["prod"]["steps"])
-    assert "imagetools create" in str(deploy["prod"]["steps"]) and '"$copied" = "$DIGEST"' in str(
-        deploy["prod"]["steps"]
-    )
+    # Built once: only the build job builds (scripts/push-image.sh), into the bootstrap's
+    # repository (no targeted `up`); both stacks deploy the digests it produced, prod after
+    # copying them (scripts/promote-image.sh checks the copy's digest).
+    build = str(deploy["build"]["steps"])
+    assert "scripts/push-image.sh" in build and "--target" not in build
+    assert "docker buildx build" in (REPO / "scripts" / "push-image.sh").read_text()
+    assert "push-image" not in str(deploy["dev"]["steps"]) + str(deploy["prod"]["steps"])
+    assert "scripts/promote-image.sh" in str(deploy["prod"]["steps"])
+    assert '"$copied" = "$digest"' in (REPO / "scripts" / "promote-image.sh").read_text()
     for job in ("dev", "prod"):
         up = next(s for s in _steps_using(deploy[job], "pulumi/actions@") if s.get("with", {}).get("command"))
         assert up["with"]["command"] == "up" and up["with"]["stack-name"] == job
         assert "imageTag" in up["with"]["config-map"]
         assert "needs.build.outputs.digest" in up["with"]["config-map"]
+        assert "needs.build.outputs.gpu_digest" in up["with"]["config-map"]
         runs = [s.get("run", "") for s in deploy[job]["steps"]]
         smoke = next(i for i, r in enumerate(runs) if "python -m infra.smoke" in r)
         assert "steps.up.outputs.url" in runs[smoke] and "continue-on-error" not in deploy[job]["steps"][smoke]
@@ -211,7 +217,9 @@ def test_workflows_never_cancel_a_deploy_and_pin_actions() -> None:
                         f"{path.name}: {uses} not SHA-pinned"
                     )
     deploy = yaml.safe_load((REPO / ".github" / "workflows" / "deploy.yml").read_text())
-    assert deploy["concurrency"]["cancel-in-progress"] is False
+    # Per environment (tests/infra/test_workflows_run.py): never cancelled.
+    for job in ("dev", "prod"):
+        assert deploy["jobs"][job]["concurrency"]["cancel-in-progress"] is False
     ci = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
     # The deploy calls ci.yml: its group must not collide with (and cancel) the push run.
     assert "github.workflow" in ci["concurrency"]["group"]

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, from_mapping
-from tests.infra.conftest import DIGEST_OVERRIDES, Record, containers, of_type, one, task_for, walk
+from tests.infra.conftest import (
+    DIGEST_OVERRIDES,
+    GPU_OVERRIDES,
+    Record,
+    containers,
+    of_type,
+    one,
+    task_for,
+    walk,
+)
 
 LAYERS = {
     "Network",
@@ -41,9 +50,11 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
         "aws:ecs/cluster:Cluster": 1,
         "aws:ecs/service:Service": 3,
         "aws:ecs/taskDefinition:TaskDefinition": 3,
-        "aws:ecr/repository:Repository": 1,
-        "aws:ecr/lifecyclePolicy:LifecyclePolicy": 1,
-        "docker-build:index:Image": 1,
+        # The image repository and its lifecycle are the bootstrap's: the build job pushes to
+        # it before the stack's first `up`. The stack builds nothing.
+        "aws:ecr/repository:Repository": 0,
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy": 0,
+        "docker-build:index:Image": 0,
         "aws:ssm/parameter:Parameter": 4,
         "aws:sns/topic:Topic": 1,
         "aws:kms/key:Key": 1,
@@ -334,8 +345,10 @@ def test_iam_least_privilege(records: dict[str, Record]) -> None:
     assert console["DeployedPlans"]["Resource"] == f"{bucket_arn}/deploy/*"
     execution = {st["Sid"]: st for st in _statements(rec, "services-execution-policy")}
     assert sorted(execution["ReadSecrets"]["Resource"]) == param_arns
-    repo = one(rec, "aws:ecr/repository:Repository")["state"]["arn"]
-    assert execution["PullImage"]["Resource"] == repo
+    # Only the bootstrap's repository of this stack, looked up by name.
+    name = rec["outputs"]["repository_url"].rsplit("/", 1)[1]
+    assert name == f"prethrift-{rec['stack']}"
+    assert execution["PullImage"]["Resource"] == f"arn:aws:ecr:us-east-1:123456789012:repository/{name}"
 
 
 def test_storage_bucket_guard_rails(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
@@ -420,9 +433,25 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
     worker = containers(task)["gpu-worker"]
     assert worker["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
     assert {"name": "PRETHRIFT_CLIP_DEVICE", "value": "cuda"} in worker["environment"]
-    assert worker["image"].endswith(":local-gpu@sha256:" + "0" * 64)
-    service = next(s for s in of_type(rec, "aws:ecs/service:Service") if s["inputs"]["name"] == "gpu-worker")
-    assert service["inputs"]["capacityProviderStrategies"][0]["capacityProvider"] == provider["inputs"]["name"]
+    # The CUDA image CI built once for the commit, by digest, from the stack's repository.
+    assert worker["image"] == (
+        f"{rec['outputs']['repository_url']}:local-gpu@{GPU_OVERRIDES['gpuImageDigest']}"
+    )
+    services = {s["inputs"]["name"]: s["inputs"] for s in of_type(rec, "aws:ecs/service:Service")}
+    service = services["gpu-worker"]
+    assert service["capacityProviderStrategies"][0]["capacityProvider"] == provider["inputs"]["name"]
+    # One GPU per instance: the old task stops before the new one starts, or a deploy at the
+    # group's maxSize finds no GPU and waits until it times out. The web services keep 100%.
+    assert (service["deploymentMinimumHealthyPercent"], service["deploymentMaximumPercent"]) == (0, 100)
+    assert {services[p]["deploymentMinimumHealthyPercent"] for p in ("api", "worker", "console")} == {100}
+    # The group, its instances and volumes carry the stack's tags (defaultTags do not reach them;
+    # the deploy role only creates what is tagged with its stack).
+    group = one(rec, "aws:autoscaling/group:Group")["inputs"]
+    tags = {t["key"]: (t["value"], t["propagateAtLaunch"]) for t in group["tags"]}
+    assert tags["stack"] == ("prod", True) and tags["project"] == ("prethrift", True)
+    assert tags["AmazonECSManaged"] == ("true", True)
+    spec = {s["resourceType"]: s["tags"] for s in template["tagSpecifications"]}
+    assert spec["instance"]["stack"] == spec["volume"]["stack"] == "prod"
 
 
 @pytest.mark.parametrize(
@@ -451,6 +480,7 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
         ("observability", {"alarmEmail": "ops@example.com"}, "real address"),
         ("app", {"imageTag": ""}, "imageTag is required"),
         ("app", {"imageDigest": "latest"}, "sha256"),
+        ("app", {"gpuImageDigest": "sha256:abc"}, "gpuImageDigest must look like sha256"),
     ],
 )
 def test_config_refuses_unsafe_values(section: str, values: dict[str, Any], message: str) -> None:
@@ -470,9 +500,10 @@ def test_no_secret_values_in_any_output(records: dict[str, Record]) -> None:
 
 
 def test_a_tested_digest_is_deployed_as_is(records: dict[str, Record]) -> None:
-    """With imageDigest (CI's build job), the program builds nothing and pins that digest."""
+    """With imageDigest (CI's build job) the tasks pin that digest; the preview passes it back."""
     rec = records["digest"]
-    assert not of_type(rec, "docker-build:index:Image")
+    assert rec["outputs"]["image_digest"] == DIGEST_OVERRIDES["imageDigest"]
+    assert rec["outputs"]["image_tag"] == DIGEST_OVERRIDES["imageTag"]
     for program in ("api", "worker", "console"):
         image = containers(task_for(rec, program))[program]["image"]
         assert image.endswith(":" + DIGEST_OVERRIDES["imageTag"] + "@" + DIGEST_OVERRIDES["imageDigest"])
