@@ -15,6 +15,8 @@ import asyncpg
 
 from webapp import jobs, model_keys
 from webapp.metrics_store import percentile
+from webapp.search.parse import normalise_query
+from webapp.suggest import repo as suggest_repo
 
 # Time-range choices: (label, length, chart step). Steps keep a chart under ~100 points.
 RANGES: dict[str, tuple[str, timedelta, timedelta]] = {
@@ -270,3 +272,41 @@ def scope_message(own_stack: str, selected: str) -> str | None:
         f"This console reads the metrics of stack '{own_stack}'. Traffic of stack '{selected}' "
         f"is in that stack's own console; its costs are on the Cost page."
     )
+
+
+# Learned suggestions are read and moderated through the suggestion repository, the same
+# functions (and SQL) as `prethrift suggestions list/remove/unblock`.
+LearnedQuery = suggest_repo.LearnedQuery
+remove_suggestion = suggest_repo.remove_query
+unblock_suggestion = suggest_repo.unblock_query
+# Rows the Suggestions page lists at most, per list: a filter narrows a long list.
+SUGGESTIONS_SHOWN = 100
+
+
+def suggestion_text(text: object) -> str | None:
+    """The query an action or filter names, normalised as queries are recorded; None when no
+    recorded query could have that text (not a string, empty, too long, or holding NUL, which
+    PostgreSQL text cannot)."""
+    if not isinstance(text, str) or "\x00" in text:
+        return None
+    query = normalise_query(text)
+    return query if 0 < len(query) <= suggest_repo.MAX_QUERY_CHARS else None
+
+
+async def learned_suggestions(
+    connection: asyncpg.Connection, prefix: str = "", limit: int = SUGGESTIONS_SHOWN
+) -> list[suggest_repo.LearnedQuery]:
+    """Recorded queries starting with ``prefix`` (any text), most clients first."""
+    if not prefix.strip():
+        return await suggest_repo.learned_queries(connection, "", limit)
+    query = suggestion_text(prefix)
+    if query is None:
+        return []
+    return await suggest_repo.learned_queries(connection, query, limit)
+
+
+async def blocked_suggestions(
+    connection: asyncpg.Connection, limit: int = SUGGESTIONS_SHOWN
+) -> list[tuple[str, datetime]]:
+    """Queries an operator removed (never learned again), alphabetically."""
+    return await suggest_repo.blocked_queries(connection, limit)

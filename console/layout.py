@@ -8,6 +8,7 @@ from typing import Any
 import dash
 import plotly.graph_objects as go
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from console.data import DEFAULT_RANGE, RANGES
 
@@ -114,7 +115,12 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[object]], table_id: st
         style={"borderCollapse": "collapse", "width": "100%", "fontSize": "14px"},
         children=[
             html.Thead(html.Tr([html.Th(c, style={**cell, "color": MUTED}) for c in columns])),
-            html.Tbody([html.Tr([html.Td(str(v), style=cell) for v in row]) for row in rows]),
+            html.Tbody(
+                [
+                    html.Tr([html.Td(v if isinstance(v, Component) else str(v), style=cell) for v in row])
+                    for row in rows
+                ]
+            ),
         ],
     )
 

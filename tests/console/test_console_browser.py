@@ -4,9 +4,11 @@ page loaded in Debian's Chromium (Playwright) from `prethrift console`'s own ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import boto3
@@ -15,6 +17,7 @@ from pydantic import SecretStr
 from quart.testing import QuartClient
 
 from tests.conftest import CHROMIUM_FLAGS
+from tests.console.conftest import record_searches
 from tests.webapp.conftest import photo, run_worker_until_idle, services_of, upload, wait_ready
 from webapp.app import create_app
 from webapp.cache import free_port
@@ -52,28 +55,11 @@ async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str]
     assert await writer.flush() > 0
 
 
-async def test_every_console_page_draws_the_traffic(
-    settings: Settings,
-    tiny_clip: ClipModel,
-    auth: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    chromium: str,
-) -> None:
-    from playwright.async_api import async_playwright
-
+@contextlib.asynccontextmanager
+async def _console(settings: Settings) -> AsyncIterator[str]:
+    """`prethrift console`'s own server over the test database, with a password; its base URL."""
     from webapp.cli import _serve_console
 
-    app = create_app(settings, clip=tiny_clip)
-    async with app.test_app():
-        await wait_ready(app)
-        await _traffic(app.test_client(), settings, auth, app)
-
-    # No AWS account here: the Cost page must say "not connected" rather than fail.
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     port = free_port()
     console_settings = settings.model_copy(
         update={"console_port": port, "console_password": SecretStr(PASSWORD)}
@@ -90,6 +76,33 @@ async def test_every_console_page_draws_the_traffic(
                 break
             except OSError:
                 await asyncio.sleep(0.05)
+        yield base
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 30)
+
+
+async def test_every_console_page_draws_the_traffic(
+    settings: Settings,
+    tiny_clip: ClipModel,
+    auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    chromium: str,
+) -> None:
+    from playwright.async_api import async_playwright
+
+    app = create_app(settings, clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        await _traffic(app.test_client(), settings, auth, app)
+
+    # No AWS account here: the Cost page must say "not connected" rather than fail.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    async with _console(settings) as base:
         ARTIFACTS.mkdir(exist_ok=True)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -122,6 +135,38 @@ async def test_every_console_page_draws_the_traffic(
                 if path == "/":
                     assert "GET /api/search" in await page.inner_text("#latency-routes")
             await browser.close()
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 30)
+
+
+async def test_suggestion_removed_from_the_console_is_blocked(settings: Settings, chromium: str) -> None:
+    from playwright.async_api import async_playwright
+
+    assert settings.database.url is not None
+    async with _console(settings) as base, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        context = await browser.new_context(http_credentials={"username": "ops", "password": PASSWORD})
+        page = await context.new_page()
+        await page.goto(base + "/suggestions")
+        await page.wait_for_selector("text=No queries learned yet", timeout=15_000)
+        assert "No query is blocked" in await page.inner_text("#suggestions-blocked")
+
+        clients = [f"198.51.100.{n}" for n in range(3)]
+        searches = [("red dress", c) for c in clients] + [("red boots", c) for c in clients]
+        await record_searches(settings.database.url.get_secret_value(), searches)
+        await page.reload()
+        row = page.locator("#suggestions-learned tr", has_text="red dress")
+        await row.wait_for(timeout=15_000)
+        # query, distinct clients, searches
+        assert (await row.locator("td").all_inner_texts())[:3] == ["red dress", "3", "3"]
+        await row.get_by_role("button", name="Remove").click()
+
+        blocked = page.locator("#suggestions-blocked tr", has_text="red dress")
+        await blocked.wait_for(timeout=15_000)
+        await page.wait_for_selector("#suggestions-learned tr:has-text('red dress')", state="detached")
+        assert "red boots" in await page.inner_text("#suggestions-learned")
+        assert "removed and blocked" in await page.inner_text("#suggestions-message")
+
+        await blocked.get_by_role("button", name="Unblock").click()
+        await page.wait_for_selector("text=No query is blocked", timeout=15_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "console-suggestions.png"), full_page=True)
+        await browser.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from dash.fingerprint import check_fingerprint
 
+from console.state import EXTENSION
 from tests.conftest import CHROMIUM_FLAGS
 from webapp.cache import free_port
 from webapp.config import Settings
@@ -97,3 +99,43 @@ async def test_a_browser_reload_still_shows_the_graphs_and_dropdowns(console_bas
                 assert (await page.inner_text(dropdown)).strip(), f"{dropdown} shows no choice"
             await page.reload()
         await browser.close()
+
+
+@pytest.mark.parametrize("query", ["x" * 500, "red\x00dress", "   ", 7])
+async def test_a_forged_suggestion_action_changes_nothing(settings: Settings, query: object) -> None:
+    """A Remove click is a callback request naming the query in the button's id, which a client
+    can write itself: text no recorded query could have is refused with a message, not a 500."""
+    from console.app import create_console
+    from console.config import ConsoleConfig
+
+    assert settings.database.url is not None
+    dsn = settings.database.url.get_secret_value()
+    dash_app = create_console(ConsoleConfig(dsn=dsn))
+    button = {"type": "suggestion-remove", "query": query}
+    body: dict[str, object] = {
+        "outputs": [
+            {"id": "suggestions-message", "property": "children"},
+            {"id": "suggestions-changed", "property": "data"},
+        ],
+        "inputs": [[{"id": button, "property": "n_clicks", "value": 1}], []],
+        "state": [
+            {"id": "suggestions-changed", "property": "data", "value": 0},
+            {"id": "stack", "property": "value", "value": "dev"},
+        ],
+        "changedPropIds": [json.dumps(button, sort_keys=True, separators=(",", ":")) + ".n_clicks"],
+    }
+    http = dash_app.server.test_client()
+    try:
+        # The callback's key, as the browser learns it.
+        callbacks = (await asyncio.to_thread(http.get, "/_dash-dependencies")).get_json()
+        [body["output"]] = [c["output"] for c in callbacks if "suggestions-message.children" in c["output"]]
+        response = await asyncio.to_thread(http.post, "/_dash-update-component", json=body)
+    finally:
+        dash_app.server.extensions[EXTENSION].database.close()
+    assert response.status_code == 200, response.text
+    assert "nothing changed" in response.text
+    connection = await asyncpg.connect(dsn)
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM suggestion_blocks") == 0
+    finally:
+        await connection.close()

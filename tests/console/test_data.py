@@ -19,6 +19,7 @@ from console.config import ConsoleConfig, stack_of
 from console.cost import PLAN_KEY, PlanCache, PlanMissing, actual_spend
 from infra import pricing
 from infra.plan import PlanRow, StackPlan
+from tests.console.conftest import record_searches
 from webapp.config import Settings
 from webapp.metrics_store import MetricsRecorder, percentile, write_batch
 
@@ -235,3 +236,47 @@ async def test_model_coverage_and_backfill_rate_per_key(connection: asyncpg.Conn
     assert (old.embedded, old.total, old.coverage, old.embedded_last_5m) == (5, 5, 1.0, 0)
     assert (new.embedded, new.total, new.coverage, new.embedded_last_5m) == (2, 4, 0.5, 2)
     assert old.state == new.state == "backfilling"  # no API reports serving either
+
+
+async def test_suggestions_listed_removed_for_good_and_unblocked(
+    connection: asyncpg.Connection, database_url: str
+) -> None:
+    assert await data.learned_suggestions(connection) == []
+    assert await data.blocked_suggestions(connection) == []
+    clients = [f"198.51.100.{n}" for n in range(4)]
+    await record_searches(
+        database_url,
+        [("red dress", c) for c in clients]
+        + [("red dress", clients[0])]
+        + [("red boots", c) for c in clients[:2]]
+        + [("wool coat", clients[0])],
+    )
+
+    learned = await data.learned_suggestions(connection)
+    assert [(q.query, q.clients, q.count) for q in learned] == [
+        ("red dress", 4, 5),
+        ("red boots", 2, 2),
+        ("wool coat", 1, 1),
+    ]
+    assert [q.query for q in await data.learned_suggestions(connection, "  RED ")] == ["red dress", "red boots"]
+    assert await data.learned_suggestions(connection, "x" * 500) == []
+    assert await data.learned_suggestions(connection, "red\x00") == []
+
+    assert await data.remove_suggestion(connection, "red dress")
+    assert [q.query for q in await data.learned_suggestions(connection)] == ["red boots", "wool coat"]
+    assert [query for query, _ in await data.blocked_suggestions(connection)] == ["red dress"]
+    # Shoppers searching it again do not teach it back.
+    await record_searches(database_url, [("red dress", f"203.0.113.{n}") for n in range(5)])
+    assert "red dress" not in [q.query for q in await data.learned_suggestions(connection)]
+
+    assert await data.unblock_suggestion(connection, "red dress")
+    assert await data.blocked_suggestions(connection) == []
+    assert not await data.unblock_suggestion(connection, "red dress")
+    await record_searches(database_url, [("red dress", f"203.0.113.{n}") for n in range(3)])
+    assert [(q.query, q.clients) for q in await data.learned_suggestions(connection)][0] == ("red dress", 3)
+
+
+def test_suggestion_text_refuses_what_no_query_could_be() -> None:
+    assert data.suggestion_text("  Red   Dress ") == "red dress"
+    for bad in ("", "   ", "x" * 101, "red\x00dress", None, 3, ["red"]):
+        assert data.suggestion_text(bad) is None

@@ -205,8 +205,13 @@ async def unblock_query(connection: asyncpg.Connection, query: str) -> bool:
     return deleted != "DELETE 0"
 
 
-async def blocked_queries(connection: asyncpg.Connection) -> list[tuple[str, dt.datetime]]:
-    rows = await connection.fetch("SELECT query, blocked_at FROM suggestion_blocks ORDER BY query")
+async def blocked_queries(
+    connection: asyncpg.Connection, limit: int | None = None
+) -> list[tuple[str, dt.datetime]]:
+    """Removed queries, alphabetically (the first ``limit``; None: all)."""
+    rows = await connection.fetch(
+        "SELECT query, blocked_at FROM suggestion_blocks ORDER BY query LIMIT $1", limit
+    )
     return [(r["query"], r["blocked_at"]) for r in rows]
 
 
