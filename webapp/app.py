@@ -158,7 +158,13 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 async with asyncio.timeout(2):
                     async with services.pool.acquire() as connection:
                         await connection.fetchval("SELECT 1")
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # a connection dropped mid-operation (errors.py)
+            ) as error:
                 readiness.database.failed(error)
                 problems.append("database unreachable")
             else:
