@@ -259,7 +259,7 @@ async def test_uploads_and_edits_refuse_photos_that_ask_for_too_much_work(
     )
     assert edit.status_code == 422, await edit.get_data(as_text=True)
     assert (await edit.get_json())["error"]["code"] == "image_too_complex"
-    body = await (await client.get(f"/api/items/{item_id}")).get_json()
+    body = await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json()
     assert body["title"] == "Faded denim jacket"  # a refused edit changes nothing
 
 
@@ -272,7 +272,7 @@ async def test_an_edit_with_a_photo_waits_on_the_decode_budget(
         await wait_ready(app)
         client: QuartClient = app.test_client()  # type: ignore[assignment]
         item_id = (await (await upload(client, photo(5), auth)).get_json())["id"]
-        before = await (await client.get(f"/api/items/{item_id}")).get_json()
+        before = await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json()
         budget = services_of(app).decode_budget
         # Other decodes hold the budget: this photo cannot be decoded in time.
         async with budget.reserve(15 * 2**20):
@@ -285,7 +285,7 @@ async def test_an_edit_with_a_photo_waits_on_the_decode_budget(
         assert busy.status_code == 503, await busy.get_data(as_text=True)
         assert (await busy.get_json())["error"]["code"] == "busy"
         assert int(busy.headers["Retry-After"]) >= 1
-        after = await (await client.get(f"/api/items/{item_id}")).get_json()
+        after = await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json()
         assert (
             after["title"] == before["title"]
             and after["image_url"].split("?")[0] == before["image_url"].split("?")[0]

@@ -30,11 +30,11 @@ async def test_photo_urls_point_at_the_cdn(
         await wait_ready(app)
         client = cast(QuartClient, app.test_client())
         created = await (await upload(client, photo(3), auth)).get_json()
-        url = (await (await client.get(created["url"])).get_json())["image_url"]
+        url = (await (await client.get(created["url"], headers=auth)).get_json())["image_url"]
         assert url.startswith(f"{CDN}/items/") and "?" not in url
         # The same URL every time it is served (a presigned one changes each time), so the CDN
         # and the browser cache it.
-        again = await (await client.get(created["url"])).get_json()
+        again = await (await client.get(created["url"], headers=auth)).get_json()
         assert again["image_url"] == url
         # The path is the object's key: the CDN's origin request finds the photo that was uploaded.
         key = unquote(urlsplit(url).path.lstrip("/"))
