@@ -136,6 +136,10 @@ async def test_switch_models_without_downtime_then_retire_the_old_key(
                 # Its catalog was listed seconds ago: count every listing, however recent.
                 "ready_max_backlog_age_s": 0.0,
                 "metrics": settings.metrics.model_copy(update={"replica": "api-new"}),
+                # It finds all 13 items by their own photos in a row, from one address.
+                "limits": settings.limits.model_copy(
+                    update={"photo_search_per_s": 100.0, "photo_search_burst": 100}
+                ),
             }
         )
         early = create_app(strict, clip=new_clip)
