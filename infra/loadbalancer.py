@@ -61,6 +61,9 @@ class LoadBalancer(pulumi.ComponentResource):
 
         alb = aws.lb.LoadBalancer(
             f"{name}-alb",
+            # Named after the stack: WAF authorizes attaching a web ACL against the load balancer's
+            # ARN with no tag condition, so the deploy role can only be fenced to its stack by name.
+            name=f"{args.name_prefix}-alb",
             load_balancer_type="application",
             internal=False,
             subnets=args.subnet_ids,

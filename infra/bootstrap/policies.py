@@ -412,12 +412,13 @@ def deploy_policy(
         },
         {
             # WAF checks an association against the load balancer's ARN, with no tag condition
-            # available (the web ACL side is also tag-scoped by ChangeTagged).
+            # available, so by name: the stack's ALB is `<prefix>-alb` (infra/loadbalancer.py); the
+            # web ACL side is also tag-scoped by ChangeTagged.
             "Sid": "WebAclOnLoadBalancers",
             "Effect": "Allow",
             "Action": ["wafv2:AssociateWebACL", "wafv2:DisassociateWebACL"],
             "Resource": [
-                f"arn:aws:elasticloadbalancing:{arn}:loadbalancer/app/*",
+                f"arn:aws:elasticloadbalancing:{arn}:loadbalancer/app/{prefix}-*",
                 f"arn:aws:wafv2:{arn}:regional/webacl/{prefix}-*/*",
             ],
         },
