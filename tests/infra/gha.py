@@ -382,6 +382,9 @@ class Runner:
         home: Path,
     ) -> JobResult:
         workspace = home / "workspace"
+        # A job that runs in a cached home another job with the same installs used starts with
+        # none of that job's files: what it needs it must check out itself.
+        _empty_workspace(workspace)
         temp = self.workdir / "runner-temp"
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir(parents=True)
@@ -455,8 +458,6 @@ class Runner:
         return result
 
     def _shell(self, script: str, env: Mapping[str, str], workspace: Path) -> str:
-        if not workspace.is_dir():
-            raise JobFailed("no checkout: the workspace is empty")
         done = subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
             cwd=workspace,
@@ -611,13 +612,19 @@ def _cached(name: str) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _checkout(workspace: Path, files: Mapping[str, str], base: str) -> None:
-    """This working tree (tracked and new files, as a push would carry them) as a fresh git
-    repository whose `origin/<base>` is the same commit; only the job's virtualenv is kept."""
+def _empty_workspace(workspace: Path) -> None:
+    """An empty workspace, as every job's runner starts with; only the job's cached virtualenv
+    (what its own install steps made on an earlier run) is kept."""
     workspace.mkdir(parents=True, exist_ok=True)
     for entry in workspace.iterdir():
         if entry.name != ".venv":
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _checkout(workspace: Path, files: Mapping[str, str], base: str) -> None:
+    """This working tree (tracked and new files, as a push would carry them) as a fresh git
+    repository whose `origin/<base>` is the same commit."""
+    _empty_workspace(workspace)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
