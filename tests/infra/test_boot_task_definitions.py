@@ -19,11 +19,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import pytest
 
 from infra.stacks import REPO_ROOT
 from tests.conftest import scratch_database
-from tests.infra.conftest import Record, of_type
+from tests.infra.conftest import Record, http_server, of_type
 from tests.webapp.conftest import listing, photo
 from webapp.cache import free_port
 from webapp.embedder import ClipModel
@@ -105,12 +104,8 @@ class _Sink(BaseHTTPRequestHandler):
 
 @pytest.fixture(name="sink", scope="module")
 def _sink() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_Sink) as url:
+        yield url
 
 
 @pytest.fixture(name="checkpoint", scope="module")

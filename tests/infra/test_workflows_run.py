@@ -14,12 +14,11 @@ import json
 import re
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import yaml
 from infra.config import StackConfig
 from infra.stacks import list_stacks
 from tests.infra import cloud_standins
+from tests.infra.conftest import http_server
 from tests.infra.gha import REPO, REPOSITORY, WORKFLOWS, Event, JobResult, Runner
 
 FIRST_SHA = "1" * 40
@@ -77,12 +77,8 @@ class _Service(BaseHTTPRequestHandler):
 
 @pytest.fixture(name="edge", scope="module")
 def _edge() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_Service) as url:
+        yield url
 
 
 def _new_account(folder: Path, edge: str) -> Path:
