@@ -15,7 +15,6 @@ import asyncpg
 
 from webapp import jobs, model_keys
 from webapp.metrics_store import percentile
-from webapp.search.parse import normalise_query
 from webapp.suggest import repo as suggest_repo
 
 # Time-range choices: (label, length, chart step). Steps keep a chart under ~100 points.
@@ -283,14 +282,8 @@ unblock_suggestion = suggest_repo.unblock_query
 SUGGESTIONS_SHOWN = 100
 
 
-def suggestion_text(text: object) -> str | None:
-    """The query an action or filter names, normalised as queries are recorded; None when no
-    recorded query could have that text (not a string, empty, too long, or holding NUL, which
-    PostgreSQL text cannot)."""
-    if not isinstance(text, str) or "\x00" in text:
-        return None
-    query = normalise_query(text)
-    return query if 0 < len(query) <= suggest_repo.MAX_QUERY_CHARS else None
+# The query an action or filter names, or None when no recorded query could have that text.
+suggestion_text = suggest_repo.recordable_query
 
 
 async def learned_suggestions(

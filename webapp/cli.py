@@ -155,8 +155,9 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
 
 @main.command()
 def console() -> None:
-    """Serve the ops console (latency, caches, cost, ingest) on PRETHRIFT_HOST:PRETHRIFT_CONSOLE_PORT
-    (127.0.0.1:8050); it asks for PRETHRIFT_CONSOLE_PASSWORD, which is required outside development."""
+    """Serve the ops console (latency, caches, cost, ingest, suggestions) on
+    PRETHRIFT_HOST:PRETHRIFT_CONSOLE_PORT (127.0.0.1:8050); it asks for PRETHRIFT_CONSOLE_PASSWORD,
+    which is required outside development."""
     from webapp.embedded import embedded_defaults
     from webapp.telemetry import init_sentry
 
@@ -457,8 +458,10 @@ def suggestions_remove(query: str) -> None:
     from webapp.embedded import embedded_defaults
     from webapp.suggest import repo
 
-    if not query.strip():
-        raise click.ClickException("name the query to remove")
+    if repo.recordable_query(query) is None:
+        raise click.ClickException(
+            f"no search is recorded as {query!r}: name a query of 1 to {repo.MAX_QUERY_CHARS} characters"
+        )
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         was_recorded = asyncio.run(_on_database(settings, lambda c: repo.remove_query(c, query)))
     state = "removed and blocked" if was_recorded else "was not recorded; blocked"
@@ -472,6 +475,8 @@ def suggestions_unblock(query: str) -> None:
     from webapp.embedded import embedded_defaults
     from webapp.suggest import repo
 
+    if repo.recordable_query(query) is None:
+        raise click.ClickException(f"{query!r} was not blocked")
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         was_blocked = asyncio.run(_on_database(settings, lambda c: repo.unblock_query(c, query)))
     if not was_blocked:

@@ -238,8 +238,12 @@ async def test_a_removed_suggestion_never_comes_back(fair_app: Quart, settings: 
     assert await suggested(fair_app, "flo") == []
     await searched_by(fair_app, "floral summer dress", clients(5, block=6))
     assert await suggested(fair_app, "flo") == []
+    # Text no recorded query could be gets a clear refusal, not the database's error.
+    too_long = await asyncio.to_thread(prethrift, "suggestions", "remove", "x" * 101, env=env)
+    assert too_long.returncode != 0 and "1 to 100 characters" in too_long.stderr
+    assert "Traceback" not in too_long.stderr
     listed = await asyncio.to_thread(prethrift, "suggestions", "list", "--blocked", env=env)
-    assert "floral summer dress" in listed.stdout
+    assert "floral summer dress" in listed.stdout and "x" * 101 not in listed.stdout
 
     unblocked = await asyncio.to_thread(prethrift, "suggestions", "unblock", "floral summer dress", env=env)
     assert unblocked.returncode == 0, unblocked.stderr

@@ -186,6 +186,15 @@ async def learned_queries(
     return [LearnedQuery(r["query"], r["clients"], r["count"], r["last_seen"]) for r in rows]
 
 
+def recordable_query(text: object) -> str | None:
+    """``text`` normalised as queries are recorded; None when no recorded query could have that
+    text (not a string, empty, too long, or holding NUL, which PostgreSQL text cannot)."""
+    if not isinstance(text, str) or "\x00" in text:
+        return None
+    query = normalise_query(text)
+    return query if 0 < len(query) <= MAX_QUERY_CHARS else None
+
+
 async def remove_query(connection: asyncpg.Connection, query: str) -> bool:
     """Stop suggesting ``query`` and never learn it again; whether it had been recorded."""
     text = normalise_query(query)
