@@ -186,6 +186,9 @@ class WorkerSettings(BaseSettings):
     lease_s: float = Field(default=300.0, ge=0.1)
     # Processes decoding photos on the CPU; 0 means one per core.
     decode_processes: int = Field(default=0, ge=0)
+    # How long one photo may take to decode; past it the process is killed and the photo's job
+    # failed with that reason (uploads are checked for such files; older photos were not).
+    decode_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     # Batches held between pipeline stages (claim, decode, encode, commit).
     pipeline_depth: int = Field(default=2, ge=1, le=16)
     # `prethrift worker` serves its Prometheus metrics (queue depth, embeddings) on this loopback

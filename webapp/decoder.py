@@ -9,6 +9,9 @@
 
 A photo that kills a decode process (a decoder bug) costs only itself: the pool is rebuilt and
 the batch's photos are decoded again one at a time, and the one that breaks it again is failed.
+A photo that takes longer than the time limit (a file crafted to cost decode work, stored before
+uploads were checked for it) is treated the same way: the pool's processes are killed, the batch
+is decoded again one photo at a time, and the one that runs out of time again is failed.
 """
 
 from __future__ import annotations
@@ -62,12 +65,21 @@ def decode_pool(processes: int) -> ProcessPoolExecutor:
         return pool
 
 
-def _discard_pool(pool: ProcessPoolExecutor) -> None:
+def _discard_pool(pool: ProcessPoolExecutor, kill: bool = False) -> None:
     with _pool_lock:
         for size, known in list(_pools.items()):
             if known is pool:
                 del _pools[size]
+    if kill:
+        # A process still decoding cannot be cancelled, only killed (Python 3.14 adds
+        # ProcessPoolExecutor.kill_workers for this; 3.11 has only the private table).
+        for process in list(pool._processes.values()):
+            process.kill()
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+class DecodeTimeout(Exception):
+    """The photos in the pool did not finish within their time limit."""
 
 
 @atexit.register
@@ -88,9 +100,11 @@ class Decoded:
 
 
 class Decoder:
-    def __init__(self, clip: ClipModel, processes: int = 0) -> None:
+    def __init__(self, clip: ClipModel, processes: int = 0, timeout_s: float = 30.0) -> None:
         self.clip = clip
         self.processes = processes
+        self.timeout_s = timeout_s
+        """How long one photo's decode may take in the process pool."""
         self.spec = PixelSpec.from_config(getattr(clip.model.visual, "preprocess_cfg", None))
         self.on_gpu = clip.device.type == "cuda"
         self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
@@ -113,19 +127,27 @@ class Decoder:
     ) -> list[np.ndarray | str]:
         """``fn`` over the photos in the pool; a photo's failure is its reason, as text."""
         pool = decode_pool(self.processes)
+        # Each process takes its share of the batch in turn: the batch may take that many limits.
+        rounds = -(-len(photos) // (self.processes or os.cpu_count() or 1))
         try:
-            return await _gather(pool, fn, photos)
+            return await _gather(pool, fn, photos, self.timeout_s * rounds)
         except BrokenProcessPool:
             log.warning("a decode process died; decoding this batch one photo at a time", size=len(photos))
             _discard_pool(pool)
+        except DecodeTimeout:
+            log.warning("a decode ran out of time; decoding this batch one photo at a time", size=len(photos))
+            _discard_pool(pool, kill=True)
         outcomes: list[np.ndarray | str] = []
         for photo in photos:
             pool = decode_pool(self.processes)
             try:
-                outcomes.extend(await _gather(pool, fn, [photo]))
+                outcomes.extend(await _gather(pool, fn, [photo], self.timeout_s))
             except BrokenProcessPool:
                 _discard_pool(pool)
                 outcomes.append("the decoder process died on this photo")
+            except DecodeTimeout:
+                _discard_pool(pool, kill=True)
+                outcomes.append(f"decoding took longer than {self.timeout_s:g} s")
         return outcomes
 
     async def _with_model_transform(self, photos: Sequence[bytes]) -> Decoded:
@@ -161,12 +183,15 @@ class Decoder:
 
 
 async def _gather(
-    pool: Executor, fn: Callable[[bytes], np.ndarray], photos: Sequence[bytes]
+    pool: Executor, fn: Callable[[bytes], np.ndarray], photos: Sequence[bytes], timeout_s: float
 ) -> list[np.ndarray | str]:
     loop = asyncio.get_running_loop()
-    results = await asyncio.gather(
-        *(loop.run_in_executor(pool, fn, photo) for photo in photos), return_exceptions=True
-    )
+    futures = [loop.run_in_executor(pool, fn, photo) for photo in photos]
+    try:
+        async with asyncio.timeout(timeout_s):
+            results = await asyncio.gather(*futures, return_exceptions=True)
+    except TimeoutError:
+        raise DecodeTimeout from None
     out: list[np.ndarray | str] = []
     for result in results:
         if isinstance(result, BrokenProcessPool):

@@ -97,7 +97,7 @@ class EmbeddingWorker:
     def decoder(self) -> Decoder:
         clip = self.embedder.model
         if self._decoder is None or self._decoder.clip is not clip:
-            self._decoder = Decoder(clip, self.settings.decode_processes)
+            self._decoder = Decoder(clip, self.settings.decode_processes, self.settings.decode_timeout_s)
         return self._decoder
 
     # The stages. Each takes the batch from the one before; none holds a database transaction

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import time
 
 import numpy as np
+import psutil
 import torch
 from PIL import Image
 
@@ -57,3 +60,42 @@ def test_a_strip_is_cropped_before_it_is_resized_on_the_device(tiny_clip: ClipMo
         decoded = resize_on_device([strip], Decoder(tiny_clip).spec, torch.device("cpu"))  # type: ignore[arg-type]
     assert decoded.pixels is not None and tuple(decoded.pixels.shape) == (1, 3, 64, 64)
     assert memory.growth_mb < 300
+
+
+def _children_cpu_s() -> float:
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _slow_jpeg(repeats: int) -> bytes:
+    """A progressive JPEG whose last scan comes ``repeats`` times: small, and slow to decode."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1024, 1024), (128, 128, 128)).save(buffer, format="JPEG", progressive=True)
+    data = buffer.getvalue()
+    sos = data.rfind(b"\xff\xda")
+    return data[:-2] + data[sos:-2] * repeats + b"\xff\xd9"
+
+
+async def test_a_photo_past_the_time_limit_fails_alone_and_its_process_is_killed(tiny_clip: ClipModel) -> None:
+    # Stored before uploads counted scans: without the limit it holds a decode process for
+    # many seconds (and the worker's batch with it).
+    slow = _slow_jpeg(10_000)
+    decoder = Decoder(tiny_clip, processes=2, timeout_s=1.0)
+    started = time.monotonic()
+    decoded = await decoder.decode([photo(1), slow, photo(2)])
+    assert time.monotonic() - started < 8
+    assert decoded.errors[0] is None and decoded.errors[2] is None
+    assert decoded.errors[1] == "decoding took longer than 1 s"
+    assert decoded.pixels is not None and decoded.pixels.shape[0] == 2
+    # No process is left decoding it (it would burn a core), and the next batch decodes as usual.
+    before = _children_cpu_s()
+    await asyncio.sleep(1.0)
+    assert _children_cpu_s() - before < 0.5
+    again = await decoder.decode([photo(3)])
+    assert again.errors == [None]
