@@ -53,6 +53,9 @@ _AFTER_CLOSE = {ASGIWebsocketState.CLOSED, ASGIWebsocketState.HTTPCLOSED}
 DISCONNECT_WAIT_S = 1.0
 # RFC 6455 section 7.4.1: the endpoint received a message that violates its policy.
 CLOSE_POLICY = 1008
+# Set in the socket's ASGI scope when it is closed for flooding control frames, below the
+# application: the suggestion route bars the client from reopening, as for a data flood.
+FLOODED = "prethrift.flooded"
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class ReleasingWSStream(WSStream):
                     if isinstance(event, Ping):
                         await self._send_wsproto_event(event.response())
                 elif self.control_flood.take() > 0:
+                    self.scope[FLOODED] = True  # type: ignore[literal-required]
                     await self._send_wsproto_event(CloseConnection(code=CLOSE_POLICY, reason="too many frames"))
                     await self.send(StreamClosed(stream_id=self.stream_id))
                     break

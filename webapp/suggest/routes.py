@@ -7,6 +7,7 @@ from quart import Blueprint, current_app, websocket
 from webapp.context import services
 from webapp.ratelimit import EXTENSION, RateLimits, client_address
 from webapp.suggest.session import SocketCounts, SuggestSession
+from webapp.wsclose import FLOODED
 
 blueprint = Blueprint("suggest", __name__)
 
@@ -21,9 +22,13 @@ async def suggest() -> None:
     client = client_address(websocket.headers, websocket.remote_addr, limits.trusted_proxies)
     # Past the caps the upgrade is refused with a JSON error before the socket is accepted.
     rate_limits.check("ws_open", client)
-    with counts.hold(client, limits):
-        session = SuggestSession(svc, websocket, limits)
-        await session.run()
-    if session.flooded:
-        # Reconnecting at once would start the flood again: the client waits out the bar.
-        rate_limits.limiters["ws_open"].bar(client, limits.ws_flood_bar_s)
+    session = SuggestSession(svc, websocket, limits)
+    try:
+        with counts.hold(client, limits):
+            await session.run()
+    finally:
+        # A flood of messages (closed by the session) or of pings (closed below the app, which
+        # then sees only a disconnect): reconnecting at once would start it again, so the client
+        # waits out the bar.
+        if session.flooded or websocket.scope.get(FLOODED):
+            rate_limits.limiters["ws_open"].bar(client, limits.ws_flood_bar_s)
