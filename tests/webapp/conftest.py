@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from quart import Quart
 from quart.datastructures import FileStorage
@@ -37,6 +38,19 @@ def photo(seed: int) -> bytes:
         PATTERNS[seed % len(PATTERNS)],
         seed,
     )
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its living descendants."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for one in [root, *root.children(recursive=True)]:
+        try:
+            times = one.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
 
 
 def listing(**overrides: str) -> dict[str, str]:

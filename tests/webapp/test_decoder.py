@@ -8,12 +8,11 @@ import os
 import time
 
 import numpy as np
-import psutil
 import torch
 from PIL import Image
 
 from bench.hostile import PeakRss
-from tests.webapp.conftest import photo
+from tests.webapp.conftest import photo, tree_cpu_s
 from webapp.decoder import Decoder, decode_jpegs, resize_on_device
 from webapp.embedder import ClipModel
 from webapp.pixels import decode_rgb
@@ -62,17 +61,6 @@ def test_a_strip_is_cropped_before_it_is_resized_on_the_device(tiny_clip: ClipMo
     assert memory.growth_mb < 300
 
 
-def _children_cpu_s() -> float:
-    total = 0.0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def _slow_jpeg(repeats: int) -> bytes:
     """A progressive JPEG whose last scan comes ``repeats`` times: small, and slow to decode."""
     buffer = io.BytesIO()
@@ -94,8 +82,8 @@ async def test_a_photo_past_the_time_limit_fails_alone_and_its_process_is_killed
     assert decoded.errors[1] == "decoding took longer than 1 s"
     assert decoded.pixels is not None and decoded.pixels.shape[0] == 2
     # No process is left decoding it (it would burn a core), and the next batch decodes as usual.
-    before = _children_cpu_s()
+    before = tree_cpu_s(os.getpid())
     await asyncio.sleep(1.0)
-    assert _children_cpu_s() - before < 0.5
+    assert tree_cpu_s(os.getpid()) - before < 0.5
     again = await decoder.decode([photo(3)])
     assert again.errors == [None]

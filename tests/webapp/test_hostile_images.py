@@ -22,7 +22,6 @@ from typing import Any
 
 import boto3
 import httpx
-import psutil
 import pytest
 import structlog
 from PIL import Image
@@ -37,6 +36,7 @@ from tests.webapp.conftest import (
     run_worker_until_idle,
     serve_subprocess,
     services_of,
+    tree_cpu_s,
     upload,
     wait_ready,
 )
@@ -97,19 +97,6 @@ def many_chunk_png(chunks: int = 20_000) -> bytes:
     empty = struct.pack(">I", 0) + b"teXt" + struct.pack(">I", zlib.crc32(b"teXt"))
     after_ihdr = 8 + 25
     return png[:after_ihdr] + empty * chunks + png[after_ihdr:]
-
-
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by a process and its living descendants."""
-    total = 0.0
-    root = psutil.Process(pid)
-    for one in [root, *root.children(recursive=True)]:
-        try:
-            times = one.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
 
 
 async def _shopper(http: httpx.AsyncClient, stop: asyncio.Event, answered: list[float]) -> None:
