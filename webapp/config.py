@@ -277,7 +277,8 @@ class LimitsSettings(BaseSettings):
     decode_wait_s: float = Field(default=30.0, ge=0)
     # Work a photo may ask for, refused (422) from its structure before any decoding: each
     # progressive JPEG scan re-reads every coefficient (libjpeg's standard progression has 10),
-    # and the decoder handles each PNG chunk in Python (a 10 MB file holds 870,000 empty ones).
+    # and the decoder handles each PNG chunk in Python (a few megabytes hold hundreds of
+    # thousands of empty ones).
     max_jpeg_scans: int = Field(default=100, ge=1)
     max_png_chunks: int = Field(default=4096, ge=8)
     # Photos are read and decoded in this many separate processes; one that runs longer than

@@ -45,7 +45,7 @@ KEEP_CACHED = 6
 
 
 class JobFailed(Exception):
-    pass
+    """A step failed: the job ends there, as on GitHub."""
 
 
 # --- expressions --------------------------------------------------------------------------------

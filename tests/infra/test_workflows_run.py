@@ -44,7 +44,7 @@ class _Service(BaseHTTPRequestHandler):
     hits: list[str] = []
 
     def log_message(self, *args: Any) -> None:
-        pass
+        """Quiet: the test reads the stand-in's answers, not its access log."""
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()

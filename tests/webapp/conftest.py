@@ -45,11 +45,9 @@ def tree_cpu_s(pid: int) -> float:
     total = 0.0
     root = psutil.Process(pid)
     for one in [root, *root.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):  # a process that ended meanwhile
             times = one.cpu_times()
             total += times.user + times.system
-        except psutil.Error:
-            pass
     return total
 
 

@@ -102,7 +102,7 @@ async def _search(client: Client, who: str, q: str, **params: str) -> Any:
 async def test_one_clients_concurrent_uncached_searches_past_its_share_get_429(
     settings: Settings, tiny_clip: ClipModel
 ) -> None:
-    # The model waits 300 ms to fill a batch, so every uncached search is in flight that long.
+    # The model waits (max_wait_ms) to fill a batch, so every uncached search stays in flight.
     slow = settings.model_copy(update={"clip": settings.clip.model_copy(update={"max_wait_ms": 300.0})})
     app = create_app(_limited(slow, search_concurrency=2, concurrency_wait_s=0.05), clip=tiny_clip)
     async with app.test_app():

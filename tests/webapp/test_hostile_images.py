@@ -48,7 +48,7 @@ from webapp.images import jpeg_scans, png_chunks
 log = structlog.get_logger(__name__)
 # "Answered" means within this on a busy shared machine; the bench measures latency itself.
 ANSWER_TIMEOUT_S = 5.0
-# What a hostile photo may add to the service's memory (the unbounded path: 600 MB and more).
+# What a hostile photo may add to the service's memory (the unbounded path adds several times this).
 MAX_GROWTH_MB = 300
 
 
@@ -159,8 +159,8 @@ async def test_hostile_photo_searches_cost_little_while_text_search_is_answered(
         cpu_s=round(cpu, 2),
         slowest_text_search_s=round(max(answered), 3),
     )
-    # The unbounded paths: +655 MB and seconds of resizing for the strip, 2 s of decoding for
-    # the JPEG.
+    # The unbounded paths spend seconds resizing the whole strip and decoding every scan of the
+    # JPEG.
     assert cpu < 1.5, cpu
     assert answered and max(answered) < ANSWER_TIMEOUT_S
 

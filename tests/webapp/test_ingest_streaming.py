@@ -134,7 +134,7 @@ async def test_memory_stays_bounded_whatever_the_row_count(settings: Settings, t
     second, peak_many = ingest(settings, many, images)
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"loaded 0, skipped {rows}" in second.stdout
-    # Holding every row's photo at once would grow by rows x photo (about 300 MB here); a
+    # Holding every row's photo at once would grow by rows x photo; a
     # streaming ingest grows by a few photos at most, whatever the row count.
     growth = peak_many - peak_one
     print(f"peak RSS: 1 row {peak_one / 2**20:.0f} MiB, {rows} rows {peak_many / 2**20:.0f} MiB")
