@@ -28,9 +28,9 @@ import aiohttp
 
 from bench.hostile import PeakRss, flood_websocket, single_colour_png, with_text_chunk
 from bench.services import DATA, POSTGRES_SETTINGS, ServerProcess
-from webapp.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.db import EmbeddedPostgres
 from webapp.config import LimitsSettings
-from webapp.db import EmbeddedPostgres
 from webapp.runtime import run_migrations
 
 RESULTS = Path(__file__).resolve().parent / "results"

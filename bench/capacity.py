@@ -18,8 +18,8 @@ from typing import Any
 from bench import search_bench
 from bench.load import QueryStream, closed_loop, open_loop
 from bench.services import DATA, POSTGRES_SETTINGS, REPO, CpuMeter, ServerProcess, postmaster_pid
-from webapp.cache import LocalRedisServer, find_redis_server
-from webapp.db import EmbeddedPostgres
+from webapp.adapters.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.db import EmbeddedPostgres
 
 OPTIMISED = {"PRETHRIFT_CLIP_BATCHING": "true", "PRETHRIFT_CLIP_TRUNCATE": "true"}
 

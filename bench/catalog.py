@@ -24,7 +24,7 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
-from webapp.db import ensure_vector_index, migrate, vector_index_name
+from webapp.adapters.db import ensure_vector_index, migrate, vector_index_name
 from webapp.search.repo import VectorQueries
 
 # Share of the catalog per category (sums to 1). FILTER_10 and FILTER_1 are the filter values

@@ -25,7 +25,14 @@ from bench import catalog
 from bench.recall import _run
 from bench.search_bench import MODEL
 from bench.services import DATA, POSTGRES_SETTINGS
-from webapp.db import INDEX_OPCLASS, EmbeddedPostgres, create_pool, migrate, sql_literal, vector_index_name
+from webapp.adapters.db import (
+    INDEX_OPCLASS,
+    EmbeddedPostgres,
+    create_pool,
+    migrate,
+    sql_literal,
+    vector_index_name,
+)
 from webapp.search.repo import VectorQueries
 
 

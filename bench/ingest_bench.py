@@ -34,13 +34,13 @@ from typing import Any
 import asyncpg
 import torch
 
+from webapp.adapters.db import EmbeddedPostgres, create_pool, migrate
+from webapp.adapters.storage import LocalStorage
 from webapp.config import ClipSettings, WorkerSettings
-from webapp.db import EmbeddedPostgres, create_pool, migrate
-from webapp.decoder import Decoder
-from webapp.demo import COLOURS, KINDS, PATTERNS, draw_garment
-from webapp.embedder import Embedder, load_clip
-from webapp.storage import LocalStorage
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.decoder import Decoder
+from webapp.embedding.embedder import Embedder, load_clip
+from webapp.embedding.worker import EmbeddingWorker
+from webapp.items.demo import COLOURS, KINDS, PATTERNS, draw_garment
 
 ROOT = Path(__file__).resolve().parent
 DATABASE = "bench_ingest"

@@ -15,7 +15,7 @@ import torch
 
 from bench.load import QueryStream
 from webapp.config import ClipSettings
-from webapp.embedder import load_clip
+from webapp.embedding.embedder import load_clip
 
 
 def measure(model: str, seed: int, *, duration_s: float, batch: int = 64) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import numpy as np
 
 from bench.catalog import CatalogSpec, cluster_centres, noisy, read_vectors
 from bench.load import percentiles
-from webapp.db import create_pool
-from webapp.search.filters import SearchFilters
+from webapp.adapters.db import create_pool
+from webapp.catalog.filters import SearchFilters
 from webapp.search.repo import VectorQueries, filter_sql
 
 

@@ -44,9 +44,9 @@ from bench.services import (
     postmaster_pid,
     server_rss_mb,
 )
-from webapp.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.db import EmbeddedPostgres
 from webapp.config import ClipSettings
-from webapp.db import EmbeddedPostgres
 
 RESULTS = REPO / "bench" / "results"
 MODEL = "ViT-B-32"
@@ -331,7 +331,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     max_batch = args.max_batch or clip_defaults["max_batch"].default
     max_wait_ms = args.max_wait_ms if args.max_wait_ms is not None else clip_defaults["max_wait_ms"].default
     spec = catalog.CatalogSpec(items=plan.items, seed=args.seed)
-    model_key = f"{MODEL}/random-seed0"  # webapp.embedder.model_key_for with pretrained="none"
+    model_key = f"{MODEL}/random-seed0"  # webapp.embedding.embedder.model_key_for with pretrained="none"
     report: dict[str, Any] = {
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "bench.search_bench", *sys.argv[1:]]),

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from webapp.cache import free_port
+from webapp.adapters.cache import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "bench" / ".data"

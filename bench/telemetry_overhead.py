@@ -34,8 +34,8 @@ from aiohttp import web
 from bench import catalog
 from bench.load import QueryStream, closed_loop
 from bench.services import DATA, POSTGRES_SETTINGS, ServerProcess, load_average
-from webapp.cache import LocalRedisServer, find_redis_server, free_port
-from webapp.db import EmbeddedPostgres
+from webapp.adapters.cache import LocalRedisServer, find_redis_server, free_port
+from webapp.adapters.db import EmbeddedPostgres
 
 MODEL_KEY = "ViT-B-32/random-seed0"
 

@@ -24,9 +24,9 @@ import asyncpg
 
 from bench import catalog
 from bench.services import DATA
-from webapp.db import EmbeddedPostgres, migrate
+from webapp.adapters.db import EmbeddedPostgres, migrate
+from webapp.catalog.filters import SearchFilters
 from webapp.search.facets import NAMES, count_facets
-from webapp.search.filters import SearchFilters
 from webapp.search.forgive import load_synonyms
 from webapp.search.parse import ALIASES_FILE, Vocabulary, load_aliases, parse_query
 from webapp.search.repo import VectorQueries, catalog_names, search_words

@@ -19,8 +19,8 @@ import aiohttp
 from bench.capacity import OPTIMISED
 from bench.load import QueryStream
 from bench.services import DATA, POSTGRES_SETTINGS, CpuMeter, ServerProcess, postmaster_pid
-from webapp.cache import LocalRedisServer, find_redis_server
-from webapp.db import EmbeddedPostgres
+from webapp.adapters.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.db import EmbeddedPostgres
 
 PHASES = [("semantic", "false"), ("semantic", "true"), ("hybrid", "false"), ("hybrid", "true")]
 

@@ -16,7 +16,7 @@ from console.config import ConsoleConfig
 from console.cost import PlanCache, SpendCache, stacks
 from console.db import MetricsDatabase
 from console.state import EXTENSION, ConsoleState
-from webapp.ratelimit import client_address, limit_headers
+from webapp.http.ratelimit import client_address, limit_headers
 
 # Threads serving Dash callbacks (each may wait on PostgreSQL) for one console.
 CONSOLE_THREADS = 8

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from webapp import jobs, model_keys
-from webapp.metrics_store import percentile
+from webapp.embedding import jobs, model_keys
+from webapp.observability.metrics_store import percentile
 from webapp.suggest import repo as suggest_repo
 
 # Time-range choices: (label, length, chart step). Steps keep a chart under ~100 points.

@@ -126,7 +126,7 @@ def app_environment(
         "PRETHRIFT_CLIP_DEVICE": device,
         # The worker is its own service here; the API must not embed inline as well.
         "PRETHRIFT_WORKER_INLINE": "false",
-        # Parent-based ratio sampling (webapp/tracing.py); X-Ray bills per trace recorded.
+        # Parent-based ratio sampling (webapp/observability/tracing.py); X-Ray bills per trace recorded.
         "OTEL_TRACES_SAMPLER_ARG": str(args.app.trace_sample_ratio),
     }
     if program == "api":

@@ -20,7 +20,8 @@ import asyncpg
 import boto3
 import pytest
 
-from webapp.cache import LocalRedisServer, find_redis_server, free_port
+from webapp.adapters.cache import LocalRedisServer, find_redis_server, free_port
+from webapp.adapters.db import migrate
 from webapp.config import (
     ClipSettings,
     DatabaseSettings,
@@ -30,8 +31,7 @@ from webapp.config import (
     StorageSettings,
     WorkerSettings,
 )
-from webapp.db import migrate
-from webapp.embedder import ClipModel, load_clip
+from webapp.embedding.embedder import ClipModel, load_clip
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TEMPLATE_DB = "prethrift_template"

@@ -18,26 +18,26 @@ from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 from werkzeug.datastructures import Headers
 
-from webapp import model_keys
+from webapp.adapters.db import DATABASE_USED
+from webapp.adapters.storage import ImageNotFound, LocalStorage
 from webapp.config import Settings
-from webapp.context import Readiness, Services
-from webapp.db import DATABASE_USED
-from webapp.embedder import ClipModel
-from webapp.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
-from webapp.images import return_freed_pixels_to_the_os
+from webapp.embedding import model_keys
+from webapp.embedding.embedder import ClipModel
+from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
+from webapp.http.jsonio import OrjsonProvider
+from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
+from webapp.http.ratelimit import RateLimits
+from webapp.http.schemas import ApiDocument
 from webapp.items.routes import blueprint as items_blueprint
-from webapp.jsonio import OrjsonProvider
-from webapp.metrics_store import MetricsRecorder, MetricsWriter
-from webapp.ratelimit import EXTENSION as RATE_LIMITS
-from webapp.ratelimit import RateLimits
+from webapp.observability.metrics_store import MetricsRecorder, MetricsWriter
+from webapp.observability.telemetry import REQUEST_LATENCY, init_sentry
+from webapp.observability.tracing import TracingMiddleware, name_request_span
+from webapp.observability.tracing import configure as configure_tracing
 from webapp.runtime import open_services, prepare_model, run_worker
-from webapp.schemas import ApiDocument
 from webapp.search.routes import blueprint as search_blueprint
-from webapp.storage import ImageNotFound, LocalStorage
+from webapp.services import Readiness, Services
 from webapp.suggest.routes import blueprint as suggest_blueprint
-from webapp.telemetry import REQUEST_LATENCY, init_sentry
-from webapp.tracing import TracingMiddleware, name_request_span
-from webapp.tracing import configure as configure_tracing
 
 log = structlog.get_logger(__name__)
 

@@ -23,7 +23,7 @@ import structlog
 from webapp.config import Program, Settings
 
 if TYPE_CHECKING:
-    from webapp.embedder import ClipModel
+    from webapp.embedding.embedder import ClipModel
 
 log = structlog.get_logger("prethrift")
 
@@ -33,7 +33,7 @@ def _settings(program: Program, **overrides: Any) -> Settings:
     from pydantic import ValidationError
 
     from webapp.config import SettingsError, check_program_settings, describe_settings_error, load_settings
-    from webapp.telemetry import configure_logging
+    from webapp.observability.telemetry import configure_logging
 
     try:
         settings = load_settings(program, **overrides)
@@ -48,7 +48,7 @@ def _settings(program: Program, **overrides: Any) -> Settings:
 
 
 def _load_model(settings: Settings) -> ClipModel:
-    from webapp.embedder import ModelLoadError, load_clip
+    from webapp.embedding.embedder import ModelLoadError, load_clip
 
     try:
         return load_clip(settings.clip)
@@ -59,7 +59,7 @@ def _load_model(settings: Settings) -> ClipModel:
 def _load_model_for_development(settings: Settings) -> tuple[Settings, ClipModel]:
     """Like _load_model, but `make run` on an offline machine goes on with random weights
     (loudly), unless the user chose the weights explicitly."""
-    from webapp.embedder import ModelLoadError, load_clip
+    from webapp.embedding.embedder import ModelLoadError, load_clip
 
     try:
         return settings, load_clip(settings.clip)
@@ -109,8 +109,8 @@ async def _serve(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> No
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from webapp import wsclose
     from webapp.app import create_app
+    from webapp.http import wsclose
     from webapp.suggest.session import FLOOD_FRAMES
 
     limits = settings.limits
@@ -134,7 +134,7 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
 
     from console.app import console_server
     from console.config import ConsoleConfig
-    from webapp.db import run_migrations
+    from webapp.adapters.db import run_migrations
 
     try:
         console_config = ConsoleConfig.from_settings(settings)
@@ -158,8 +158,8 @@ def console() -> None:
     """Serve the ops console (latency, caches, cost, ingest, suggestions) on
     PRETHRIFT_HOST:PRETHRIFT_CONSOLE_PORT (127.0.0.1:8050); it asks for PRETHRIFT_CONSOLE_PASSWORD,
     which is required outside development."""
-    from webapp.embedded import embedded_defaults
-    from webapp.telemetry import init_sentry
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.observability.telemetry import init_sentry
 
     with embedded_defaults(_settings(Program.CONSOLE), Program.CONSOLE) as settings:
         init_sentry(settings)
@@ -170,7 +170,7 @@ def console() -> None:
 @main.command()
 def serve() -> None:
     """Serve the API with Hypercorn (and the embedding worker, unless PRETHRIFT_WORKER_INLINE=false)."""
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
 
     with embedded_defaults(_settings(Program.API), Program.API) as settings:
         clip = _load_model(settings)
@@ -183,7 +183,7 @@ def serve() -> None:
 def run(demo_items: int) -> None:
     """Development: embedded services, migrations, a demo catalog if empty, then serve the API
     and the ops console."""
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
 
     started = time.perf_counter()
     with embedded_defaults(_settings(Program.API), Program.API) as configured:
@@ -207,7 +207,7 @@ def run(demo_items: int) -> None:
 
 
 async def _demo_if_empty(settings: Settings, count: int) -> int:
-    from webapp.ingest import load_demo
+    from webapp.items.ingest import load_demo
     from webapp.items.repo import count_items
     from webapp.runtime import open_services
 
@@ -221,7 +221,7 @@ async def _demo_if_empty(settings: Settings, count: int) -> int:
 
 async def _backfill_for_development(settings: Settings, key: str) -> None:
     """Development serves while it backfills a changed model, and says so."""
-    from webapp import model_keys
+    from webapp.embedding import model_keys
 
     async def backfill(connection: Any) -> tuple[int, model_keys.Coverage]:
         queued = await model_keys.reembed(connection, key)
@@ -240,11 +240,11 @@ async def _backfill_for_development(settings: Settings, key: str) -> None:
 @main.command()
 def worker() -> None:
     """Run the embedding worker until SIGTERM (production runs it as its own service)."""
-    from webapp.embedded import embedded_defaults
-    from webapp.metrics_store import MetricsRecorder, MetricsWriter
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.observability.metrics_store import MetricsRecorder, MetricsWriter
+    from webapp.observability.telemetry import init_sentry
+    from webapp.observability.tracing import configure as configure_tracing
     from webapp.runtime import open_services, run_worker
-    from webapp.telemetry import init_sentry
-    from webapp.tracing import configure as configure_tracing
 
     with embedded_defaults(_settings(Program.WORKER), Program.WORKER) as settings:
         clip = _load_model(settings)
@@ -269,8 +269,8 @@ def worker() -> None:
 @main.command()
 def migrate() -> None:
     """Apply database migrations."""
-    from webapp.db import run_migrations
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.db import run_migrations
+    from webapp.adapters.embedded import embedded_defaults
 
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         assert settings.database.url is not None
@@ -302,8 +302,8 @@ def ingest(catalog: Path, images: Path) -> None:
     category, size, colour, condition, currency). Rows stream, a few at a time; each row not
     loaded is reported with its line and why, then a summary. Exits 1 if any row failed.
     Items are embedded by the worker."""
-    from webapp.embedded import embedded_defaults
-    from webapp.ingest import CatalogFile, IngestSummary, load_rows
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.items.ingest import CatalogFile, IngestSummary, load_rows
 
     try:
         opened = CatalogFile(catalog, images)
@@ -329,8 +329,8 @@ def ingest(catalog: Path, images: Path) -> None:
 @click.option("--items", "count", default=60, show_default=True, type=click.IntRange(1, 100_000))
 def demo(count: int) -> None:
     """Load a synthetic catalog of drawn garments (embedded by the worker)."""
-    from webapp.embedded import embedded_defaults
-    from webapp.ingest import load_demo
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.items.ingest import load_demo
 
     with embedded_defaults(_settings(Program.LOADER), Program.LOADER) as settings:
         summary = _load_with(settings, lambda services: load_demo(services, count))
@@ -345,7 +345,7 @@ async def _on_database(settings: Settings, work: Callable[[Any], Awaitable[Any]]
     """Migrate, then run ``work`` on one plain connection (no model, no pool)."""
     import asyncpg
 
-    from webapp.db import run_migrations
+    from webapp.adapters.db import run_migrations
 
     assert settings.database.url is not None
     dsn = settings.database.url.get_secret_value()
@@ -362,8 +362,8 @@ def reembed() -> None:
     """Register the model key configured here (PRETHRIFT_CLIP_MODEL, PRETHRIFT_CLIP_PRETRAINED)
     and queue a job for every item it has not embedded; a `prethrift worker` with the same
     settings works them. Idempotent."""
-    from webapp import model_keys
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.embedding import model_keys
 
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         key = model_keys.model_key_for(settings.clip)
@@ -378,8 +378,8 @@ def models(as_json: bool) -> None:
     (serving, backfilling, retired)."""
     import json
 
-    from webapp import model_keys
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.embedding import model_keys
 
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         found = asyncio.run(_on_database(settings, model_keys.list_models))
@@ -404,8 +404,8 @@ def models(as_json: bool) -> None:
 def retire(key: str, force: bool) -> None:
     """Delete KEY's embeddings, its HNSW index and its jobs, and stop queueing uploads for it.
     Refuses while an API serves KEY."""
-    from webapp import model_keys
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.embedding import model_keys
 
     with embedded_defaults(_settings(Program.MIGRATE), Program.MIGRATE) as settings:
         try:
@@ -430,7 +430,7 @@ def suggestions() -> None:
 def suggestions_list(prefix: str, limit: int, blocked: bool) -> None:
     """Recorded queries, most clients first; those run by PRETHRIFT_SUGGEST_MIN_CLIENTS clients
     within the retention are suggested."""
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
     from webapp.search.parse import normalise_query
     from webapp.suggest import repo
 
@@ -455,7 +455,7 @@ def suggestions_list(prefix: str, limit: int, blocked: bool) -> None:
 @click.argument("query")
 def suggestions_remove(query: str) -> None:
     """Stop suggesting QUERY and never learn it again (`unblock` undoes the block)."""
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
     from webapp.suggest import repo
 
     if repo.recordable_query(query) is None:
@@ -472,7 +472,7 @@ def suggestions_remove(query: str) -> None:
 @click.argument("query")
 def suggestions_unblock(query: str) -> None:
     """Let QUERY be learned again from new searches."""
-    from webapp.embedded import embedded_defaults
+    from webapp.adapters.embedded import embedded_defaults
     from webapp.suggest import repo
 
     if repo.recordable_query(query) is None:
@@ -486,7 +486,7 @@ def suggestions_unblock(query: str) -> None:
 
 async def _idle_keys_warning(settings: Settings) -> str | None:
     """Keys that new items were queued for but no worker is running."""
-    from webapp import model_keys
+    from webapp.embedding import model_keys
 
     async def check(connection: Any) -> list[str]:
         active = [m for m in await model_keys.list_models(connection) if m.state != "retired"]

@@ -412,7 +412,7 @@ class Program(enum.StrEnum):
 
 
 # Outside development, what each program refuses to start without. Development fills the
-# gaps with embedded stand-ins (webapp/embedded.py); a deployment must name the real thing.
+# gaps with embedded stand-ins (webapp/adapters/embedded.py); a deployment must name the real thing.
 REQUIRED_SETTINGS: dict[Program, tuple[str, ...]] = {
     Program.API: ("DATABASE_URL", "REDIS_URL", "IMAGES_BUCKET", "PRETHRIFT_ADMIN_TOKEN"),
     Program.WORKER: ("DATABASE_URL", "IMAGES_BUCKET"),
@@ -539,7 +539,7 @@ def _env_names(model: type[BaseSettings]) -> set[str]:
 def known_env_vars() -> set[str]:
     """Every environment variable the programs read (compose and ECS are checked against it)."""
     # boto reads the credential variables itself; OpenTelemetry's sampler argument is read by
-    # webapp/tracing.py as the OpenTelemetry specification names it.
+    # webapp/observability/tracing.py as the OpenTelemetry specification names it.
     return _env_names(Settings) | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "OTEL_TRACES_SAMPLER_ARG"}
 
 
@@ -548,7 +548,7 @@ def load_settings(program: Program | None = None, **overrides: Any) -> Settings:
     the secrets ``program`` reads, or all of them when no program is named."""
     prefix = os.environ.get("PRETHRIFT_SSM_PREFIX")
     if prefix:
-        from webapp.secrets import fill_environment_from_ssm
+        from webapp.adapters.secrets import fill_environment_from_ssm
 
         fill_environment_from_ssm(prefix, SSM_SECRET_NAMES if program is None else PROGRAM_SECRETS[program])
     return Settings(**overrides)

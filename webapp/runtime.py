@@ -12,17 +12,17 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from webapp.cache import Cache, LocalBackend, RedisBackend
+from webapp.adapters.cache import Cache, LocalBackend, RedisBackend
+from webapp.adapters.db import create_pool, ensure_vector_index, run_migrations
+from webapp.adapters.embedded import development_token, embedded_defaults
+from webapp.adapters.storage import LocalStorage, S3Storage, Storage
 from webapp.config import Settings
-from webapp.context import Readiness, Services
-from webapp.db import create_pool, ensure_vector_index, run_migrations
-from webapp.embedded import development_token, embedded_defaults
-from webapp.embedder import ClipModel, Embedder, model_key_for
-from webapp.metrics_store import MetricsRecorder
+from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
+from webapp.embedding.worker import EmbeddingWorker
+from webapp.observability.metrics_store import MetricsRecorder
 from webapp.search.repo import VectorQueries
-from webapp.storage import LocalStorage, S3Storage, Storage
+from webapp.services import Readiness, Services
 from webapp.suggest.repo import QueryLog, Suggester
-from webapp.worker import EmbeddingWorker
 
 __all__ = [
     "development_token",

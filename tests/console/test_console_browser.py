@@ -19,11 +19,11 @@ from quart.testing import QuartClient
 from tests.conftest import CHROMIUM_FLAGS
 from tests.console.conftest import record_searches
 from tests.webapp.conftest import photo, run_worker_until_idle, services_of, upload, wait_ready
+from webapp.adapters.cache import free_port
 from webapp.app import create_app
-from webapp.cache import free_port
 from webapp.config import Settings
-from webapp.embedder import ClipModel
-from webapp.metrics_store import MetricsWriter
+from webapp.embedding.embedder import ClipModel
+from webapp.observability.metrics_store import MetricsWriter
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "console-test-password"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from console.auth import LoginGuard, password_weakness
-from webapp.cache import free_port
+from webapp.adapters.cache import free_port
 from webapp.config import ConsoleLoginSettings
 
 PASSWORD = "Ops-console-7f3k9QzL2w"

@@ -15,9 +15,9 @@ from dash.fingerprint import check_fingerprint
 
 from console.state import EXTENSION
 from tests.conftest import CHROMIUM_FLAGS
-from webapp.cache import free_port
+from webapp.adapters.cache import free_port
 from webapp.config import Settings
-from webapp.metrics_store import MetricsRecorder, MetricsWriter
+from webapp.observability.metrics_store import MetricsRecorder, MetricsWriter
 
 
 async def _record_traffic(settings: Settings) -> None:

@@ -21,7 +21,7 @@ from infra import pricing
 from infra.plan import PlanRow, StackPlan
 from tests.console.conftest import record_searches
 from webapp.config import Settings
-from webapp.metrics_store import MetricsRecorder, percentile, write_batch
+from webapp.observability.metrics_store import MetricsRecorder, percentile, write_batch
 
 NOW = datetime(2026, 6, 15, 12, 30, 20, tzinfo=UTC)
 MINUTE = NOW.replace(second=0).timestamp()

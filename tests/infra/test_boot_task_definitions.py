@@ -34,8 +34,8 @@ from infra.stacks import REPO_ROOT
 from tests.conftest import scratch_database
 from tests.infra.conftest import Record, http_server, of_type
 from tests.webapp.conftest import listing, photo
-from webapp.cache import free_port
-from webapp.embedder import ClipModel
+from webapp.adapters.cache import free_port
+from webapp.embedding.embedder import ClipModel
 
 # Values a leak would make easy to spot in any output.
 ADMIN_TOKEN = "boot-admin-token-LEAKCHECK-0001"

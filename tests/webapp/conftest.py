@@ -22,11 +22,11 @@ from werkzeug.datastructures import Headers
 from tests.conftest import ADMIN_TOKEN
 from webapp.app import create_app
 from webapp.config import Settings
-from webapp.context import Services
-from webapp.demo import COLOURS, KINDS, PATTERNS, draw_garment
-from webapp.embedder import ClipModel
-from webapp.metrics_store import MetricsRecorder
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.embedder import ClipModel
+from webapp.embedding.worker import EmbeddingWorker
+from webapp.items.demo import COLOURS, KINDS, PATTERNS, draw_garment
+from webapp.observability.metrics_store import MetricsRecorder
+from webapp.services import Services
 
 
 def photo(seed: int) -> bytes:
@@ -107,7 +107,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
     """`prethrift serve` as production starts it; yields its base URL and process id once ready."""
-    from webapp.cache import free_port
+    from webapp.adapters.cache import free_port
 
     port = free_port()
     with log_path.open("wb") as log_file:

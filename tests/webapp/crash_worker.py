@@ -14,9 +14,9 @@ import signal
 from collections.abc import Sequence
 
 from webapp.config import load_settings
-from webapp.embedder import load_clip
+from webapp.embedding.embedder import load_clip
+from webapp.embedding.worker import EmbeddingWorker
 from webapp.runtime import open_services
-from webapp.worker import EmbeddingWorker
 
 
 def die(message: str) -> None:

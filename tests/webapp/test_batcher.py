@@ -8,9 +8,9 @@ import pytest
 
 from tests.webapp.conftest import wait_ready
 from webapp.app import create_app
-from webapp.batcher import BatchCost, MicroBatcher, Overloaded
 from webapp.config import Settings
-from webapp.embedder import TEXT_BUCKETS, ClipModel, text_bucket
+from webapp.embedding.batcher import BatchCost, MicroBatcher, Overloaded
+from webapp.embedding.embedder import TEXT_BUCKETS, ClipModel, text_bucket
 
 
 def test_cost_model_separates_fixed_and_per_item_time() -> None:

@@ -12,11 +12,11 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from tests.webapp.conftest import image_file, photo, services_of, upload, wait_ready
+from webapp.adapters.cache import LocalRedisServer
 from webapp.app import create_app
-from webapp.cache import LocalRedisServer
 from webapp.config import RedisSettings, Settings
-from webapp.embedder import ClipModel
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.embedder import ClipModel
+from webapp.embedding.worker import EmbeddingWorker
 
 
 def counter(name: str, **labels: str) -> float:

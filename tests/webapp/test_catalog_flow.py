@@ -7,7 +7,7 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from tests.webapp.conftest import image_file, photo, services_of, upload
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.worker import EmbeddingWorker
 
 
 async def test_upload_is_accepted_pending_then_ready_and_found_by_its_own_photo(

@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import ADMIN_TOKEN, TINY
 from tests.webapp.conftest import photo, upload, wait_ready
+from webapp.adapters.db import run_migrations
 from webapp.app import create_app
 from webapp.config import (
     DatabaseSettings,
@@ -32,9 +33,8 @@ from webapp.config import (
     StorageSettings,
     WorkerSettings,
 )
-from webapp.db import run_migrations
-from webapp.embedder import ClipModel
-from webapp.errors import DatabaseOutage
+from webapp.embedding.embedder import ClipModel
+from webapp.http.errors import DatabaseOutage
 
 LIMIT_S = 90.0
 

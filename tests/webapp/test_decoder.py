@@ -13,9 +13,9 @@ from PIL import Image
 
 from bench.hostile import PeakRss
 from tests.webapp.conftest import photo, tree_cpu_s
-from webapp.decoder import Decoder, decode_jpegs, resize_on_device
-from webapp.embedder import ClipModel
-from webapp.pixels import decode_rgb
+from webapp.embedding.decoder import Decoder, decode_jpegs, resize_on_device
+from webapp.embedding.embedder import ClipModel
+from webapp.embedding.pixels import decode_rgb
 
 
 def png(seed: int) -> bytes:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import psutil
 
-from webapp.db import EmbeddedPostgres
+from webapp.adapters.db import EmbeddedPostgres
 
 # Starts the embedded server the way the CLI does, says so, then waits to be killed.
 _HOLD = """
 import os, sys, time
 from pathlib import Path
-from webapp.db import EmbeddedPostgres
+from webapp.adapters.db import EmbeddedPostgres
 EmbeddedPostgres(Path(sys.argv[1])).start()
 print("started", flush=True)
 os.close(1)

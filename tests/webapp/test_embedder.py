@@ -15,11 +15,11 @@ from quart import Quart
 
 from tests.webapp.conftest import image_file, photo, services_of, upload, wait_ready
 from webapp.app import create_app
-from webapp.batcher import MicroBatcher, Overloaded
 from webapp.config import ClipSettings, LimitsSettings, Settings
-from webapp.embedder import ClipModel, ModelLoadError, load_clip
-from webapp.images import decode_rgb
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.batcher import MicroBatcher, Overloaded
+from webapp.embedding.embedder import ClipModel, ModelLoadError, load_clip
+from webapp.embedding.images import decode_rgb
+from webapp.embedding.worker import EmbeddingWorker
 
 QUERIES = [
     "red dress",

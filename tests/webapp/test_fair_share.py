@@ -19,7 +19,7 @@ from tests.webapp.test_cli import prethrift
 from tests.webapp.test_search_features import seed_catalog
 from webapp.app import create_app
 from webapp.config import LimitsSettings, Settings
-from webapp.embedder import ClipModel
+from webapp.embedding.embedder import ClipModel
 from webapp.search.forgive import MAX_ROUNDS
 from webapp.suggest.repo import purge_expired
 

@@ -31,7 +31,7 @@ from bench.hostile import PeakRss, server_closed
 from tests.conftest import ADMIN_TOKEN, TINY, scratch_database
 from tests.webapp.conftest import photo, serve_subprocess
 from webapp.config import DatabaseSettings, RedisSettings, Settings, StorageSettings
-from webapp.errors import register_error_handlers
+from webapp.http.errors import register_error_handlers
 
 log = structlog.get_logger(__name__)
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -22,10 +22,10 @@ from quart.testing import QuartClient
 from bench.hostile import single_colour_png
 from tests.webapp.conftest import image_file, services_of, upload, wait_ready
 from tests.webapp.test_bad_input import error_of
+from webapp.adapters.cache import free_port
 from webapp.app import create_app
-from webapp.cache import free_port
 from webapp.config import LimitsSettings, Settings, StorageSettings
-from webapp.embedder import ClipModel
+from webapp.embedding.embedder import ClipModel
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112

@@ -14,8 +14,8 @@ from quart.testing import QuartClient
 from tests.webapp.conftest import photo, upload, wait_ready
 from webapp.app import create_app
 from webapp.config import Settings, StorageSettings
-from webapp.embedder import ClipModel
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.embedder import ClipModel
+from webapp.embedding.worker import EmbeddingWorker
 
 CDN = "https://d111111abcdef8.cloudfront.net"
 

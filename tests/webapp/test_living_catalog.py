@@ -9,7 +9,7 @@ from quart.testing import QuartClient
 from werkzeug.datastructures import Headers
 
 from tests.webapp.conftest import image_file, photo, services_of, unsigned, upload
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.worker import EmbeddingWorker
 
 
 async def listed(client: QuartClient, worker: EmbeddingWorker, auth: dict[str, str], count: int) -> list[int]:

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from tests.webapp.conftest import service_env
-from webapp.cache import free_port
+from webapp.adapters.cache import free_port
 from webapp.config import Settings
-from webapp.embedder import ClipModel
+from webapp.embedding.embedder import ClipModel
 
 # The decision is one failed HEAD request plus a look in the local cache: a fraction of a second.
 # The bound is the one the requirement names, and leaves room for a loaded machine.
@@ -31,7 +31,7 @@ LOAD = """
 import json, sys, time
 import open_clip  # imported before the clock starts: only the decision is measured
 from webapp.config import ClipSettings
-from webapp.embedder import ModelLoadError, load_clip
+from webapp.embedding.embedder import ModelLoadError, load_clip
 
 register = sys.argv[3] if len(sys.argv) > 3 else ""
 if register:  # a hub tag for the tiny test model, whose weights the test put in the cache

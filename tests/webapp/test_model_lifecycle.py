@@ -18,11 +18,11 @@ from quart.testing import QuartClient
 
 from tests.webapp.conftest import image_file, photo, service_env, upload
 from tests.webapp.test_cli import prethrift
+from webapp.adapters.db import vector_index_name
 from webapp.app import create_app
 from webapp.config import Settings
-from webapp.db import vector_index_name
-from webapp.embedder import ClipModel, load_clip
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.embedder import ClipModel, load_clip
+from webapp.embedding.worker import EmbeddingWorker
 
 OLD = "prethrift-tiny/random-seed0"
 NEW = "prethrift-tiny/file-tiny-b.pt"

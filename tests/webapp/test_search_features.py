@@ -14,10 +14,10 @@ from quart.testing import QuartClient
 
 from tests.webapp.conftest import services_of, wait_ready
 from webapp.app import create_app
+from webapp.catalog.filters import SearchFilters
 from webapp.config import Settings
-from webapp.embedder import ClipModel
+from webapp.embedding.embedder import ClipModel
 from webapp.items.repo import bump_catalog_version
-from webapp.search.filters import SearchFilters
 
 
 async def seed_catalog(app: Quart, rows: list[dict[str, Any]], seed: int = 0) -> list[int]:

@@ -11,7 +11,7 @@ from quart import Quart
 from tests.conftest import ADMIN_TOKEN, CHROMIUM_FLAGS
 from tests.webapp.conftest import listing, photo, services_of
 from tests.webapp.test_suggest_stream import _live  # noqa: F401  (the live-server fixture)
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.worker import EmbeddingWorker
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

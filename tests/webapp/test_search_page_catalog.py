@@ -10,7 +10,7 @@ from tests.conftest import ADMIN_TOKEN, CHROMIUM_FLAGS
 from tests.webapp.conftest import listing, photo, services_of
 from tests.webapp.test_search_page import ARTIFACTS
 from tests.webapp.test_suggest_stream import _live  # noqa: F401  (the live-server fixture)
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.worker import EmbeddingWorker
 
 ITEMS = [
     ("Faded denim jacket", "Levi's", "outerwear", "M", "denim blue", "34.50"),

@@ -12,7 +12,7 @@ from quart.testing import QuartClient
 
 from tests.webapp.conftest import services_of
 from tests.webapp.test_search_features import get, seed_catalog
-from webapp.search.filters import SearchFilters
+from webapp.catalog.filters import SearchFilters
 from webapp.search.service import keyword_ranking
 
 DATA = Path(__file__).resolve().parents[1] / "data"

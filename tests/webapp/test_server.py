@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.webapp.conftest import listing, photo, serve_subprocess, service_env
-from webapp.cache import free_port
+from webapp.adapters.cache import free_port
 from webapp.config import Settings
 
 

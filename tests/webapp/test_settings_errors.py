@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from webapp.cache import free_port
+from webapp.adapters.cache import free_port
 
 # Each value carries a marker that must not appear anywhere in the program's output.
 GOOD = {

@@ -18,10 +18,10 @@ from quart import Quart
 
 from tests.webapp.conftest import services_of, unsigned
 from tests.webapp.test_search_features import seed_catalog
+from webapp.adapters.cache import free_port
 from webapp.app import create_app
-from webapp.cache import free_port
 from webapp.config import Settings, SuggestSettings
-from webapp.embedder import ClipModel
+from webapp.embedding.embedder import ClipModel
 from webapp.search.service import SearchRequest, search_stages
 
 CATALOG = [

@@ -18,10 +18,10 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from tests.webapp.conftest import photo, run_worker_until_idle, upload
-from webapp import tracing
 from webapp.config import TelemetrySettings
-from webapp.metrics_store import MetricsBatch, MetricsRecorder, MetricsWriter, prune, write_batch
-from webapp.telemetry import configure_logging
+from webapp.observability import tracing
+from webapp.observability.metrics_store import MetricsBatch, MetricsRecorder, MetricsWriter, prune, write_batch
+from webapp.observability.telemetry import configure_logging
 
 
 @pytest.fixture(name="spans")
@@ -155,7 +155,7 @@ async def test_flush_twice_in_a_minute_adds_up_and_old_rows_are_pruned(database_
 
 
 async def test_a_failed_flush_keeps_the_counts_for_the_next(database_url: str) -> None:
-    from webapp.metrics_store import MetricsSettings
+    from webapp.observability.metrics_store import MetricsSettings
 
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     recorder = MetricsRecorder()

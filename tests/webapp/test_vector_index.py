@@ -8,7 +8,7 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
-from webapp.db import ensure_vector_index, migrate
+from webapp.adapters.db import ensure_vector_index, migrate
 
 
 async def test_processes_starting_together_all_find_the_index(database_url: str) -> None:

@@ -13,7 +13,7 @@ from quart.testing import QuartClient
 
 from tests.webapp.conftest import photo, services_of, upload, wait_ready
 from webapp.config import Settings
-from webapp.worker import EmbeddingWorker
+from webapp.embedding.worker import EmbeddingWorker
 
 
 async def job_rows(app: Quart) -> list[dict[str, object]]:

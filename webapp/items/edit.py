@@ -9,11 +9,11 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
-from webapp import jobs
-from webapp.context import Services
-from webapp.errors import ApiError
+from webapp.embedding import jobs
+from webapp.http.errors import ApiError
 from webapp.items.repo import Item, select_live_by_image, update_item
 from webapp.items.service import ItemFields, accept_photo, invalid_fields, recording_photo
+from webapp.services import Services
 
 
 class _PatchRules(BaseModel):

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from webapp import jobs
-from webapp.cache import note_catalog_write
+from webapp.adapters.cache import note_catalog_write
+from webapp.embedding import jobs
 
 
 @dataclass(frozen=True, kw_only=True)

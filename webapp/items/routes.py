@@ -14,15 +14,11 @@ from quart_schema import (
     validate_response,
 )
 
-from webapp.auth import is_admin, require_admin
-from webapp.context import services
-from webapp.errors import ApiError
-from webapp.items.edit import ItemPatch, edit_item, parse_patch
-from webapp.items.repo import Item, delete_item, list_items, select_item
-from webapp.items.service import ItemUpload, create_item
-from webapp.model_keys import pending_reason
-from webapp.ratelimit import rate_limited
-from webapp.schemas import (
+from webapp.embedding.model_keys import pending_reason
+from webapp.http.auth import is_admin, require_admin
+from webapp.http.errors import ApiError
+from webapp.http.ratelimit import rate_limited
+from webapp.http.schemas import (
     ItemAccepted,
     ItemListOut,
     ItemListQuery,
@@ -31,7 +27,11 @@ from webapp.schemas import (
     document_errors,
     parse_item_id,
 )
+from webapp.items.edit import ItemPatch, edit_item, parse_patch
+from webapp.items.repo import Item, delete_item, list_items, select_item
+from webapp.items.service import ItemUpload, create_item
 from webapp.search.repo import filter_sql
+from webapp.services import services
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")
 # What a reader without the admin token may see: the items search can return.

@@ -17,11 +17,11 @@ from pydantic import (
 )
 from quart_schema.pydantic import File
 
-from webapp.context import Services
-from webapp.errors import ApiError
-from webapp.images import CheckedImage
+from webapp.embedding.images import CheckedImage
+from webapp.http.errors import ApiError
+from webapp.http.schemas import Condition, Currency, Description, Facet, Price, SizeLabel, Title
 from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
-from webapp.schemas import Condition, Currency, Description, Facet, Price, SizeLabel, Title
+from webapp.services import Services
 
 log = structlog.get_logger(__name__)
 

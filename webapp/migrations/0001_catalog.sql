@@ -26,7 +26,7 @@ CREATE UNIQUE INDEX items_image_sha256_live ON items (image_sha256) WHERE status
 CREATE INDEX items_created_at ON items (created_at DESC);
 
 -- Dimension-free column so that a new model (another width) can be embedded beside the old
--- one; each model gets a partial HNSW index on a cast expression (see webapp/db.py).
+-- one; each model gets a partial HNSW index on a cast expression (see webapp/adapters/db.py).
 CREATE TABLE item_embeddings (
     item_id    bigint NOT NULL REFERENCES items (id) ON DELETE CASCADE,
     model_key  text NOT NULL,

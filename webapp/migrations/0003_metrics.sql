@@ -1,4 +1,4 @@
--- The metrics store (webapp/metrics_store.py): per-minute rows that every replica adds to in
+-- The metrics store (webapp/observability/metrics_store.py): per-minute rows that every replica adds to in
 -- batches, read by the ops console. Latency is kept as counts over fixed bucket bounds
 -- (metrics_store.LATENCY_BOUNDS_MS), so minutes and replicas merge by adding counts and
 -- percentiles stay right after merging. Rows older than the retention period are deleted.

@@ -1,4 +1,4 @@
--- Model keys with a lifecycle (webapp/jobs.py): a registry of the keys every upload is queued
+-- Model keys with a lifecycle (webapp/embedding/jobs.py): a registry of the keys every upload is queued
 -- for, heartbeats that say which key each API and worker serves, and job leases so that a
 -- worker dying mid-batch still counts as an attempt.
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from webapp.search.filters import SearchFilters
+from webapp.catalog.filters import SearchFilters
 from webapp.search.repo import filter_sql
 
 FIELDS = ("size", "brand", "colour", "condition", "category")

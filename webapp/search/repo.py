@@ -13,9 +13,9 @@ import asyncpg
 import numpy as np
 from cachetools import TTLCache
 
+from webapp.adapters.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
+from webapp.catalog.filters import SearchFilters, Sort
 from webapp.config import DatabaseSettings
-from webapp.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
-from webapp.search.filters import SearchFilters, Sort
 from webapp.search.forgive import WordGroup
 
 # The exact-scan limit and the smallest filtered beam are settings (webapp.config, where their

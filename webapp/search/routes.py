@@ -15,10 +15,9 @@ from quart_schema import (
 )
 from quart_schema.pydantic import File
 
-from webapp.context import Services, services
-from webapp.jsonio import dumps_bytes
-from webapp.ratelimit import current_client, rate_limited
-from webapp.schemas import (
+from webapp.http.jsonio import dumps_bytes
+from webapp.http.ratelimit import current_client, rate_limited
+from webapp.http.schemas import (
     Interpreted,
     Page,
     SearchHitOut,
@@ -40,6 +39,7 @@ from webapp.search.service import (
     search_text,
     understand,
 )
+from webapp.services import Services, services
 
 blueprint = Blueprint("search", __name__)
 

@@ -16,13 +16,12 @@ import orjson
 from cachetools import LRUCache
 from quart import g, has_request_context
 
-from webapp.cache import query_key
-from webapp.context import Services
-from webapp.errors import ApiError, ModelNotReady
-from webapp.jsonio import dumps_bytes
-from webapp.ratelimit import fair_share
+from webapp.adapters.cache import query_key
+from webapp.catalog.filters import Mode, SearchFilters, Sort
+from webapp.http.errors import ApiError, ModelNotReady
+from webapp.http.jsonio import dumps_bytes
+from webapp.http.ratelimit import fair_share
 from webapp.search.facets import FacetCounts, count_facets
-from webapp.search.filters import Mode, SearchFilters, Sort
 from webapp.search.forgive import MAX_ROUNDS, ROUNDS_BUDGET_S, load_synonyms, loosen, rounds_step, word_groups
 from webapp.search.parse import (
     ALIASES_FILE,
@@ -35,6 +34,7 @@ from webapp.search.parse import (
     parse_query,
 )
 from webapp.search.repo import Hit, VectorQueries, catalog_names, search_words
+from webapp.services import Services
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
 # Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
@@ -379,7 +379,7 @@ async def search_text(services: Services, request: SearchRequest) -> list[Hit]:
     return final
 
 
-# Whose in-flight slots a vector page on a cache miss takes (webapp.ratelimit), by kind.
+# Whose in-flight slots a vector page on a cache miss takes (webapp.http.ratelimit), by kind.
 FAIR_SHARE = {"image": "photo_search", "similar": "similar"}
 
 

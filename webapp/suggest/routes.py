@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from quart import Blueprint, current_app, websocket
 
-from webapp.context import services
-from webapp.ratelimit import EXTENSION, RateLimits, client_address
+from webapp.http.ratelimit import EXTENSION, RateLimits, client_address
+from webapp.http.wsclose import FLOODED
+from webapp.services import services
 from webapp.suggest.session import SocketCounts, SuggestSession
-from webapp.wsclose import FLOODED
 
 blueprint = Blueprint("suggest", __name__)
 

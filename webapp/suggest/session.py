@@ -21,11 +21,11 @@ from pydantic import BaseModel, Field, ValidationError
 from quart import Websocket
 
 from webapp.config import LimitsSettings
-from webapp.context import Services
-from webapp.errors import ApiError
-from webapp.ratelimit import TokenBucket
-from webapp.schemas import Printable, SearchHitOut
+from webapp.http.errors import ApiError
+from webapp.http.ratelimit import TokenBucket
+from webapp.http.schemas import Printable, SearchHitOut
 from webapp.search.parse import normalise_query
+from webapp.services import Services
 from webapp.suggest.repo import MAX_QUERY_CHARS
 
 # What a suggestion preview shows of each item.

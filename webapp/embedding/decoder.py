@@ -33,9 +33,9 @@ import numpy as np
 import structlog
 import torch
 
-from webapp import pixels
-from webapp.embedder import ClipModel
-from webapp.pixels import PixelSpec
+from webapp.embedding import pixels
+from webapp.embedding.embedder import ClipModel
+from webapp.embedding.pixels import PixelSpec
 
 log = structlog.get_logger(__name__)
 

@@ -257,7 +257,7 @@ class DecodeProcesses:
     def _start(self) -> _Process:
         ours, theirs = socket.socketpair()
         code = (
-            "import sys; from webapp.pixels import serve; "
+            "import sys; from webapp.embedding.pixels import serve; "
             "serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])"
         )
         with theirs:

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 import asyncpg
 from quart import current_app
 
-from webapp.cache import Cache
+from webapp.adapters.cache import Cache
+from webapp.adapters.storage import Storage
 from webapp.config import Settings
-from webapp.embedder import Embedder
-from webapp.errors import DatabaseOutage
-from webapp.images import DecodeBudget, PhotoDecoder
+from webapp.embedding.embedder import Embedder
+from webapp.embedding.images import DecodeBudget, PhotoDecoder
+from webapp.http.errors import DatabaseOutage
 from webapp.search.repo import VectorQueries
-from webapp.storage import Storage
 from webapp.suggest.repo import QueryLog, Suggester
 
 

@@ -14,7 +14,7 @@ import aioboto3
 from botocore.config import Config
 from opentelemetry.trace import Span, SpanKind
 
-from webapp.tracing import tracer
+from webapp.observability.tracing import tracer
 
 _tracer = tracer(__name__)
 

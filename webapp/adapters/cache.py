@@ -25,7 +25,7 @@ import structlog
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
-from webapp.telemetry import CACHE_ERRORS, CACHE_REQUESTS
+from webapp.observability.telemetry import CACHE_ERRORS, CACHE_REQUESTS
 
 log = structlog.get_logger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import structlog
 from pydantic import SecretStr
 
-from webapp.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.cache import LocalRedisServer, find_redis_server
+from webapp.adapters.db import EmbeddedPostgres
 from webapp.config import Program, Settings
-from webapp.db import EmbeddedPostgres
 
 log = structlog.get_logger(__name__)
 

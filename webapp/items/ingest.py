@@ -20,10 +20,10 @@ from typing import BinaryIO
 import asyncpg
 from tqdm import tqdm
 
-from webapp.context import Services
-from webapp.demo import demo_items
-from webapp.errors import ApiError
+from webapp.http.errors import ApiError
+from webapp.items.demo import demo_items
 from webapp.items.service import ItemFields, create_item, parse_fields
+from webapp.services import Services
 
 CSV_COLUMNS = ("title", "price", "image")
 # The columns a catalog may have: the image, and the fields of a listing as the API takes them.

@@ -25,8 +25,8 @@ from typing import Any, Generic, TypeVar
 import structlog
 from opentelemetry import trace as otel_trace
 
-from webapp.errors import ApiError
-from webapp.tracing import tracer
+from webapp.http.errors import ApiError
+from webapp.observability.tracing import tracer
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)

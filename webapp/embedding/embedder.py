@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from webapp.batcher import MicroBatcher
 from webapp.config import ClipSettings
-from webapp.errors import ModelNotReady
-from webapp.model_keys import model_key_for as model_key_for  # where callers found it
-from webapp.pixels import model_view
-from webapp.tracing import tracer
+from webapp.embedding.batcher import MicroBatcher
+from webapp.embedding.model_keys import model_key_for as model_key_for  # where callers found it
+from webapp.embedding.pixels import model_view
+from webapp.http.errors import ModelNotReady
+from webapp.observability.tracing import tracer
 
 log = structlog.get_logger(__name__)
 _tracer = tracer(__name__)

@@ -20,9 +20,9 @@ from pydantic import (
 from quart_schema import document_response
 from quart_schema.openapi import OpenAPIProvider
 
-from webapp.errors import ApiError
+from webapp.catalog.filters import Mode, SearchFilters, Sort
+from webapp.http.errors import ApiError
 from webapp.search.facets import parse_names as parse_facet_names
-from webapp.search.filters import Mode, SearchFilters, Sort
 
 MAX_ID = 2**63 - 1
 

@@ -46,7 +46,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import CloseReason
 
-from webapp.ratelimit import TokenBucket
+from webapp.http.ratelimit import TokenBucket
 
 _AFTER_CLOSE = {ASGIWebsocketState.CLOSED, ASGIWebsocketState.HTTPCLOSED}
 # How long a disconnect waits for room in the application's queue before it is dropped.

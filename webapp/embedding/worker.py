@@ -1,6 +1,6 @@
 """The durable embedding worker: a pipeline of claim, fetch and decode, encode, commit.
 
-Durability (webapp/jobs.py): a claim commits each job's attempt and a lease before any work,
+Durability (webapp/embedding/jobs.py): a claim commits each job's attempt and a lease before any work,
 so a worker that dies mid-batch still spends that attempt, and its jobs are claimed again when
 the lease ends. Embeddings are written only in the transaction that marks their jobs done, and
 only for jobs that still hold the claim's lease: nothing is lost, nothing is embedded twice, and
@@ -25,15 +25,15 @@ import numpy as np
 import structlog
 import torch
 
-from webapp import jobs, model_keys
+from webapp.adapters.storage import Storage
 from webapp.config import WorkerSettings
-from webapp.decoder import Decoder
-from webapp.embedder import Embedder
+from webapp.embedding import jobs, model_keys
+from webapp.embedding.decoder import Decoder
+from webapp.embedding.embedder import Embedder
+from webapp.embedding.jobs import JOBS_CHANNEL, Claim, ClaimedJob
 from webapp.items.repo import bump_catalog_version
-from webapp.jobs import JOBS_CHANNEL, Claim, ClaimedJob
-from webapp.metrics_store import MetricsRecorder
-from webapp.storage import Storage
-from webapp.telemetry import EMBEDDING_FAILURES, EMBEDDINGS, QUEUE_DEPTH
+from webapp.observability.metrics_store import MetricsRecorder
+from webapp.observability.telemetry import EMBEDDING_FAILURES, EMBEDDINGS, QUEUE_DEPTH
 
 log = structlog.get_logger(__name__)
 

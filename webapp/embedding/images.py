@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from webapp import pixels
 from webapp.config import LimitsSettings
-from webapp.errors import ApiError
-from webapp.pixels import MAX_MODEL_ASPECT, model_view
-from webapp.pixels import return_freed_pixels_to_the_os as return_freed_pixels_to_the_os
+from webapp.embedding import pixels
+from webapp.embedding.pixels import MAX_MODEL_ASPECT, model_view
+from webapp.embedding.pixels import return_freed_pixels_to_the_os as return_freed_pixels_to_the_os
+from webapp.http.errors import ApiError
 
 R = TypeVar("R")
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 from quart import request
 from quart_schema import document_response, security_scheme
 
-from webapp.context import services
-from webapp.errors import ApiError
-from webapp.schemas import ErrorOut
+from webapp.http.errors import ApiError
+from webapp.http.schemas import ErrorOut
+from webapp.services import services
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 import asyncpg
 import structlog
 
-from webapp import jobs
+from webapp.adapters.db import drop_vector_indexes, vector_index_name
 from webapp.config import ClipSettings
-from webapp.db import drop_vector_indexes, vector_index_name
+from webapp.embedding import jobs
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from webapp.config import Settings
-from webapp.tracing import current_ids
+from webapp.observability.tracing import current_ids
 
 CACHE_REQUESTS = Counter(
     "prethrift_cache_requests_total", "Cache look-ups by cache and outcome", ["cache", "outcome"]

@@ -24,8 +24,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
 from webapp.config import LimitsSettings
-from webapp.errors import ApiError
-from webapp.schemas import ErrorOut
+from webapp.http.errors import ApiError
+from webapp.http.schemas import ErrorOut
 
 P = ParamSpec("P")
 R = TypeVar("R")

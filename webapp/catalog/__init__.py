@@ -1,0 +1,1 @@
+"""The catalog's shared vocabulary: what a garment is and how shoppers filter it."""
