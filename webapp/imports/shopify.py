@@ -193,7 +193,10 @@ def _product(group: list[tuple[int, dict[str, str]]], style: Style, seen: set[st
         return product
     seen.add(handle)
     names = {n: first.get(style.option_name(n), "") for n in (1, 2, 3)}
-    sizes, colours, prices, photos = [], [], [], []
+    sizes: list[str] = []
+    colours: list[str] = []
+    prices: list[str] = []
+    photos: list[tuple[int, str]] = []
     for _line, row in group:
         if row.get(style.price, "").strip():  # a variant row (photo-only rows have no price)
             sizes.append(_option_values(row, names, style, SIZE_OPTION_NAMES))
@@ -238,7 +241,7 @@ def from_webhook(payload: dict[str, Any]) -> Product:
         sizes, colours, prices,
     )  # fmt: skip
     images = [i for i in payload.get("images") or [] if isinstance(i, dict) and i.get("src")]
-    images.sort(key=lambda i: i.get("position") if isinstance(i.get("position"), int) else 10**6)
+    images.sort(key=lambda i: i["position"] if isinstance(i.get("position"), int) else 10**6)
     product.photos = list(dict.fromkeys(str(i["src"]) for i in images))
     product.listed = _listed(str(payload.get("status") or ""), None)
     if not handle:

@@ -10,7 +10,8 @@ import pytest
 from webapp.imports.shopify import CLASSIC, CURRENT, Style, from_webhook, header_style, plain_text, products
 
 CLASSIC_HEADER = ["Handle", "Title", "Body (HTML)", "Vendor", "Type", "Tags", "Published", "Option1 Name",
-                  "Option1 Value", "Variant SKU", "Variant Price", "Image Src", "Image Position", "Status"]  # fmt: skip
+                  "Option1 Value", "Variant SKU", "Variant Price", "Image Src", "Image Position",
+                  "Status"]  # fmt: skip
 CURRENT_HEADER = ["Title", "URL handle", "Description", "Vendor", "Type", "Tags", "Published on online store",
                   "Status", "SKU", "Option1 name", "Option1 value", "Price", "Product image URL",
                   "Image position"]  # fmt: skip
@@ -27,7 +28,8 @@ def _rows(header: list[str], records: list[dict[str, str]]) -> list[tuple[int, d
 
 def test_classic_export_groups_variants_and_orders_photos() -> None:
     records = [
-        {"Handle": "wool-coat", "Title": "Wool coat", "Body (HTML)": "<p>Warm &amp; <b>heavy</b></p><p>Lined</p>",
+        {"Handle": "wool-coat", "Title": "Wool coat", 
+         "Body (HTML)": "<p>Warm &amp; <b>heavy</b></p><p>Lined</p>",
          "Vendor": "Barbour", "Type": "Coats", "Tags": "vintage, condition:good", "Published": "TRUE",
          "Option1 Name": "Size", "Option1 Value": "M", "Variant Price": "120.00",
          "Image Src": "https://cdn.test/coat-2.jpg", "Image Position": "2", "Status": "active"},
@@ -54,7 +56,8 @@ def test_classic_export_groups_variants_and_orders_photos() -> None:
 
 def test_current_export_and_its_unpublished_products() -> None:
     records = [
-        {"Title": "Silk shirt", "URL handle": "silk-shirt", "Description": "<div>Cream<script>x()</script></div>",
+        {"Title": "Silk shirt", "URL handle": "silk-shirt", 
+         "Description": "<div>Cream<script>x()</script></div>",
          "Vendor": "Equipment", "Type": "Tops", "Published on online store": "TRUE", "Status": "Active",
          "Option1 name": "Size", "Option1 value": "S", "Price": "45.50",
          "Product image URL": "https://cdn.test/shirt.jpg", "Image position": "1"},
