@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
+from quart import Quart
 
-from tests.webapp.conftest import photo
-from webapp.config import ImportSettings, StorageSettings
+from tests.webapp.conftest import photo, wait_ready
+from webapp.app import create_app
+from webapp.config import ImportSettings, Settings, StorageSettings
+from webapp.embedding.embedder import ClipModel
 
 MAX_BYTES = 256 * 1024
 
@@ -139,3 +145,26 @@ def _import_settings(photo_server: PhotoServer) -> ImportSettings:
 @pytest.fixture(name="photo_storage_settings")
 def _photo_storage_settings() -> StorageSettings:
     return StorageSettings(max_image_bytes=MAX_BYTES)
+
+
+SHOP_SECRET = "shpss_0123456789abcdef0123456789abcdef"
+
+
+def shopify_signature(body: bytes, secret: str = SHOP_SECRET) -> str:
+    """X-Shopify-Hmac-Sha256 as Shopify computes it: base64 of HMAC-SHA256 over the raw body."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+@pytest.fixture(name="shop_settings")
+def _shop_settings(settings: Settings, import_settings: ImportSettings) -> Settings:
+    """The test settings with the webhook secret set and the photo server allowed."""
+    imports = import_settings.model_copy(update={"shopify_webhook_secret": SecretStr(SHOP_SECRET)})
+    return settings.model_copy(update={"imports": imports})
+
+
+@pytest.fixture(name="shop_app")
+async def _shop_app(shop_settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
+    app = create_app(shop_settings, clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        yield app
