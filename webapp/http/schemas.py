@@ -20,10 +20,9 @@ from pydantic import (
 from quart_schema import document_response
 from quart_schema.openapi import OpenAPIProvider
 
-from webapp.catalog.filters import Mode, SearchFilters, Sort
+from webapp.catalog.filters import Mode, SearchFilters, Sort, parse_facet_names
 from webapp.catalog.garment import Condition, ListedStatus
 from webapp.http.errors import ApiError
-from webapp.search.facets import parse_names as parse_facet_names
 
 MAX_ID = 2**63 - 1
 
