@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-CONDITIONS = ("new_with_tags", "like_new", "good", "fair", "worn")
+from webapp.catalog.garment import CONDITIONS
+
 SIZE_OPTION_NAMES = ("size", "taille", "größe", "talla", "taglia", "maat")
 COLOUR_OPTION_NAMES = ("color", "colour")
 
