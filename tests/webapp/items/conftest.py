@@ -63,3 +63,9 @@ async def object_exists(app: Quart, key: str) -> bool:
     except Exception:
         return False
     return True
+
+
+def key_of(photo_out: dict[str, Any]) -> str:
+    """The storage key behind a photo's URL (presigned or not)."""
+    path = str(photo_out["image_url"]).split("?")[0]
+    return path[path.index("/items/") + 1 :]

@@ -8,7 +8,14 @@ from quart.testing import QuartClient
 from werkzeug.datastructures import Headers
 
 from tests.webapp.conftest import image_file, photo, services_of, upload
-from tests.webapp.items.conftest import image_parts, object_exists, photo_vector, queued_jobs, upload_photos
+from tests.webapp.items.conftest import (
+    image_parts,
+    key_of,
+    object_exists,
+    photo_vector,
+    queued_jobs,
+    upload_photos,
+)
 from webapp.embedding.worker import EmbeddingWorker
 
 
@@ -87,7 +94,8 @@ async def test_patch_reorders_removes_and_adds_photos(
     item_id = (await (await upload_photos(client, [photo(50), photo(51), photo(52)], auth)).get_json())["id"]
     await worker.drain()
     before = await (await client.get(f"/api/items/{item_id}", headers=auth)).get_json()
-    keys = {p["id"]: p["image_url"].split("?")[0].split("/", 3)[-1] for p in before["photos"]}
+    keys = [key_of(p) for p in before["photos"]]
+    assert all([await object_exists(app, key) for key in keys])
 
     # Photo 3 becomes the cover, photo 2 goes: nothing is queued, nothing stored again.
     response = await client.patch(f"/api/items/{item_id}", json={"photos": [3, 1]}, headers=auth)
@@ -122,7 +130,7 @@ async def test_patch_reorders_removes_and_adds_photos(
     assert none.status_code == 422
 
     assert (await client.delete(f"/api/items/{item_id}", headers=auth)).status_code == 204
-    for key in keys.values():
+    for key in keys:
         assert not await object_exists(app, key)
     async with services_of(app).pool.acquire() as connection:
         assert await _embedded(connection, item_id) == 0
