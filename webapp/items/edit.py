@@ -9,6 +9,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from webapp.catalog.garment import SaleStatus
 from webapp.http.errors import ApiError
 from webapp.items.photos import Entry, NewPhoto, duplicate_photo, owner_of, write_photos
 from webapp.items.repo import Item, update_item
@@ -60,7 +61,7 @@ _PATCH_FIELDS: dict[str, Any] = {
     name: (_optional(info), None) for name, info in ItemFields.model_fields.items()
 }
 _PATCH_FIELDS["status"] = (
-    Literal["available", "reserved", "sold"] | None,
+    SaleStatus | None,
     Field(default=None, description="Sale status; reserved and sold items leave search at once"),
 )
 _PATCH_FIELDS["photos"] = (

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import astuple, dataclass, fields
-from decimal import Decimal
 
 import asyncpg
 
-from webapp.adapters.cache import note_catalog_write
+from webapp.catalog.garment import GARMENT_COLUMNS, Garment
+from webapp.catalog.version import bump_catalog_version
 from webapp.embedding import jobs
 from webapp.items.photos import lock_gallery, photo_keys
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewItem:
-    """The fields a seller writes: the one row-level definition of a garment."""
-
-    title: str
-    price: Decimal
-    currency: str = "USD"
-    description: str = ""
-    brand: str | None = None
-    category: str | None = None
-    size: str | None = None
-    colour: str | None = None
-    condition: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Item(NewItem):
+class Item(Garment):
     """A stored listing: the seller's fields plus what the service keeps about it."""
 
     id: int
@@ -42,7 +27,6 @@ class Item(NewItem):
     updated_at: dt.datetime
 
 
-GARMENT_COLUMNS = tuple(f.name for f in fields(NewItem))
 _ITEM_COLUMNS = ", ".join(f.name for f in fields(Item))
 
 
@@ -66,7 +50,7 @@ async def select_by_external_id(connection: asyncpg.Connection, external_id: str
     return _item(row) if row else None
 
 
-async def insert_item(connection: asyncpg.Connection, item: NewItem, *, external_id: str | None = None) -> int:
+async def insert_item(connection: asyncpg.Connection, item: Garment, *, external_id: str | None = None) -> int:
     """Record a new item (call inside the transaction that then records its photos, which fill in
     its cover). Raises asyncpg.UniqueViolationError when a live item has ``external_id``."""
     values = astuple(item)
@@ -103,23 +87,9 @@ async def delete_item(connection: asyncpg.Connection, item_id: int) -> list[str]
     return keys
 
 
-async def bump_catalog_version(connection: asyncpg.Connection) -> None:
-    note_catalog_write(connection.get_server_pid())
-    await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
-
-
-async def catalog_version(connection: asyncpg.Connection) -> int:
-    version: int = await connection.fetchval("SELECT version FROM catalog_state WHERE id = 1")
-    return version
-
-
 async def count_items(connection: asyncpg.Connection) -> int:
     count: int = await connection.fetchval("SELECT count(*) FROM items WHERE status <> 'deleted'")
     return count
-
-
-# The statuses a seller sets; 'available' is stored as 'ready' once the item is searchable.
-SALE_STATUSES = ("available", "reserved", "sold")
 
 
 async def update_item(

@@ -20,11 +20,12 @@ from pydantic import (
 )
 from quart_schema.pydantic import File
 
+from webapp.catalog.garment import Condition, Garment
 from webapp.embedding.images import CheckedImage
 from webapp.http.errors import ApiError
-from webapp.http.schemas import Condition, Currency, Description, ExternalId, Facet, Price, SizeLabel, Title
+from webapp.http.schemas import Currency, Description, ExternalId, Facet, Price, SizeLabel, Title
 from webapp.items.photos import NewPhoto, PhotoWrites, duplicate_photo, owner_of, write_photos
-from webapp.items.repo import NewItem, insert_item
+from webapp.items.repo import insert_item
 from webapp.services import Services
 
 log = structlog.get_logger(__name__)
@@ -54,8 +55,8 @@ class ItemFields(BaseModel):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
         return data
 
-    def to_new_item(self) -> NewItem:
-        return NewItem(**self.model_dump(exclude={"image", "external_id"}))
+    def to_new_item(self) -> Garment:
+        return Garment(**self.model_dump(exclude={"image", "external_id"}))
 
 
 def _as_list(value: object) -> object:

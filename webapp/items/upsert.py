@@ -14,10 +14,11 @@ from typing import Literal
 
 import asyncpg
 
+from webapp.catalog.garment import GARMENT_COLUMNS
 from webapp.http.errors import ApiError
 from webapp.http.schemas import parse_external_id
 from webapp.items.photos import Entry, NewPhoto, Photo, duplicate_photo, owner_of, select_photos, write_photos
-from webapp.items.repo import GARMENT_COLUMNS, Item, select_by_external_id, update_item
+from webapp.items.repo import Item, select_by_external_id, update_item
 from webapp.items.service import (
     ItemFields,
     accept_photo,

@@ -10,8 +10,8 @@ from werkzeug.datastructures import Headers
 
 from tests.webapp.conftest import listing, photo, services_of
 from tests.webapp.items.conftest import image_parts, key_of, object_exists, queued_jobs, upload_photos
+from webapp.catalog.version import read_catalog_version
 from webapp.embedding.worker import EmbeddingWorker
-from webapp.items.repo import catalog_version
 from webapp.items.service import ItemFields
 from webapp.items.upsert import upsert_external
 
@@ -29,7 +29,7 @@ async def put(
 
 async def version(app: Quart) -> int:
     async with services_of(app).pool.acquire() as connection:
-        return await catalog_version(connection)
+        return await read_catalog_version(connection)
 
 
 async def test_put_creates_then_a_repeat_changes_and_queues_nothing(
