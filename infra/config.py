@@ -95,9 +95,9 @@ class TaskSize:
     requests_per_target: int = 570
     """ALB requests per task per minute that the API's autoscaling aims for (2-vCPU task).
 
-    About 70% of the load a task carries with an open-loop p99 near 150 ms: uncached searches
-    held that up to 13.75 a second on the bench, PostgreSQL sharing the same two cores
-    (infra/README.md, capacity notes; re-measure with ``python -m bench.capacity``).
+    About 70% of the load a task carries within the open-loop p99 target of uncached searches
+    (bench/README.md, section ``capacity``; infra/README.md, capacity notes). Re-measure with
+    ``python -m bench.capacity`` and set 0.7 x 60 x the measured searches a second.
     """
 
 
