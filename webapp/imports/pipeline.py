@@ -82,7 +82,8 @@ async def run_import(
     cache = PhotoCache(services.settings.data_dir / "import-cache")
     width = services.settings.imports.concurrency
     to_fetch: asyncio.Queue[Listing | None] = asyncio.Queue(maxsize=2 * width)
-    to_store: asyncio.Queue[tuple[Listing, list[bytes]] | None] = asyncio.Queue(maxsize=width)
+    # Fetched photos wait here for the store stage: few, since each listing may hold megabytes.
+    to_store: asyncio.Queue[tuple[Listing, list[bytes]] | None] = asyncio.Queue(maxsize=STORERS)
     seen: set[str] = set()
     bars = {
         name: tqdm(desc=name, unit="listing", position=n, leave=True, disable=not progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -64,20 +65,32 @@ async def record_listing(
         )  # fmt: skip
 
 
-async def remember_product(connection: asyncpg.Connection, external_id: str, product_id: int) -> None:
-    """Which listing a Shopify product id stands for, before its import has run."""
+async def remember_product(
+    connection: asyncpg.Connection, external_id: str, product_id: int, updated_at: datetime | None
+) -> bool:
+    """Which listing a Shopify product id stands for, before its import has run; False (and
+    nothing changed) when a delivery of a newer version of the product was taken already."""
     async with connection.transaction():
+        newest = await connection.fetchval(
+            "SELECT source_updated_at FROM import_listings WHERE external_id = $1 FOR UPDATE", external_id
+        )
+        if newest is not None and updated_at is not None and updated_at < newest:
+            return False
         await connection.execute(
             "UPDATE import_listings SET shopify_product_id = NULL WHERE shopify_product_id = $1 "
             "AND external_id <> $2",
             product_id, external_id,
         )  # fmt: skip
         await connection.execute(
-            """INSERT INTO import_listings (external_id, origin, fingerprint, shopify_product_id)
-               VALUES ($1, 'shopify', '', $2)
-               ON CONFLICT (external_id) DO UPDATE SET shopify_product_id = excluded.shopify_product_id""",
-            external_id, product_id,
+            """INSERT INTO import_listings
+                   (external_id, origin, fingerprint, shopify_product_id, source_updated_at)
+               VALUES ($1, 'shopify', '', $2, $3)
+               ON CONFLICT (external_id) DO UPDATE SET shopify_product_id = excluded.shopify_product_id,
+                   source_updated_at = COALESCE(excluded.source_updated_at,
+                                                import_listings.source_updated_at)""",
+            external_id, product_id, updated_at,
         )  # fmt: skip
+    return True
 
 
 async def listings_from(connection: asyncpg.Connection, origin: str) -> set[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -89,10 +90,21 @@ async def shopify_webhook() -> WebhookOut:
             connection, sender, delivery, svc.settings.imports.webhook_replay_window_s
         ):
             return WebhookOut(status="duplicate")
-        return await _apply(connection, topic, payload)
+        return await _apply(connection, topic, payload, svc.settings.imports.webhook_replay_window_s)
 
 
-async def _apply(connection: Any, topic: str, payload: dict[str, Any]) -> WebhookOut:
+def _timestamp(value: object) -> datetime | None:
+    """Shopify's ISO 8601 time with its offset ("2024-03-01T10:00:00-05:00"), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+async def _apply(connection: Any, topic: str, payload: dict[str, Any], window_s: int) -> WebhookOut:
     if topic == "products/delete":
         product_id = payload.get("id")
         handle = await repo.handle_of_product(connection, product_id) if isinstance(product_id, int) else None
@@ -105,9 +117,15 @@ async def _apply(connection: Any, topic: str, payload: dict[str, Any]) -> Webhoo
     product = from_webhook(payload)
     if not product.handle:
         return WebhookOut(status="ignored", reason=product.problem)
-    if product.product_id is not None:
-        # Known from now on, so a delete that arrives before the import ran still finds it.
-        await repo.remember_product(connection, product.handle, product.product_id)
+    updated_at = _timestamp(payload.get("updated_at"))
+    if updated_at is not None and updated_at < datetime.now(UTC) - timedelta(seconds=window_s):
+        # Signed, but older than the ids remembered against replays: a captured request.
+        return WebhookOut(status="ignored", reason="the delivery is older than the replay window")
+    # Known from now on, so a delete that arrives before the import ran still finds it.
+    if product.product_id is not None and not await repo.remember_product(
+        connection, product.handle, product.product_id, updated_at
+    ):
+        return WebhookOut(status="ignored", reason="a newer version of the product was received already")
     if not product.listed:  # drafted or archived in the shop: no longer for sale here either
         await repo.enqueue_import(connection, product.handle, "delete", {"product_id": product.product_id})
         return WebhookOut(status="queued", reason="the product is not active in the shop")

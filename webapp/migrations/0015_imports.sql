@@ -14,12 +14,15 @@ CREATE TABLE import_sources (
 -- What each listing loaded by an import was last loaded from: a hash of its fields and photo
 -- sources (a row whose hash has not changed is not fetched or stored again), where it came
 -- from (a catalog file's name, or 'shopify' for webhooks), and Shopify's product id, because
--- Shopify's products/delete payload carries only that id, not the handle.
+-- Shopify's products/delete payload carries only that id, not the handle. source_updated_at is
+-- the product's updated_at in the newest webhook taken: Shopify does not promise delivery order,
+-- so an older update arriving late is not applied over a newer one.
 CREATE TABLE import_listings (
     external_id text PRIMARY KEY,
     origin text NOT NULL,
     fingerprint text NOT NULL,
     shopify_product_id bigint UNIQUE,
+    source_updated_at timestamptz,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX import_listings_origin ON import_listings (origin);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -123,3 +124,23 @@ async def test_webhooks_are_off_without_a_secret_and_never_cross_origin(
     assert "Access-Control-Allow-Origin" not in response.headers
     status, body = await _post(shop_app, {}, body=b"[1, 2", signature=shopify_signature(b"[1, 2"))
     assert (status, body["error"]["code"]) == (400, "invalid_json")
+
+
+async def test_late_and_captured_deliveries_do_not_undo_newer_ones(
+    shop_app: Quart, photo_server: PhotoServer
+) -> None:
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    newer = _product(photo_server, title="Suede jacket, reduced", updated_at=hour_ago.isoformat())
+    older = _product(
+        photo_server, title="Suede jacket", updated_at=(hour_ago - timedelta(minutes=5)).isoformat()
+    )
+    assert (await _post(shop_app, newer, delivery="n-1"))[1]["status"] == "queued"
+    # Shopify does not promise order: the older update, delivered after, is not applied.
+    status, body = await _post(shop_app, older, delivery="n-2")
+    assert (status, body["status"]) == (200, "ignored")
+    [job] = await _queue(shop_app)
+    assert orjson.loads(job["payload"])["fields"]["title"] == "Suede jacket, reduced"
+    # A signed request captured long ago, its id forgotten by now, still changes nothing.
+    ancient = _product(photo_server, id=7, handle="old-coat", updated_at="2020-01-01T00:00:00+00:00")
+    assert (await _post(shop_app, ancient, delivery="n-3"))[1]["status"] == "ignored"
+    assert [job["external_id"] for job in await _queue(shop_app)] == ["suede-jacket"]
