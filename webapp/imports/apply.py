@@ -10,11 +10,21 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from webapp.imports import repo
 from webapp.imports.fetch import FetchError, PhotoFetcher
 from webapp.services import Services
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing a listing did: "created", "updated" or "unchanged", and photos queued to embed."""
+
+    outcome: str
+    item_id: int
+    photos_queued: int
 
 
 def fingerprint(fields: dict[str, str], photos: list[str]) -> str:
@@ -84,14 +94,14 @@ async def fetch_photos(
     return [data for data, _ in results], sum(downloaded for _, downloaded in results)
 
 
-async def store(services: Services, external_id: str, fields: dict[str, str], photos: list[bytes]) -> str:
-    """Create or update the listing through the external-id upsert; its outcome
-    ("created", "updated" or "unchanged"). Raises ApiError as the PUT route would answer."""
+async def store(services: Services, external_id: str, fields: dict[str, str], photos: list[bytes]) -> Stored:
+    """Create or update the listing through the external-id upsert. Raises ApiError as the PUT
+    route would answer."""
     from webapp.items.service import parse_fields
     from webapp.items.upsert import upsert_external
 
     result = await upsert_external(services, external_id, parse_fields(fields), photos)
-    return str(result.outcome)
+    return Stored(str(result.outcome), result.item_id, result.photos_queued)
 
 
 async def remove(services: Services, external_id: str) -> bool:

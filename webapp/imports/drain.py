@@ -36,7 +36,7 @@ async def apply_job(services: Services, fetcher: PhotoFetcher, job: repo.ImportJ
     fields: dict[str, str] = job.payload["fields"]
     sources: list[str] = job.payload["photos"]
     photos, _ = await fetch_photos(services, fetcher, photo_cache(services), sources)
-    outcome = await store(services, job.external_id, fields, photos)
+    outcome = (await store(services, job.external_id, fields, photos)).outcome
     async with services.pool.acquire() as connection:
         await repo.record_listing(
             connection, job.external_id, "shopify", fingerprint(fields, sources), job.payload.get("product_id")

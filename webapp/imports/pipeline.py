@@ -13,6 +13,7 @@ the same file that are missing now are reported, and deleted only when asked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,27 @@ async def run_import(
     to_store: asyncio.Queue[tuple[Listing, list[bytes]] | None] = asyncio.Queue(maxsize=STORERS)
     seen: set[str] = set()
     bars = {
-        name: tqdm(desc=name, unit="listing", position=n, leave=True, disable=not progress)
-        for n, name in enumerate(("fetch", "store"))
+        name: tqdm(desc=name, unit=unit, position=n, leave=True, disable=not progress)
+        for n, (name, unit) in enumerate((("fetch", "listing"), ("store", "listing"), ("embed", "photo")))
     }
+    queued_items: list[int] = []
+
+    async def watch_embedding() -> None:
+        # The worker embeds as items are stored; the bar follows its progress on this run's items.
+        while True:
+            await asyncio.sleep(1.0)
+            if not queued_items:
+                continue
+            try:
+                async with services.pool.acquire() as connection:
+                    done = await connection.fetchval(
+                        "SELECT count(*) FROM embedding_jobs WHERE item_id = ANY($1::bigint[]) "
+                        "AND status = 'done'",
+                        queued_items,
+                    )
+            except (OSError, asyncpg.PostgresError):
+                continue  # only a progress bar: the load itself reports database trouble
+            bars["embed"].update(done - bars["embed"].n)
 
     def fail(listing: Listing, reason: str) -> None:
         summary.failures.append((listing.where, reason))
@@ -130,7 +149,7 @@ async def run_import(
         while (work := await to_store.get()) is not _DONE:
             listing, photos = work
             try:
-                outcome = await store(services, listing.external_id, listing.fields, photos)
+                stored = await store(services, listing.external_id, listing.fields, photos)
             except asyncpg.DataError as error:  # a value the schema let through, the database cannot store
                 fail(listing, f"the database refused the listing: {error}")
             except ApiError as error:
@@ -145,9 +164,12 @@ async def run_import(
                     await repo.record_listing(
                         connection, listing.external_id, origin, loaded_from, listing.product_id
                     )
-                if outcome == "created":
+                if stored.photos_queued:
+                    queued_items.append(stored.item_id)
+                    bars["embed"].total = (bars["embed"].total or 0) + stored.photos_queued
+                if stored.outcome == "created":
                     summary.loaded += 1
-                elif outcome == "updated":
+                elif stored.outcome == "updated":
                     summary.updated += 1
                 else:
                     summary.unchanged += 1
@@ -158,9 +180,14 @@ async def run_import(
         for _ in range(STORERS):
             await to_store.put(_DONE)
 
+    watching = asyncio.create_task(watch_embedding()) if progress else None
     try:
         await asyncio.gather(read(), fetch_all(), *(keep() for _ in range(STORERS)))
     finally:
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
         for bar in bars.values():
             bar.close()
     async with services.pool.acquire() as connection:
