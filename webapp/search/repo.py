@@ -15,6 +15,7 @@ from cachetools import TTLCache
 
 from webapp.adapters.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
 from webapp.catalog.filters import SearchFilters, Sort
+from webapp.catalog.sizes import accepted_keys
 from webapp.config import DatabaseSettings
 from webapp.search.forgive import WordGroup
 
@@ -101,7 +102,11 @@ def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.st
     Search sees only ready items; the seller's listing passes its own ``status`` condition.
     """
     clauses = [status]
-    for column in ("category", "size", "colour", "brand"):
+    if filters.size is not None:
+        # However the shop wrote the size (migration 0013 stores its key beside it).
+        params.append(accepted_keys(filters.size))
+        clauses.append(f"i.size_key = ANY(${len(params)}::text[])")
+    for column in ("category", "colour", "brand"):
         value = getattr(filters, column)
         if value is not None:
             params.append(value.lower())
