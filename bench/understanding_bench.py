@@ -27,10 +27,9 @@ from bench.services import DATA
 from webapp.adapters.db import EmbeddedPostgres, migrate
 from webapp.catalog.filters import SearchFilters
 from webapp.search.facets import NAMES, count_facets
-from webapp.search.forgive import load_synonyms
+from webapp.search.forgive import CANDIDATES, FORGIVE_BELOW, forgive, load_synonyms
 from webapp.search.parse import ALIASES_FILE, Vocabulary, load_aliases, parse_query
 from webapp.search.repo import VectorQueries, catalog_names, search_words
-from webapp.search.service import CANDIDATES, FORGIVE_BELOW, forgive
 
 QUERIES = [
     "navy wool coat size M under $60",

@@ -7,7 +7,7 @@ import hashlib
 import math
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import numpy as np
@@ -17,7 +17,9 @@ from webapp.adapters.db import INDEX_OPCLASS, index_distance, sql_literal, vecto
 from webapp.catalog.filters import SearchFilters, Sort
 from webapp.catalog.sizes import accepted_keys
 from webapp.config import DatabaseSettings
-from webapp.search.forgive import WordGroup
+
+if TYPE_CHECKING:  # forgive.py runs its rounds through these queries
+    from webapp.search.forgive import WordGroup
 
 # The exact-scan limit and the smallest filtered beam are settings (webapp.config, where their
 # reasons are); these are their defaults. A filter passing a share s of the graph it searches

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-from typing import Any
-
-import numpy as np
 import pytest
 from quart import Quart
 from quart.testing import QuartClient
 
-from tests.webapp.conftest import services_of
-from webapp.items.repo import bump_catalog_version
+from tests.webapp.search.conftest import search, seed_items
 
 ROWS = [
     ("Silk slip dress", "dresses", "10"),
@@ -31,41 +25,13 @@ ROWS = [
 
 
 @pytest.fixture(name="catalog")
-async def _catalog(app: Quart) -> dict[str, int]:
-    """Ready items with unit vectors of their own, by title."""
-    services = services_of(app)
-    assert services.queries is not None
-    rng = np.random.default_rng(7)
-    vectors = rng.normal(size=(len(ROWS), services.queries.dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids: dict[str, int] = {}
-    async with services.pool.acquire() as connection, connection.transaction():
-        for n, (title, category, size) in enumerate(ROWS):
-            ids[title] = await connection.fetchval(
-                """INSERT INTO items (title, category, size, price, status, image_key, image_sha256, created_at)
-                   VALUES ($1, $2, $3, $4, 'ready', 'items/none.jpg', $5, $6) RETURNING id""",
-                title, category, size, Decimal("20.00"), f"size-{n}",
-                dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=n),
-            )  # fmt: skip
-        await connection.copy_records_to_table(
-            "item_embeddings",
-            records=[(ids[row[0]], services.model_key, v) for row, v in zip(ROWS, vectors, strict=True)],
-            columns=["item_id", "model_key", "embedding"],
-        )
-        await bump_catalog_version(connection)
-    return ids
-
-
-async def search(client: QuartClient, **params: Any) -> dict[str, Any]:
-    response = await client.get("/api/search", query_string={k: str(v) for k, v in params.items()})
-    assert response.status_code == 200, await response.get_data(as_text=True)
-    body: dict[str, Any] = await response.get_json()
-    return body
+async def _catalog(app: Quart) -> list[int]:
+    return await seed_items(app, [{"title": t, "category": c, "size": s} for t, c, s in ROWS])
 
 
 @pytest.mark.parametrize("mode", ["keyword", "hybrid"])
 async def test_sizes_written_as_shoppers_write_them_find_items_as_shops_wrote_them(
-    client: QuartClient, catalog: dict[str, int], mode: str
+    client: QuartClient, catalog: list[int], mode: str
 ) -> None:
     page = await search(client, q="slip dress uk 10", mode=mode)
     assert page["interpreted"]["filters"] == {"size": "UK 10"}
@@ -81,9 +47,7 @@ async def test_sizes_written_as_shoppers_write_them_find_items_as_shops_wrote_th
     assert [i["title"] for i in page["items"]] == ["Selvedge straight jeans"]
 
 
-async def test_a_size_filter_parameter_matches_every_spelling(
-    client: QuartClient, catalog: dict[str, int]
-) -> None:
+async def test_a_size_filter_parameter_matches_every_spelling(client: QuartClient, catalog: list[int]) -> None:
     ten = {"Silk slip dress", "Linen midi dress", "Tea dress", "Wrap dress"}
     assert {i["title"] for i in (await search(client, size="10"))["items"]} == ten
     assert {i["title"] for i in (await search(client, size="uk 10"))["items"]} == ten
@@ -95,7 +59,7 @@ async def test_a_size_filter_parameter_matches_every_spelling(
 
 
 async def test_a_size_facet_shows_one_value_with_the_summed_count(
-    client: QuartClient, catalog: dict[str, int]
+    client: QuartClient, catalog: list[int]
 ) -> None:
     page = await search(client, facets="size")
     sizes = {v["value"]: v["count"] for v in page["facets"]["size"]}
