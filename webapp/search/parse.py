@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from webapp.catalog.garment import Condition
 from webapp.search.read_sizes import find_size, number_text
 
 # The filters a query can carry, in the order the response lists them.
@@ -63,7 +64,7 @@ _PRICE_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     ),
 ]
 
-_CONDITIONS: list[tuple[re.Pattern[str], str]] = [
+_CONDITIONS: list[tuple[re.Pattern[str], Condition]] = [
     (
         re.compile(
             r"\b(?:(?:brand\s+)?new\s+with\s+tags?|bnwt|nwt|with\s+(?:the\s+)?tags?(?:\s+(?:on|attached))?|"

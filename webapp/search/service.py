@@ -18,7 +18,7 @@ from webapp.search.facets import FacetCounts, count_facets
 from webapp.search.forgive import CANDIDATES, FORGIVE_BELOW, forgive
 from webapp.search.parse import normalise_query
 from webapp.search.reading import SearchRequest, catalog_version, catalog_words, shipped
-from webapp.search.repo import Hit, VectorQueries
+from webapp.search.repo import Hit, VectorQueries, loaded_queries
 from webapp.services import Services
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
@@ -28,9 +28,10 @@ SEMANTIC_DEPTH = 100
 
 
 def _queries(services: Services) -> VectorQueries:
-    if services.queries is None:
+    queries = loaded_queries(services)
+    if queries is None:
         raise ModelNotReady()
-    return services.queries
+    return queries
 
 
 async def _cached(services: Services, key: str) -> list[Hit] | None:
