@@ -200,15 +200,18 @@ def _count(term: str, vocabulary: dict[str, int], within: dict[str, int] | None)
 
 
 def scope_terms(text: str, vocabulary: dict[str, int], synonyms: dict[str, tuple[str, ...]]) -> list[str]:
-    """Every term ``word_groups`` may look up in ``within``: each word, the catalog words near it,
-    their synonyms, and the last word as a prefix (``word:*``)."""
+    """The terms ``word_groups`` looks up in ``within``: each word, the catalog words near it,
+    their synonyms, and the last word as a prefix (``word:*``); at most 11 a word. A synonym
+    past those counts as held by none, which only orders it among the words let go."""
     terms: list[str] = []
     for word, pair, last in _tokens(text, synonyms):
         if pair:
             terms += [word, *synonyms[word][:MAX_ALTERNATIVES]]
             continue
         near = _near(word, vocabulary)
-        terms += [word, *near, *synonyms.get(word, ()), *(s for f in near for s in synonyms.get(f, ()))]
+        # The synonyms a group can keep (MAX_ALTERNATIVES at most): the query's cost stays bounded.
+        widened = _unique([*synonyms.get(word, ()), *(s for f in near for s in synonyms.get(f, ()))])
+        terms += [word, *near, *widened[:MAX_ALTERNATIVES]]
         if last and word.isalnum():
             terms.append(f"{word}:*")
     return _unique(terms)
