@@ -1,4 +1,9 @@
-"""Search logic: caches, query embedding, semantic/keyword/hybrid ranking, filters and sorting."""
+"""Search: semantic, keyword and hybrid ranking, result pages and their cache, query embedding.
+
+Reading the request (the catalog's names, constraints in the query) is reading.py's; matching
+that forgives typos and missing words is forgive.py's. Nothing here reads request state: the
+routes pass what a search needs, the catalog version included.
+"""
 
 from __future__ import annotations
 
