@@ -58,7 +58,7 @@ async def _load(dsn: str, items: int) -> dict[str, Any]:
         started = time.perf_counter()
         rows = catalog.generate(catalog.CatalogSpec(items=items, dim=8)).rows
         await connection.execute(
-            "TRUNCATE items, item_embeddings, embedding_jobs, search_words RESTART IDENTITY"
+            "TRUNCATE items, item_photos, item_embeddings, embedding_jobs, search_words RESTART IDENTITY"
         )
         for start in range(0, len(rows), 20_000):
             await connection.copy_records_to_table(
