@@ -243,9 +243,12 @@ def _connect_allowed(family: int, address: object, extra: set[str]) -> bool:
         return True  # a Unix socket (PostgreSQL's embedded server, redis) stays on this machine
     host = str(address[0])
     try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback or host in extra
+        ip = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return host in extra
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    return ip.is_loopback or host in extra
 
 
 @pytest.fixture(scope="session", autouse=True)
