@@ -230,3 +230,9 @@ def load(stack: str | None = None) -> StackConfig:
 def sentry_dsn() -> pulumi.Output[str] | None:
     """The Sentry DSN, set with `pulumi config set --secret sentryDsn ...`; None if unset."""
     return pulumi.Config("prethrift").get_secret("sentryDsn")
+
+
+def shopify_webhook_secret() -> pulumi.Output[str] | None:
+    """The shop's webhook signing secret, set with `pulumi config set --secret
+    shopifyWebhookSecret ...`; None if unset (the API then answers its webhook route 404)."""
+    return pulumi.Config("prethrift").get_secret("shopifyWebhookSecret")

@@ -19,6 +19,7 @@ class ParametersArgs:
     database_url: pulumi.Output[str]
     redis_url: pulumi.Output[str]
     sentry_dsn: pulumi.Output[str] | None = None
+    shopify_webhook_secret: pulumi.Output[str] | None = None
 
 
 class Parameters(pulumi.ComponentResource):
@@ -44,6 +45,8 @@ class Parameters(pulumi.ComponentResource):
         }
         if args.sentry_dsn is not None:
             values["SENTRY_DSN"] = args.sentry_dsn
+        if args.shopify_webhook_secret is not None:
+            values["PRETHRIFT_SHOPIFY_WEBHOOK_SECRET"] = args.shopify_webhook_secret
 
         self.parameter_arns = {}
         for env_name, value in values.items():

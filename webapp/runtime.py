@@ -19,6 +19,7 @@ from webapp.adapters.storage import LocalStorage, S3Storage, Storage
 from webapp.config import Settings
 from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
 from webapp.embedding.worker import EmbeddingWorker
+from webapp.imports.drain import run_import_loop
 from webapp.observability.metrics_store import MetricsRecorder
 from webapp.search.repo import VectorQueries
 from webapp.services import Readiness, Services
@@ -132,4 +133,13 @@ async def run_worker(services: Services, stop: asyncio.Event, recorder: MetricsR
     worker = EmbeddingWorker(
         services.pool, services.embedder, services.storage, services.settings.worker, recorder
     )
-    await worker.run(stop)
+    # Imports that webhooks queued are applied here too: their photos are fetched off the
+    # request path, by the process that then embeds them.
+    imports = asyncio.create_task(run_import_loop(services, stop, services.settings.worker.poll_interval_s))
+    try:
+        await worker.run(stop)
+    finally:
+        # A job cut short stays queued under its lease and is applied again later.
+        imports.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await imports
