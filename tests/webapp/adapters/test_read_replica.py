@@ -7,10 +7,15 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from tests.webapp.adapters.conftest import ReplicaCluster
+from tests.webapp.conftest import photo, run_worker_until_idle, services_of, upload, wait_ready
 from webapp.adapters.db import create_pool, migrate
 from webapp.adapters.replica import ReadPools
+from webapp.app import create_app
+from webapp.config import DatabaseSettings, Settings
+from webapp.embedding.embedder import ClipModel
 
 
 async def _in_recovery(connection: asyncpg.Connection) -> bool:
@@ -137,3 +142,64 @@ async def test_stopping_the_replica_sends_reads_to_the_primary_without_a_failed_
         await asyncio.to_thread(replica_cluster.start_replica)
     await _caught_up(reads, version)
     assert await reads.run(version, _in_recovery) is True
+
+
+def _reads(target: str) -> float:
+    return REGISTRY.get_sample_value("prethrift_db_reads_total", {"target": target}) or 0.0
+
+
+async def test_the_api_searches_on_the_replica_and_never_serves_a_page_it_has_not_replayed(
+    replica_cluster: ReplicaCluster, settings: Settings, tiny_clip: ClipModel, auth: dict[str, str]
+) -> None:
+    database = DatabaseSettings(
+        url=replica_cluster.primary_dsn,
+        read_url=replica_cluster.replica_dsn,
+        pool_min=1,
+        pool_max=4,
+        replica_check_s=0.1,
+    )
+    app = create_app(settings.model_copy(update={"database": database}), clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        client = app.test_client()
+        reads = services_of(app).reads
+
+        async def found(title: str) -> list[str]:
+            response = await client.get("/api/search", query_string={"q": title, "mode": "keyword"})
+            assert response.status_code == 200, await response.get_data(as_text=True)
+            return [hit["title"] for hit in (await response.get_json())["items"]]
+
+        # The uploader sees their item's status at once: item reads stay on the primary.
+        response = await upload(client, photo(1), auth, title="Corduroy pinafore dress")
+        assert response.status_code == 202
+        item = await client.get(f"/api/items/{(await response.get_json())['id']}", headers=auth)
+        assert item.status_code == 200 and (await item.get_json())["status"] == "pending"
+        await run_worker_until_idle(app, None)
+
+        version = await services_of(app).cache.catalog.current(services_of(app).pool)
+        await _caught_up(reads, version)
+        on_replica = _reads("replica")
+        assert await found("corduroy pinafore") == ["Corduroy pinafore dress"]
+        assert _reads("replica") > on_replica
+
+        # The standby stops replaying; a new listing becomes searchable on the primary. Its
+        # search must find it: the replica has not replayed the version the request read.
+        await replica_cluster.replica_sql("SELECT pg_wal_replay_pause()")
+        try:
+            response = await upload(client, photo(2), auth, title="Mohair cardigan")
+            assert response.status_code == 202
+            await run_worker_until_idle(app, None)
+            on_primary = _reads("primary")
+            assert await found("mohair cardigan") == ["Mohair cardigan"]
+            assert _reads("primary") > on_primary
+        finally:
+            await replica_cluster.replica_sql("SELECT pg_wal_replay_resume()")
+
+        # The replica stops: every search still answers, from the primary.
+        await asyncio.to_thread(replica_cluster.stop_replica)
+        try:
+            for title in ["corduroy pinafore", "mohair cardigan"] * 4:
+                assert len(await found(title)) == 1
+            assert not reads.replica_usable
+        finally:
+            await asyncio.to_thread(replica_cluster.start_replica)
