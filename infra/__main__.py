@@ -65,8 +65,9 @@ def main() -> None:
             f"/prethrift/{cfg.stack}/",
             database.url,
             cache.url,
-            stack_config.sentry_dsn(),
-            stack_config.shopify_webhook_secret(),
+            sentry_dsn=stack_config.sentry_dsn(),
+            shopify_webhook_secret=stack_config.shopify_webhook_secret(),
+            database_read_url=database.read_url,
         ),
     )
     registry = Registry(

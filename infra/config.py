@@ -61,6 +61,10 @@ class DatabaseConfig:
     deletion_protection: bool = True
     backup_retention_days: int = 7
     skip_final_snapshot: bool = False
+    read_replicas: int = 0
+    """Streaming read replicas (same class, single-AZ) that searches, suggestions, facets and
+    listings read from through DATABASE_READ_URL: the way to add database capacity for reads
+    (infra/README.md, capacity notes)."""
 
 
 @dataclass(frozen=True)

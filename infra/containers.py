@@ -23,6 +23,7 @@ OTLP_HTTP = "http://127.0.0.1:4318"
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
     "api": (
         "DATABASE_URL",
+        "DATABASE_READ_URL",
         "REDIS_URL",
         "PRETHRIFT_ADMIN_TOKEN",
         "SENTRY_DSN",

@@ -43,8 +43,18 @@ class DatabaseSettings(BaseSettings):
     )
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=10, ge=1)
+    # A streaming read replica (or several hosts, comma-separated in the DSN) for searches,
+    # suggestions, facets and listings; None: every read goes to DATABASE_URL.
+    read_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_READ_URL", "PRETHRIFT_DB_READ_URL")
+    )
+    # How often each process reads the catalog version the replica has replayed, and how long
+    # the replica may stay behind the primary before it gets no reads at all until it catches up
+    # (a read never goes to a replica behind the catalog version it serves, whatever this says).
+    replica_check_s: float = Field(default=1.0, gt=0, le=60)
+    replica_max_lag_s: float = Field(default=10.0, gt=0, le=3600)
 
-    @field_validator("url")
+    @field_validator("url", "read_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _require_scheme(

@@ -106,6 +106,7 @@ def describe_settings_error(error: ValidationError) -> str:
 # Secrets that may live in SSM Parameter Store under PRETHRIFT_SSM_PREFIX.
 SSM_SECRET_NAMES = (
     "DATABASE_URL",
+    "DATABASE_READ_URL",
     "REDIS_URL",
     "PRETHRIFT_ADMIN_TOKEN",
     "SENTRY_DSN",
@@ -117,6 +118,7 @@ SSM_SECRET_NAMES = (
 PROGRAM_SECRETS: dict[Program, tuple[str, ...]] = {
     Program.API: (
         "DATABASE_URL",
+        "DATABASE_READ_URL",
         "REDIS_URL",
         "PRETHRIFT_ADMIN_TOKEN",
         "SENTRY_DSN",
