@@ -11,7 +11,7 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from tests.webapp.conftest import services_of
-from tests.webapp.test_search_features import get, seed_catalog
+from tests.webapp.helpers import get, seed_catalog
 from webapp.catalog.filters import SearchFilters
 from webapp.search.service import keyword_ranking
 
