@@ -18,8 +18,8 @@ from quart.testing import QuartClient
 
 from tests.conftest import ADMIN_TOKEN
 from tests.webapp.conftest import photo, services_of
+from webapp.catalog.version import bump_catalog_version
 from webapp.config import Settings
-from webapp.items.repo import bump_catalog_version
 
 # Screenshots the browser tests leave for a reviewer, at the repository root.
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
