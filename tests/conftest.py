@@ -176,7 +176,7 @@ def _settings(database_url: str, redis_url: str, s3_endpoint: str, bucket: str, 
         clip=TINY,
         worker=WorkerSettings(inline=False, batch_size=8, backoff_base_s=0.0, max_attempts=3),
         # Tests search far faster than a shopper, all from one address; the per-client rate is
-        # tested with settings of its own (test_hostile_input, test_fair_share).
+        # tested with settings of its own (the flood tests in tests/webapp/http, test_fair_share).
         limits=LimitsSettings(search_per_s=1000.0, search_burst=1000),
     )
 
