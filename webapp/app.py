@@ -18,6 +18,7 @@ from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 from werkzeug.datastructures import Headers
 
+from webapp.adapters.cache import RedisBackend
 from webapp.adapters.db import DATABASE_USED
 from webapp.adapters.storage import ImageNotFound, LocalStorage
 from webapp.config import Settings
@@ -69,7 +70,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     # Made before the services so that error handlers can report a database outage to it.
     readiness = Readiness()
     register_error_handlers(app, readiness.database)
-    app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
+    rate_limits = app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
     return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
     app.register_blueprint(items_blueprint)
@@ -81,6 +82,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         async with open_services(settings, clip, readiness) as services:
             app.extensions["prethrift"] = services
             services.cache.recorder = recorder
+            # Per-client limits count in Redis when there is one, so every task shares them.
+            backend = services.cache.backend
+            rate_limits.share(backend if isinstance(backend, RedisBackend) else None)
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
@@ -99,6 +103,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 try:
                     yield
                 finally:
+                    rate_limits.share(None)  # the cache's client closes with the services
                     stop.set()
                     background.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -15,8 +15,9 @@ import socket
 import subprocess
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import numpy as np
@@ -28,6 +29,12 @@ from redis.exceptions import RedisError
 from webapp.observability.telemetry import CACHE_ERRORS, CACHE_REQUESTS
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """Redis failed, timed out, or is being skipped after a recent failure."""
 
 
 class LookupRecorder(Protocol):
@@ -87,6 +94,20 @@ class RedisBackend:
                 await self.client.set(key, value, ex=ttl_s)
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("set", error)
+
+    async def execute(self, op: str, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """``call(client)`` under the same timeout and pause after a failure as the cache's own calls
+        (shared limits use it: a down Redis costs one timeout per pause, not one per request);
+        ``RedisUnavailable`` when it failed or Redis is being skipped."""
+        if not self.available:
+            CACHE_ERRORS.labels(op="skipped").inc()
+            raise RedisUnavailable(op)
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                return await call(self.client)
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(op, error)
+            raise RedisUnavailable(op) from error
 
     async def close(self) -> None:
         await self.client.aclose()
