@@ -154,7 +154,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def readyz() -> Response:
         services: Services | None = app.extensions.get("prethrift")
         problems = []
-        if services is None or not services.readiness.model_ready:
+        if services is not None and services.readiness.model_retired:
+            problems.append(
+                f"model {services.model_key} was retired (deploy the serving model, or bring this one "
+                "back with `prethrift reembed`)"
+            )
+        elif services is None or not services.readiness.model_ready:
             failed = services is not None and services.readiness.model_failed
             problems.append("model failed to load" if failed else "model loading")
         if services is not None:
@@ -305,7 +310,12 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         return
     async with services.pool.acquire() as connection:
         # Uploads are queued for every registered key, this one included from now on.
-        await model_keys.register(connection, services.queries.model_key)
+        serving = await model_keys.register_serving(connection, services.queries.model_key)
+    if not serving:
+        services.readiness.queries = None
+        services.readiness.model_retired = True
+        log.error("this task's model key was retired; it stays not-ready", model_key=services.model_key)
+        return
     try:  # search is served meanwhile; category, colour and price filters use these once they exist
         async with services.pool.acquire() as connection:
             await services.queries.ensure_graphs(connection)
