@@ -101,7 +101,7 @@ async def open_services(
             embedder=embedder,
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool, settings.suggest),
-            suggester=Suggester(pool, settings.suggest),
+            suggester=Suggester(pool, settings.suggest, catalog=cache.catalog),
             readiness=readiness or Readiness(),
         )
 
