@@ -25,6 +25,7 @@ from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.http.auth import ADMIN_TOKEN
 from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.http.jsonio import OrjsonProvider
 from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def lifespan() -> AsyncIterator[None]:
         async with open_services(settings, clip, readiness) as services:
             app.extensions["prethrift"] = services
+            app.extensions[ADMIN_TOKEN] = services.settings.admin_token
             services.cache.recorder = recorder
             # Per-client limits count in Redis when there is one, so every task shares them.
             backend = services.cache.backend
