@@ -183,7 +183,6 @@ class RateLimits:
             "photo_search": ClientSlots(settings.photo_search_concurrency, wait),
             "similar": ClientSlots(settings.similar_concurrency, wait),
         }
-
         # The buckets every task shares, while the app serves with Redis.
         self.shared: SharedBuckets | None = None
         self._writing: set[asyncio.Task[None]] = set()
@@ -201,9 +200,10 @@ class RateLimits:
         return limiter.take(client)
 
     def bar(self, name: str, client: str, seconds: float) -> None:
-        """Refuse ``client``'s ``name`` requests for ``seconds``: in this task at once, and in every
-        task once Redis has it. The shared bar is written in the background, because the caller (a
-        socket's handler) must return at once: frames a flooder keeps sending wait on it."""
+        """Refuse ``client``'s ``name`` requests for ``seconds``: in every task once Redis has it (a
+        round trip later), and in this task's own buckets, which hold it while Redis cannot answer.
+        The shared bar is written in the background because the caller, a socket's handler, must
+        return at once: frames a flooder keeps sending wait on it."""
         limiter = self.limiters[name]
         limiter.bar(client, seconds)
         if self.shared is not None:
