@@ -78,10 +78,10 @@ async def test_two_tasks_behind_a_proxy_share_limits_bars_and_catalog_changes(
         tasks = [contextlib.ExitStack() for _ in range(2)]
         for task in tasks:
             stack.enter_context(task)
-        # Both tasks start at once, as a service's tasks do.
+        # Both tasks start at once, as a service's tasks do (on two cores, each takes twice as long).
         with ThreadPoolExecutor(2) as pool:
             started = [
-                pool.submit(task.enter_context, serve_subprocess(shared, tmp_path / f"task-{name}.log", **env))
+                pool.submit(task.enter_context, serve_subprocess(shared, tmp_path / f"{name}.log", 180, **env))
                 for task, name in zip(tasks, "ab", strict=True)
             ]
             (base_a, _), (base_b, _) = (future.result() for future in started)
