@@ -298,6 +298,12 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
     """
     while True:
         try:
+            # Checked first, so that a retired key gets no vector index back and serves no search.
+            async with services.pool.acquire() as connection:
+                retired = await model_keys.is_retired(connection, services.model_key)
+            if retired:
+                _stay_retired(services)
+                return
             await prepare_model(services)
             break
         except Exception as error:
@@ -314,10 +320,8 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
     async with services.pool.acquire() as connection:
         # Uploads are queued for every registered key, this one included from now on.
         serving = await model_keys.register_serving(connection, services.queries.model_key)
-    if not serving:
-        services.readiness.queries = None
-        services.readiness.model_retired = True
-        log.error("this task's model key was retired; it stays not-ready", model_key=services.model_key)
+    if not serving:  # retired while the model loaded
+        _stay_retired(services)
         return
     try:  # search is served meanwhile; category, colour and price filters use these once they exist
         async with services.pool.acquire() as connection:
@@ -326,3 +330,9 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         log.exception("could not build the per-value vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:
         await run_worker(services, stop, recorder)
+
+
+def _stay_retired(services: Services) -> None:
+    services.readiness.queries = None
+    services.readiness.model_retired = True
+    log.error("this task's model key was retired; it stays not-ready", model_key=services.model_key)

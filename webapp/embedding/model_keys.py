@@ -56,6 +56,13 @@ async def register(connection: asyncpg.Connection, model_key: str) -> bool:
     return status.endswith(" 1")
 
 
+async def is_retired(connection: asyncpg.Connection, model_key: str) -> bool:
+    retired: bool | None = await connection.fetchval(
+        "SELECT retired_at IS NOT NULL FROM embedding_models WHERE model_key = $1", model_key
+    )
+    return bool(retired)
+
+
 async def register_serving(connection: asyncpg.Connection, model_key: str) -> bool:
     """Register the key a starting API serves, unless an operator retired it: False then.
 

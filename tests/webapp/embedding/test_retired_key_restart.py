@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 
 from tests.webapp.conftest import services_of
+from webapp.adapters.db import vector_index_name
 from webapp.app import create_app
 from webapp.config import Settings
 from webapp.embedding import model_keys
@@ -45,7 +46,11 @@ async def test_a_task_restarted_on_a_retired_key_stays_out_of_service(
             "SELECT retired_at IS NOT NULL FROM embedding_models WHERE model_key = $1", tiny_clip.model_key
         )
         listed = await model_keys.list_models(connection)
+        index_back = await connection.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", vector_index_name(tiny_clip.model_key)
+        )
     finally:
         await connection.close()
     assert retired is True
+    assert index_back is False  # its vector index, dropped by retire, was not built again
     assert [m.state for m in listed if m.model_key == tiny_clip.model_key] == ["retired"]
