@@ -33,7 +33,7 @@ SHOPPER, SELLER, FLOODER, AFTER_REDIS = "127.0.0.2", "127.0.0.3", "127.0.0.4", "
 
 def shopper(address: str, base: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        base_url=base, timeout=10, transport=httpx.AsyncHTTPTransport(local_address=address)
+        base_url=base, timeout=30, transport=httpx.AsyncHTTPTransport(local_address=address)
     )
 
 
@@ -118,7 +118,7 @@ async def test_two_tasks_behind_a_proxy_share_limits_bars_and_catalog_changes(
         # 2. An item sold through one task leaves the other's suggestions within a second.
         async with websockets.connect(base_b.replace("http", "ws") + "/ws/suggest") as ws_b:
             assert item_id in await previews(ws_b, "zebra", 1)  # held in task b's cache now
-            async with httpx.AsyncClient(base_url=base_a, timeout=10) as task_a:
+            async with httpx.AsyncClient(base_url=base_a, timeout=30) as task_a:
                 sold = await task_a.patch(f"/api/items/{item_id}", json={"status": "sold"}, headers=AUTH)
                 assert sold.status_code == 200, sold.text
             deadline = time.monotonic() + 1.0
