@@ -43,12 +43,12 @@ P50_GOAL = 1.3
 RECALL_GOAL = 0.95
 
 
-def _vectors(spec: CatalogSpec, photos: int) -> np.ndarray:
+def _vectors(spec: CatalogSpec, photos: int, view_noise: float) -> np.ndarray:
     """(items, photos, dim): each item a point of its cluster, each photo a view of the item."""
     rng = np.random.default_rng([spec.seed, 7])
     centres = cluster_centres(spec)
     items = noisy(centres[rng.integers(0, spec.clusters, spec.items)], spec.noise, rng)
-    views = np.stack([noisy(items, VIEW_NOISE, rng) for _ in range(photos)], axis=1)
+    views = np.stack([noisy(items, view_noise, rng) for _ in range(photos)], axis=1)
     return np.asarray(views, dtype=np.float32)
 
 
@@ -129,11 +129,17 @@ async def _recall(pool: asyncpg.Pool, queries: VectorQueries, probes: list[tuple
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     spec = CatalogSpec(items=args.items, seed=args.seed)
-    postgres = EmbeddedPostgres(DATA / "postgres", database=f"photos_{args.items}", settings=POSTGRES_SETTINGS)
+    database = f"photos_{args.items}_{round(args.view_noise * 100)}"
+    postgres = EmbeddedPostgres(DATA / "postgres", database=database, settings=POSTGRES_SETTINGS)
     dsn = postgres.start()
-    report: dict[str, Any] = {"items": args.items, "photos": args.photos, "dim": spec.dim}
+    report: dict[str, Any] = {
+        "items": args.items,
+        "photos_per_item": args.photos,
+        "dim": spec.dim,
+        "view_noise": args.view_noise,
+    }
     try:
-        views = _vectors(spec, args.photos)
+        views = _vectors(spec, args.photos, args.view_noise)
         connection = await asyncpg.connect(dsn)
         try:
             await migrate(connection)
@@ -182,6 +188,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument(
+        "--view-noise", type=float, default=VIEW_NOISE, help="how far apart an item's photos are"
+    )
     args = parser.parse_args()
     report = asyncio.run(run(args))
     RESULTS.mkdir(exist_ok=True)
