@@ -167,7 +167,12 @@ def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record
                     assert params[secret] == arn
                 assert "DATABASE_URL" in secrets
     prod_api = containers(task_for(records["prod"], "api"))["api"]
-    assert {s["name"] for s in prod_api["secrets"]} == {"DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN"}
+    assert {s["name"] for s in prod_api["secrets"]} == {
+        "DATABASE_URL",
+        "DATABASE_READ_URL",  # prod reads from its replica
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+    }
     gpu_api = containers(task_for(records["gpu"], "api"))["api"]
     assert "SENTRY_DSN" in {s["name"] for s in gpu_api["secrets"]}
     console = containers(task_for(records["prod"], "console"))["console"]
