@@ -33,8 +33,8 @@ from webapp.http.schemas import (
 )
 from webapp.items.edit import ItemPatch, edit_item, parse_patch
 from webapp.items.photos import Photo, select_photos
-from webapp.items.repo import Item, delete_item, list_items, select_by_external_id, select_item
-from webapp.items.service import ItemUpload, create_item, forget_photo
+from webapp.items.repo import Item, list_items, select_by_external_id, select_item
+from webapp.items.service import ItemUpload, create_item, remove_listing
 from webapp.items.upsert import upsert_external
 from webapp.search.repo import filter_sql
 from webapp.services import services
@@ -112,11 +112,6 @@ async def get_item(raw_id: str) -> ItemOut:
     return out
 
 
-async def _forget_all(keys: list[str]) -> None:
-    for key in keys:
-        await forget_photo(services(), key)
-
-
 @blueprint.delete("/<raw_id>")
 @require_admin
 @document_response(NoContent, 204)
@@ -124,14 +119,8 @@ async def _forget_all(keys: list[str]) -> None:
 async def remove_item(raw_id: str) -> Response:
     """Remove an item from the catalog and from search."""
     item_id = parse_item_id(raw_id)
-    svc = services()
-    async with svc.pool.acquire() as connection:
-        removed = await delete_item(connection, item_id)
-    if svc.suggester is not None:
-        svc.suggester.forget()
-    if removed is None:
+    if not await remove_listing(services(), item_id):
         raise ApiError(404, "not_found", f"There is no item {item_id}.")
-    await _forget_all(removed)
     return Response(status=204)
 
 

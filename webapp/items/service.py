@@ -25,7 +25,7 @@ from webapp.embedding.images import CheckedImage
 from webapp.http.errors import ApiError
 from webapp.http.schemas import Currency, Description, ExternalId, Facet, Price, SizeLabel, Title
 from webapp.items.photos import NewPhoto, PhotoWrites, duplicate_photo, owner_of, write_photos
-from webapp.items.repo import insert_item
+from webapp.items.repo import delete_item, insert_item
 from webapp.services import Services
 
 log = structlog.get_logger(__name__)
@@ -151,6 +151,20 @@ async def forget_photo(services: Services, key: str) -> None:
         await asyncio.shield(services.storage.delete(key))
     except Exception:  # storage unreachable: the object stays, unreferenced, and is logged
         log.exception("could not delete a photo no item points at", image_key=key)
+
+
+async def remove_listing(services: Services, item_id: int) -> bool:
+    """Take a live item out of the catalog and search, then delete its stored photos; False when
+    there is no such item. The one removal path: by id, by a shop's own id, and by imports."""
+    async with services.pool.acquire() as connection:
+        removed = await delete_item(connection, item_id)
+    if services.suggester is not None:
+        services.suggester.forget()
+    if removed is None:
+        return False
+    for key in removed:
+        await forget_photo(services, key)
+    return True
 
 
 async def create_item(
