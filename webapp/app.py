@@ -24,6 +24,8 @@ from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.http.cors import OriginPolicy
+from webapp.http.cors import install as install_cors
 from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.http.jsonio import OrjsonProvider
 from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
@@ -72,6 +74,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
     return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
+    install_cors(app, OriginPolicy(settings.cors_origins, development=settings.is_development))
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
@@ -138,6 +141,18 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def search_page() -> Response:
         """A small page for trying search in a browser."""
         return await app.send_static_file("index.html")
+
+    @app.get("/widget.js")
+    @hide
+    async def widget() -> Response:
+        """The <prethrift-search> element that shops embed with one script tag."""
+        response = await app.send_static_file("widget.js")
+        response.mimetype = "text/javascript"
+        # Shops link the same URL for good: a short freshness lets a new release reach them
+        # within minutes, and the ETag makes each revalidation a 304.
+        response.cache_control.public = True
+        response.cache_control.max_age = 300
+        return response
 
     @app.get("/healthz")
     @hide
