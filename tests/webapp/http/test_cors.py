@@ -113,11 +113,10 @@ async def test_suggestion_socket_checks_the_origin(app: Quart, client: QuartClie
             assert answer["seq"] == 1, headers
 
 
-def test_origins_setting_is_checked() -> None:
-    assert Settings(cors_origins="https://Shop.example:443, http://localhost:3000/").cors_origins == (
-        "https://shop.example",
-        "http://localhost:3000",
-    )
+def test_origins_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRETHRIFT_CORS_ORIGINS", "https://Shop.example:443, http://localhost:3000/")
+    assert Settings().cors_origins == ("https://shop.example", "http://localhost:3000")
     for bad in ("*", "shop.example", "https://shop.example/path", "ftp://shop.example"):
+        monkeypatch.setenv("PRETHRIFT_CORS_ORIGINS", bad)
         with pytest.raises(ValueError, match="not a web origin"):
-            Settings(cors_origins=bad)
+            Settings()
