@@ -42,7 +42,7 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
         browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = await open_storefront(browser, sites.shop, errors)
         box = page.get_by_role("combobox", name="Search second-hand clothes")
-        options = page.get_by_role("option")
+        options = page.get_by_role("listbox").get_by_role("option")
         cards = page.locator("prethrift-search .card")
 
         # Live suggestions over the socket, across origins.
