@@ -18,6 +18,7 @@
 display:block;font:var(--prethrift-font,15px/1.4 system-ui,sans-serif);color:var(--f);background:var(--b)}
 *{box-sizing:border-box}[hidden]{display:none!important}
 button,input,select{font:inherit;color:inherit}
+select{padding:8px;border:1px solid var(--l);border-radius:var(--r);background:var(--b)}
 .bar{display:flex;gap:8px;flex-wrap:wrap;align-items:center}
 .box{position:relative;flex:1 1 16em}
 .box input{width:100%;padding:9px 12px;border:1px solid var(--l);border-radius:var(--r);background:var(--b)}

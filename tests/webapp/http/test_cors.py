@@ -120,3 +120,17 @@ def test_origins_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("PRETHRIFT_CORS_ORIGINS", bad)
         with pytest.raises(ValueError, match="not a web origin"):
             Settings()
+
+
+async def test_openapi_says_which_operations_answer_other_origins(client: QuartClient) -> None:
+    document = await (await client.get("/openapi.json")).get_json()
+    assert "PRETHRIFT_CORS_ORIGINS" in document["info"]["description"]
+    marked = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("x-cors") == "allow-listed"
+    }
+    assert {("GET", "/api/search"), ("POST", "/api/search/image"), ("GET", "/api/items/{raw_id}")} <= marked
+    assert ("DELETE", "/api/items/{raw_id}") not in marked
+    assert ("POST", "/api/items") not in marked
