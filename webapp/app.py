@@ -24,6 +24,7 @@ from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.http.auth import ADMIN_TOKEN
 from webapp.http.cors import OriginPolicy
 from webapp.http.cors import install as install_cors
 from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def lifespan() -> AsyncIterator[None]:
         async with open_services(settings, clip, readiness) as services:
             app.extensions["prethrift"] = services
+            app.extensions[ADMIN_TOKEN] = services.settings.admin_token
             services.cache.recorder = recorder
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer

@@ -21,10 +21,10 @@ from pydantic import (
 from quart_schema import document_response
 from quart_schema.openapi import OpenAPIProvider
 
-from webapp.catalog.filters import Mode, SearchFilters, Sort
+from webapp.catalog.filters import Mode, SearchFilters, Sort, parse_facet_names
+from webapp.catalog.garment import Condition, ListedStatus
 from webapp.http.cors import ALLOWED_HEADERS, EXPOSED_HEADERS, MAX_AGE_S, PUBLIC_ROUTES
 from webapp.http.errors import ApiError
-from webapp.search.facets import parse_names as parse_facet_names
 
 MAX_ID = 2**63 - 1
 
@@ -81,8 +81,6 @@ Price = Annotated[
     Field(ge=0, le=MAX_PRICE, decimal_places=2, allow_inf_nan=False, description="At most 1000000, in cents"),
     AfterValidator(_in_cents),
 ]
-# The one list of conditions a garment can be in.
-Condition = Literal["new_with_tags", "like_new", "good", "fair", "worn"]
 
 
 def _as_text(value: object) -> object:
@@ -264,7 +262,7 @@ class ItemListQuery(FilterParams):
 
     limit: int = Field(default=20, ge=1, le=100)
     cursor: Cursor | None = Field(default=None, description="next_cursor of the previous page")
-    status: Literal["pending", "ready", "failed", "reserved", "sold"] | None = None
+    status: ListedStatus | None = None
 
 
 class ItemListOut(BaseModel):

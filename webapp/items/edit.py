@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from webapp.catalog.garment import SaleStatus
 from webapp.embedding import jobs
 from webapp.http.errors import ApiError
 from webapp.items.repo import Item, select_live_by_image, update_item
@@ -46,7 +47,7 @@ _PATCH_FIELDS: dict[str, Any] = {
     name: (_optional(info), None) for name, info in ItemFields.model_fields.items()
 }
 _PATCH_FIELDS["status"] = (
-    Literal["available", "reserved", "sold"] | None,
+    SaleStatus | None,
     Field(default=None, description="Sale status; reserved and sold items leave search at once"),
 )
 ItemPatch: type[_PatchRules] = create_model("ItemPatch", __base__=_PatchRules, **_PATCH_FIELDS)

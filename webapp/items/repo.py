@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import astuple, dataclass, fields
-from decimal import Decimal
 
 import asyncpg
 
-from webapp.adapters.cache import note_catalog_write
+from webapp.catalog.garment import GARMENT_COLUMNS, Garment
+from webapp.catalog.version import bump_catalog_version
 from webapp.embedding import jobs
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewItem:
-    """The fields a seller writes: the one row-level definition of a garment."""
-
-    title: str
-    price: Decimal
-    currency: str = "USD"
-    description: str = ""
-    brand: str | None = None
-    category: str | None = None
-    size: str | None = None
-    colour: str | None = None
-    condition: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Item(NewItem):
+class Item(Garment):
     """A stored listing: the seller's fields plus what the service keeps about it."""
 
     id: int
@@ -40,7 +25,6 @@ class Item(NewItem):
     updated_at: dt.datetime
 
 
-GARMENT_COLUMNS = tuple(f.name for f in fields(NewItem))
 _ITEM_COLUMNS = ", ".join(f.name for f in fields(Item))
 
 
@@ -65,7 +49,7 @@ async def select_live_by_image(connection: asyncpg.Connection, sha256: str) -> i
 
 async def insert_item_with_job(
     connection: asyncpg.Connection,
-    item: NewItem,
+    item: Garment,
     *,
     image_key: str,
     image_sha256: str,
@@ -109,23 +93,9 @@ async def delete_item(connection: asyncpg.Connection, item_id: int) -> bool:
     return True
 
 
-async def bump_catalog_version(connection: asyncpg.Connection) -> None:
-    note_catalog_write(connection.get_server_pid())
-    await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
-
-
-async def catalog_version(connection: asyncpg.Connection) -> int:
-    version: int = await connection.fetchval("SELECT version FROM catalog_state WHERE id = 1")
-    return version
-
-
 async def count_items(connection: asyncpg.Connection) -> int:
     count: int = await connection.fetchval("SELECT count(*) FROM items WHERE status <> 'deleted'")
     return count
-
-
-# The statuses a seller sets; 'available' is stored as 'ready' once the item is searchable.
-SALE_STATUSES = ("available", "reserved", "sold")
 
 
 async def update_item(

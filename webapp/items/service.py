@@ -17,10 +17,11 @@ from pydantic import (
 )
 from quart_schema.pydantic import File
 
+from webapp.catalog.garment import Condition, Garment
 from webapp.embedding.images import CheckedImage
 from webapp.http.errors import ApiError
-from webapp.http.schemas import Condition, Currency, Description, Facet, Price, SizeLabel, Title
-from webapp.items.repo import NewItem, insert_item_with_job, select_live_by_image
+from webapp.http.schemas import Currency, Description, Facet, Price, SizeLabel, Title
+from webapp.items.repo import insert_item_with_job, select_live_by_image
 from webapp.services import Services
 
 log = structlog.get_logger(__name__)
@@ -49,8 +50,8 @@ class ItemFields(BaseModel):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
         return data
 
-    def to_new_item(self) -> NewItem:
-        return NewItem(**self.model_dump(exclude={"image"}))
+    def to_new_item(self) -> Garment:
+        return Garment(**self.model_dump(exclude={"image"}))
 
 
 class ItemUpload(ItemFields):

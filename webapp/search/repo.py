@@ -17,6 +17,7 @@ from webapp.adapters.db import INDEX_OPCLASS, index_distance, sql_literal, vecto
 from webapp.catalog.filters import SearchFilters, Sort
 from webapp.config import DatabaseSettings
 from webapp.search.forgive import WordGroup
+from webapp.services import Services
 
 # The exact-scan limit and the smallest filtered beam are settings (webapp.config, where their
 # reasons are); these are their defaults. A filter passing a share s of the graph it searches
@@ -483,3 +484,11 @@ def prefix_tsquery(text: str) -> str | None:
     if not words:
         return None
     return " & ".join(words[:-1] + [words[-1] + ":*"])
+
+
+def loaded_queries(services: Services) -> VectorQueries | None:
+    """The loaded model's search SQL, as search built it at start-up; None while it loads."""
+    queries = services.queries
+    if queries is None or isinstance(queries, VectorQueries):
+        return queries
+    raise TypeError(f"services hold {type(queries).__name__}, not search's VectorQueries")

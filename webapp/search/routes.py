@@ -15,6 +15,7 @@ from quart_schema import (
 )
 from quart_schema.pydantic import File
 
+from webapp.catalog.filters import parse_facet_names
 from webapp.http.jsonio import dumps_bytes
 from webapp.http.ratelimit import current_client, rate_limited
 from webapp.http.schemas import (
@@ -27,7 +28,6 @@ from webapp.http.schemas import (
     document_errors,
     parse_item_id,
 )
-from webapp.search.facets import parse_names as parse_facet_names
 from webapp.search.parse import normalise_query
 from webapp.search.repo import Hit
 from webapp.search.service import (
