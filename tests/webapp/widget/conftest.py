@@ -26,6 +26,7 @@ from webapp.app import create_app
 from webapp.config import Settings, SuggestSettings
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.worker import EmbeddingWorker
+from webapp.suggest.repo import QueryLog
 
 # title, category, size, price, photo seed
 ITEMS = [
@@ -153,7 +154,7 @@ async def _seed(app: Quart, api: str) -> dict[str, int]:
         s = services_of(app)
         await EmbeddingWorker(s.pool, s.embedder, s.storage, s.settings.worker).drain()
         await http.get("/api/search", params={"q": "denim jacket"})  # teaches a suggestion
-        assert s.query_log is not None
+        assert isinstance(s.query_log, QueryLog)
         await s.query_log.flush()
     return ids
 

@@ -18,7 +18,7 @@ async def test_widget_script_is_served_for_embedding(client: QuartClient) -> Non
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.cache_control.public
     assert response.cache_control.max_age == 300
-    body = await response.get_data()
+    body = await response.get_data(as_text=False)
     assert b'customElements.define("prethrift-search"' in body
     assert len(gzip.compress(body, 9)) < MAX_GZIPPED_BYTES
     again = await client.get("/widget.js", headers={"If-None-Match": response.headers["ETag"]})

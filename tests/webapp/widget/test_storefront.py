@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import websockets
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.conftest import ADMIN_TOKEN, CHROMIUM_FLAGS
@@ -118,6 +120,11 @@ async def test_a_storefront_not_on_the_list_gets_nothing(sites: Sites, chromium:
 
         page = await open_storefront(browser, sites.stranger, errors)
         assert await page.evaluate(OPENS, socket_url) == "refused"
+        # What the browser hides from the page: the upgrade was answered 403, before any socket.
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(socket_url, origin=websockets.Origin(sites.stranger)):
+                pass
+        assert refused.value.response.status_code == 403
         assert await page.evaluate(FETCH, [f"{sites.api}/api/search?q=denim", {}]) == "TypeError"
         box = page.get_by_role("combobox", name="Search second-hand clothes")
         await box.press_sequentially("den", delay=40)
