@@ -336,22 +336,24 @@ dialog::backdrop{background:#0008}
         el("span", { class: "p" }, [item.size && `Size ${item.size}`, money(item)].filter(Boolean).join(" · ")));
     }
 
-    // The shop hears of the pick (to open its own product page); unless it calls
-    // preventDefault(), the widget shows the item itself.
-    pick(item, position, searchId) {
+    // The shop hears of the pick (to open its own product page, by its own external_id); unless it
+    // calls preventDefault(), the widget shows the item itself.
+    async pick(hit, position, searchId) {
       if (searchId) {
-        const event = { type: "click", search_id: searchId, item_id: item.id, position, session_id: sessionId() };
+        const event = { type: "click", search_id: searchId, item_id: hit.id, position, session_id: sessionId() };
         // keepalive: the report still goes out when the shop navigates away at once.
         fetch(`${this.api}/api/events`, { method: "POST", keepalive: true, headers: { "Content-Type": "application/json" }, body: JSON.stringify(event) }).catch(() => {});
       }
-      const detail = { id: item.id, external_id: item.external_id ?? null, item, position, search_id: searchId };
+      // Results and previews carry no external_id: the item's own read does.
+      const item = "external_id" in hit ? hit : await this.call(`/api/items/${hit.id}`).catch(() => null);
+      const detail = { id: hit.id, external_id: item?.external_id ?? null, item: item || hit, position, search_id: searchId };
       const open = this.dispatchEvent(new CustomEvent("prethrift-pick", { detail, bubbles: true, composed: true, cancelable: true }));
-      if (open) this.openItem(item.id).catch((error) => this.say(error.message, true));
+      if (open) this.openItem(hit.id, item).catch((error) => this.say(error.message, true));
     }
 
-    async openItem(id) {
+    async openItem(id, known) {
       const [item, similar] = await Promise.all([
-        this.call(`/api/items/${id}`),
+        known && known.photos ? known : this.call(`/api/items/${id}`),
         this.call(`/api/items/${id}/similar?limit=8`).catch(() => ({ items: [] })),
       ]);
       const photos = (item.photos && item.photos.length ? item.photos : [item.image_url]).map((p) => (typeof p === "string" ? p : p.url || p.image_url));

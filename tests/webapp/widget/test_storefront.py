@@ -72,16 +72,19 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
 
         # Picking an item tells the shop which one (its own id and the shop's), then shows its photos.
         await cards.filter(has_text="Camel wool coat").click()
-        picks: list[dict[str, Any]] = await page.evaluate("window.picks")
-        assert [(p["id"], p["position"] > 0) for p in picks] == [(sites.ids["Camel wool coat"], True)]
-        assert "external_id" in picks[0]
         dialog = page.get_by_role("dialog")
         await expect(dialog).to_be_visible()
+        picks: list[dict[str, Any]] = await page.evaluate("window.picks")
+        assert [(p["id"], p["external_id"], p["position"] > 0) for p in picks] == [
+            (sites.ids["Camel wool coat"], "SR-coat-1042", True)
+        ]
         await expect(dialog.get_by_role("heading", name="Camel wool coat")).to_be_visible()
-        # Without a photo list, the gallery shows the listing's one photo (its URL is signed anew).
         shot = dialog.locator("img.shot")
-        unsigned = picks[0]["item"]["image_url"].split("?")[0]
-        await expect(shot).to_have_attribute("src", re.compile(re.escape(unsigned)))
+        cover, second = (p["image_url"].split("?")[0] for p in picks[0]["item"]["photos"])
+        await expect(shot).to_have_attribute("src", re.compile(re.escape(cover)))
+        await dialog.get_by_role("button", name="Photo 2 of 2").click()
+        await expect(shot).to_have_attribute("src", re.compile(re.escape(second)))
+        await expect(shot).to_have_attribute("alt", "Camel wool coat, photo 2 of 2")
         await expect(shot).to_have_js_property("complete", True)
         assert await shot.evaluate("img => img.naturalWidth") > 0
         await page.keyboard.press("Escape")
