@@ -3,6 +3,8 @@ socket; no other origin may, and no origin may reach the admin routes."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from quart import Quart
 from quart.testing import QuartClient
@@ -134,3 +136,26 @@ async def test_openapi_says_which_operations_answer_other_origins(client: QuartC
     assert {("GET", "/api/search"), ("POST", "/api/search/image"), ("GET", "/api/items/{raw_id}")} <= marked
     assert ("DELETE", "/api/items/{raw_id}") not in marked
     assert ("POST", "/api/items") not in marked
+
+
+async def test_only_the_public_read_api_answers_another_origin(app: Quart, client: QuartClient) -> None:
+    """Every route the app has, those added later included: only the listed ones pass a preflight."""
+    public = {
+        ("GET", "/api/search"),
+        ("GET", "/api/search/stream"),
+        ("POST", "/api/search/image"),
+        ("GET", "/api/items/<raw_id>"),
+        ("GET", "/api/items/<raw_id>/similar"),
+        ("POST", "/api/events"),
+    }
+    seen = set()
+    for rule in app.url_map.iter_rules():
+        if rule.websocket:
+            continue
+        path = re.sub(r"<[^>]+>", "1", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = await client.options(path, headers=preflight(method, SHOP))
+            expected = 204 if (method, rule.rule) in public else 403
+            assert response.status_code == expected, (method, rule.rule)
+            seen.add((method, rule.rule))
+    assert {("GET", "/api/search"), ("DELETE", "/api/items/<raw_id>"), ("POST", "/api/items")} <= seen
