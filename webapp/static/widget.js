@@ -195,7 +195,7 @@ dialog::backdrop{background:#0008}
     suggest(answer) {
       this.options = [
         ...answer.suggestions.map((text) => ({ text, run: () => { this.input.value = text; this.submit(); } })),
-        ...answer.items.map((item, i) => ({ item, text: `${item.title} · ${money(item)}`, run: () => this.pick(item, i + 1, null) })),
+        ...answer.items.map((item, i) => ({ item, text: `${item.title} · ${money(item)}`, run: () => this.pick(item, i, null) })),
       ];
       this.list.replaceChildren(...this.options.map((option, i) =>
         el("li", { role: "option", id: `${this.uid}-o${i}`, "aria-selected": "false", onmousedown: (e) => { e.preventDefault(); this.choose(i); } },
@@ -320,7 +320,7 @@ dialog::backdrop{background:#0008}
       if (!append) this.results = [];
       this.searchId = page.search_id || null;
       this.results.push(...page.items);
-      const cards = page.items.map((item, i) => el("li", {}, this.card(item, start + i + 1, this.searchId)));
+      const cards = page.items.map((item, i) => el("li", {}, this.card(item, start + i, this.searchId)));
       if (append) this.grid.append(...cards);
       else this.grid.replaceChildren(...cards);
       this.nextOffset = page.next_offset;
@@ -373,7 +373,7 @@ dialog::backdrop{background:#0008}
         el("div", { class: "item" },
           el("div", { class: "gallery" }, shot, photos.length > 1 ? el("div", { class: "thumbs", role: "group", "aria-label": "Photos" }, ...thumbs) : ""),
           el("div", {}, el("h2", { id: `${this.uid}-title` }, item.title), el("p", {}, money(item)), el("dl", {}, ...fields), el("p", {}, item.description || ""))),
-        ...(similar.items.length ? [el("h3", {}, "More like this"), el("ul", { class: "grid" }, ...similar.items.map((hit, i) => el("li", {}, this.card(hit, i + 1, null))))] : []));
+        ...(similar.items.length ? [el("h3", {}, "More like this"), el("ul", { class: "grid" }, ...similar.items.map((hit, i) => el("li", {}, this.card(hit, i, null))))] : []));
       if (!this.dialog.open) this.dialog.showModal();
     }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -43,6 +44,8 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = await open_storefront(browser, sites.shop, errors)
+        sent: list[str] = []
+        page.on("request", lambda request: sent.append(request.url))
         box = page.get_by_role("combobox", name="Search second-hand clothes")
         options = page.get_by_role("listbox").get_by_role("option")
         cards = page.locator("prethrift-search .card")
@@ -70,12 +73,19 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
         await expect(cards).to_have_count(6)
         await expect(chip).to_have_count(0)
 
+        # Every search names the tab's anonymous session: one random id, the same for each.
+        sessions = {
+            parse_qs(urlsplit(url).query).get("session_id", [""])[0] for url in sent if "/api/search?" in url
+        }
+        assert len(sessions) == 1
+        assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", sessions.pop())
+
         # Picking an item tells the shop which one (its own id and the shop's), then shows its photos.
         await cards.filter(has_text="Camel wool coat").click()
         dialog = page.get_by_role("dialog")
         await expect(dialog).to_be_visible()
         picks: list[dict[str, Any]] = await page.evaluate("window.picks")
-        assert [(p["id"], p["external_id"], p["position"] > 0) for p in picks] == [
+        assert [(p["id"], p["external_id"], p["position"] >= 0) for p in picks] == [
             (sites.ids["Camel wool coat"], "SR-coat-1042", True)
         ]
         await expect(dialog.get_by_role("heading", name="Camel wool coat")).to_be_visible()
