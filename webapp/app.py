@@ -155,6 +155,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         # within minutes, and the ETag makes each revalidation a 304.
         response.cache_control.public = True
         response.cache_control.max_age = 300
+        # Loaded by other sites' pages, including those that only take resources marked for them.
+        response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         return response
 
     @app.get("/healthz")

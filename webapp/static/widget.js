@@ -143,11 +143,12 @@ dialog::backdrop{background:#0008}
 
     attributeChangedCallback(name) {
       if (name === "placeholder") this.input.placeholder = this.getAttribute("placeholder") || "";
-      if (name === "api-base" && this.isConnected) this.reconnect();
+      if (name === "api-base" && this.started) this.reconnect();
     }
 
     connectedCallback() {
       if (!this.hasAttribute("placeholder")) this.input.placeholder = "faded denim jacket, size M, under 40";
+      this.started = true;
       this.reconnect();
     }
 

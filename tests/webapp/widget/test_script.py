@@ -18,6 +18,7 @@ async def test_widget_script_is_served_for_embedding(client: QuartClient) -> Non
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.cache_control.public
     assert response.cache_control.max_age == 300
+    assert response.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
     body = await response.get_data(as_text=False)
     assert b'customElements.define("prethrift-search"' in body
     assert len(gzip.compress(body, 9)) < MAX_GZIPPED_BYTES
