@@ -78,6 +78,10 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
             parse_qs(urlsplit(url).query).get("session_id", [""])[0] for url in sent if "/api/search?" in url
         }
         assert len(sessions) == 1
+        # The page's page-size attribute and its theme reach inside the shadow root.
+        assert {parse_qs(urlsplit(url).query)["limit"][0] for url in sent if "/api/search?" in url} == {"12"}
+        search_button = page.locator("prethrift-search button.go")
+        assert await search_button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(35, 99, 63)"
         assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", sessions.pop())
 
         # Picking an item tells the shop which one (its own id and the shop's), then shows its photos.
