@@ -18,6 +18,7 @@ from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 from werkzeug.datastructures import Headers
 
+from webapp.adapters.cache import RedisBackend
 from webapp.adapters.db import DATABASE_USED
 from webapp.adapters.storage import ImageNotFound, LocalStorage
 from webapp.config import Settings
@@ -74,7 +75,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     # Made before the services so that error handlers can report a database outage to it.
     readiness = Readiness()
     register_error_handlers(app, readiness.database)
-    app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
+    rate_limits = app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
     return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
     install_cors(app, OriginPolicy(settings.cors_origins, development=settings.is_development))
@@ -89,6 +90,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             app.extensions["prethrift"] = services
             app.extensions[ADMIN_TOKEN] = services.settings.admin_token
             services.cache.recorder = recorder
+            # Per-client limits count in Redis when there is one, so every task shares them.
+            backend = services.cache.backend
+            rate_limits.share(backend if isinstance(backend, RedisBackend) else None)
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
@@ -107,6 +111,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 try:
                     yield
                 finally:
+                    rate_limits.share(None)  # the cache's client closes with the services
                     stop.set()
                     background.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -171,7 +176,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def readyz() -> Response:
         services: Services | None = app.extensions.get("prethrift")
         problems = []
-        if services is None or not services.readiness.model_ready:
+        if services is not None and services.readiness.model_retired:
+            problems.append(
+                f"model {services.model_key} was retired (deploy the serving model, or bring this one "
+                "back with `prethrift reembed`)"
+            )
+        elif services is None or not services.readiness.model_ready:
             failed = services is not None and services.readiness.model_failed
             problems.append("model failed to load" if failed else "model loading")
         if services is not None:
@@ -307,6 +317,12 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
     """
     while True:
         try:
+            # Checked first, so that a retired key gets no vector index back and serves no search.
+            async with services.pool.acquire() as connection:
+                retired = await model_keys.is_retired(connection, services.model_key)
+            if retired:
+                _stay_retired(services)
+                return
             await prepare_model(services)
             break
         except Exception as error:
@@ -322,7 +338,10 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         return
     async with services.pool.acquire() as connection:
         # Uploads are queued for every registered key, this one included from now on.
-        await model_keys.register(connection, services.queries.model_key)
+        serving = await model_keys.register_serving(connection, services.queries.model_key)
+    if not serving:  # retired while the model loaded
+        _stay_retired(services)
+        return
     try:  # search is served meanwhile; category, colour and price filters use these once they exist
         async with services.pool.acquire() as connection:
             await services.queries.ensure_graphs(connection)
@@ -330,3 +349,9 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         log.exception("could not build the per-value vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:
         await run_worker(services, stop, recorder)
+
+
+def _stay_retired(services: Services) -> None:
+    services.readiness.queries = None
+    services.readiness.model_retired = True
+    log.error("this task's model key was retired; it stays not-ready", model_key=services.model_key)

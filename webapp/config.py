@@ -276,8 +276,9 @@ class MetricsSettings(BaseSettings):
 class LimitsSettings(BaseSettings):
     """What one client may ask of the service (``PRETHRIFT_LIMITS_*``).
 
-    Rates are per client address and per process; defaults are generous (they stop floods,
-    not shoppers or benchmarks), and a deployment tightens them in its environment.
+    Rates are per client address, counted in Redis across every task (each task counts on its
+    own while Redis cannot answer); defaults are generous (they stop floods, not shoppers or
+    benchmarks), and a deployment tightens them in its environment.
     """
 
     model_config = SettingsConfigDict(env_prefix="PRETHRIFT_LIMITS_", extra="ignore", env_ignore_empty=True)

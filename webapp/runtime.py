@@ -133,7 +133,7 @@ async def open_services(
             embedder=embedder,
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool, settings.suggest),
-            suggester=Suggester(pool, settings.suggest, reads=reads),
+            suggester=Suggester(pool, settings.suggest, reads=reads, catalog=cache.catalog),
             readiness=readiness or Readiness(),
         )
 

@@ -51,6 +51,8 @@ class Readiness:
     # Set once the model is loaded and its vector width known.
     queries: ModelQueries | None = None
     model_failed: bool = False
+    # The served key was retired before this process started: it never serves it again.
+    model_retired: bool = False
     # Whether requests are failing for want of the database (and since when).
     database: DatabaseOutage = field(default_factory=DatabaseOutage)
 

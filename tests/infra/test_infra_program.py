@@ -91,9 +91,16 @@ def test_network_follows_the_stack_files(records: dict[str, Record], stack_files
         }
 
 
+def _primary(rec: Record) -> dict[str, Any]:
+    """The stack's primary database (read replicas are checked on their own)."""
+    primaries = [r for r in of_type(rec, T.RDS_INSTANCE) if not r["inputs"].get("replicateSourceDb")]
+    assert len(primaries) == 1, primaries
+    return primaries[0]
+
+
 def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack in ("dev", "prod"):
-        db = one(records[stack], T.RDS_INSTANCE)["inputs"]
+        db = _primary(records[stack])["inputs"]
         cfg = stack_files[stack]["prethrift:database"]
         assert db["instanceClass"] == cfg["instanceClass"]
         assert db["multiAz"] is cfg["multiAz"]
@@ -103,7 +110,7 @@ def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dic
         assert db["engine"] == "postgres" and db["storageEncrypted"] is True
         assert db["publiclyAccessible"] is False and db["performanceInsightsEnabled"] is True
         assert db["parameterGroupName"] and db["autoMinorVersionUpgrade"] is True
-    assert records["prod"]["resources"] and one(records["prod"], T.RDS_INSTANCE)["inputs"]["multiAz"] is True
+    assert records["prod"]["resources"] and _primary(records["prod"])["inputs"]["multiAz"] is True
 
 
 def test_cache_failover_only_with_two_nodes(records: dict[str, Record]) -> None:
@@ -160,7 +167,12 @@ def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record
                     assert params[secret] == arn
                 assert "DATABASE_URL" in secrets
     prod_api = containers(task_for(records["prod"], "api"))["api"]
-    assert {s["name"] for s in prod_api["secrets"]} == {"DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN"}
+    assert {s["name"] for s in prod_api["secrets"]} == {
+        "DATABASE_URL",
+        "DATABASE_READ_URL",  # prod reads from its replica
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+    }
     gpu_api = containers(task_for(records["gpu"], "api"))["api"]
     assert "SENTRY_DSN" in {s["name"] for s in gpu_api["secrets"]}
     console = containers(task_for(records["prod"], "console"))["console"]

@@ -112,7 +112,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
+def serve_subprocess(
+    settings: Settings, log_path: Path, ready_within_s: float = 90, **extra_env: str
+) -> Iterator[tuple[str, int]]:
     """`prethrift serve` as production starts it; yields its base URL and process id once ready."""
     from webapp.adapters.cache import free_port
 
@@ -126,7 +128,7 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + ready_within_s
         while time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()[-3000:]
             with contextlib.suppress(httpx.HTTPError):
@@ -134,7 +136,7 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
                     break
             time.sleep(0.2)
         else:
-            raise AssertionError("server did not become ready in 90 s")
+            raise AssertionError(f"server did not become ready in {ready_within_s:g} s")
         yield base, process.pid
     finally:
         process.terminate()

@@ -13,8 +13,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -26,6 +27,12 @@ from webapp.catalog.version import CatalogVersion
 from webapp.observability.telemetry import CACHE_ERRORS, CACHE_REQUESTS
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """Redis failed, timed out, or is being skipped after a recent failure."""
 
 
 class LookupRecorder(Protocol):
@@ -85,6 +92,20 @@ class RedisBackend:
                 await self.client.set(key, value, ex=ttl_s)
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("set", error)
+
+    async def execute(self, op: str, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """``call(client)`` under the same timeout and pause after a failure as the cache's own calls
+        (shared limits use it: a down Redis costs one timeout per pause, not one per request);
+        ``RedisUnavailable`` when it failed or Redis is being skipped."""
+        if not self.available:
+            CACHE_ERRORS.labels(op="skipped").inc()
+            raise RedisUnavailable(op)
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                return await call(self.client)
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(op, error)
+            raise RedisUnavailable(op) from error
 
     async def close(self) -> None:
         await self.client.aclose()

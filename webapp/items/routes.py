@@ -106,6 +106,9 @@ async def get_item(raw_id: str) -> ItemOut:
         raise ApiError(404, "not_found", f"There is no item {item_id}.")
     out = await item_out(item)
     out.pending_reason = waiting
+    if not admin:
+        # What search shows: the photos it can find the item by, without why others failed.
+        out.photos = [p for p in out.photos if p.status == "ready"]
     return out
 
 
