@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CODE := $(wildcard webapp console infra tests bench)
 PACKAGES := $(wildcard webapp console infra)
 
-.PHONY: run test lint typecheck chromium lock lock-infra console bench clean
+.PHONY: run test lint typecheck chromium axe lock lock-infra console bench clean
 
 # Installs exactly the releases pinned in requirements.lock (`make lock` refreshes it).
 $(STAMP): pyproject.toml requirements.lock
@@ -20,12 +20,16 @@ run: $(STAMP)
 	$(BIN)/prethrift run
 
 ## Lint, type-check and run every test (the browser tests need Debian's Chromium: installed here
-## when root or password-less sudo allows, otherwise they fail and print the install command).
-test: lint typecheck chromium
+## when root or password-less sudo allows, otherwise they fail and print the install command;
+## the same for axe-core, installed with npm for the widget's accessibility test).
+test: lint typecheck chromium axe
 	$(BIN)/pytest
 
 chromium:
 	scripts/install-chromium.sh --if-possible
+
+axe:
+	scripts/install-axe.sh --if-possible
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)

@@ -26,6 +26,8 @@ from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.images import return_freed_pixels_to_the_os
 from webapp.http.auth import ADMIN_TOKEN
+from webapp.http.cors import OriginPolicy
+from webapp.http.cors import install as install_cors
 from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.http.jsonio import OrjsonProvider
 from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
@@ -76,6 +78,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     rate_limits = app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
     return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
+    install_cors(app, OriginPolicy(settings.cors_origins, development=settings.is_development))
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
@@ -148,6 +151,20 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def search_page() -> Response:
         """A small page for trying search in a browser."""
         return await app.send_static_file("index.html")
+
+    @app.get("/widget.js")
+    @hide
+    async def widget() -> Response:
+        """The <prethrift-search> element that shops embed with one script tag."""
+        response = await app.send_static_file("widget.js")
+        response.mimetype = "text/javascript"
+        # Shops link the same URL for good: a short freshness lets a new release reach them
+        # within minutes, and the ETag makes each revalidation a 304.
+        response.cache_control.public = True
+        response.cache_control.max_age = 300
+        # Loaded by other sites' pages, including those that only take resources marked for them.
+        response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        return response
 
     @app.get("/healthz")
     @hide

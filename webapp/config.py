@@ -10,10 +10,11 @@ import enum
 import os
 import socket
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Environment(enum.StrEnum):
@@ -30,6 +31,31 @@ def _require_scheme(value: SecretStr | None, schemes: tuple[str, ...], example: 
     if scheme not in schemes:
         raise ValueError(f"must be a URL of the form {example} (the scheme is not one of {', '.join(schemes)})")
     return value
+
+
+def _origin(value: Any) -> str:
+    """A web origin as browsers send it in the Origin header: scheme://host[:port], lower case."""
+    text = str(value).strip()
+    parts = urlsplit(text)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ValueError(
+            f"{text[:80]!r} is not a web origin: write each as scheme://host[:port], such as "
+            "https://shop.example or http://localhost:3000 (no path, no '*')"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text[:80]!r} has no valid port number") from None
+    # Browsers leave the scheme's default port out of the Origin header.
+    host = parts.netloc.rsplit(":", 1)[0] if port == {"http": 80, "https": 443}[parts.scheme] else parts.netloc
+    return f"{parts.scheme}://{host}".lower()
 
 
 class DatabaseSettings(BaseSettings):
@@ -423,6 +449,10 @@ class Settings(BaseSettings):
     # out of the load balancer, while a model whose catalog is not embedded yet still does.
     # 0: every listing must be embedded first.
     ready_max_backlog_age_s: float = Field(default=600.0, ge=0)
+    # Web origins (scheme://host[:port]) whose pages may read the public search API and open the
+    # suggestion socket: shops embedding the widget. Comma-separated. Unset: in development any
+    # port on localhost, 127.0.0.1 or [::1]; elsewhere none (the service's own page needs none).
+    cors_origins: Annotated[tuple[str, ...] | None, NoDecode] = None
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -441,6 +471,15 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (generate one with `openssl rand -base64 24`)")
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if value is None:
+            return None
+        return tuple(_origin(part) for part in value)
 
     @property
     def is_development(self) -> bool:

@@ -23,6 +23,7 @@ from quart_schema.openapi import OpenAPIProvider
 
 from webapp.catalog.filters import Mode, SearchFilters, Sort, parse_facet_names
 from webapp.catalog.garment import Condition, ListedStatus
+from webapp.http.cors import ALLOWED_HEADERS, EXPOSED_HEADERS, MAX_AGE_S, PUBLIC_ROUTES
 from webapp.http.errors import ApiError
 
 MAX_ID = 2**63 - 1
@@ -351,9 +352,34 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
     return decorate
 
 
+CORS_NOTE = (
+    "Cross-origin use: the operations marked `x-cors: allow-listed` (search, its stream, photo "
+    "search, an item, similar items, events) answer pages from the origins in "
+    "PRETHRIFT_CORS_ORIGINS (in development, unset, any localhost, 127.0.0.1 or [::1] origin) with "
+    "`Access-Control-Allow-Origin: <that origin>` and `Vary: Origin`, never with credentials. Their "
+    f"preflight allows the one method asked for, the headers {ALLOWED_HEADERS}, and is cached for "
+    f"{MAX_AGE_S} s; {EXPOSED_HEADERS} are readable. Every other operation (uploads, edits, deletes, "
+    "the admin listing, webhooks) never answers another origin: its preflight is refused with 403 "
+    "`cross_origin_refused`. The suggestion socket, WS /ws/suggest, refuses an upgrade whose Origin "
+    "is neither this service nor on the list with 403 `origin_refused`; a handshake without Origin "
+    "(no browser) is served."
+)
+
+
 class ApiDocument(OpenAPIProvider):
     """The OpenAPI document, with response media types other than JSON (or no body at all)
-    where a model says so."""
+    where a model says so, and which operations answer other origins."""
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        info = document["info"]
+        info["description"] = (info.get("description", "") + "\n\n" + CORS_NOTE).strip()
+        for method, rule in PUBLIC_ROUTES:
+            path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+            operation = document["paths"].get(path, {}).get(method.lower())
+            if operation is not None:
+                operation["x-cors"] = "allow-listed"
+        return document
 
     def build_response_object(self, model: Any, headers_model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         response, definitions = super().build_response_object(model, headers_model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, current_app, websocket
 
+from webapp.http.cors import check_socket_origin
 from webapp.http.ratelimit import EXTENSION, RateLimits, client_address
 from webapp.http.wsclose import FLOODED
 from webapp.services import services
@@ -19,6 +20,7 @@ async def suggest() -> None:
     limits = svc.settings.limits
     counts: SocketCounts = current_app.extensions.setdefault("suggest_sockets", SocketCounts())
     rate_limits: RateLimits = current_app.extensions[EXTENSION]
+    check_socket_origin(websocket.headers)  # 403 before any cost: pages on other sites get no socket
     client = client_address(websocket.headers, websocket.remote_addr, limits.trusted_proxies)
     # Past the caps the upgrade is refused with a JSON error before the socket is accepted.
     await rate_limits.check("ws_open", client)
