@@ -16,6 +16,8 @@ from webapp.adapters.cache import Cache, LocalBackend, RedisBackend
 from webapp.adapters.db import create_pool, ensure_vector_index, run_migrations
 from webapp.adapters.embedded import development_token, embedded_defaults
 from webapp.adapters.storage import LocalStorage, S3Storage, Storage
+from webapp.analytics.log import SearchLog
+from webapp.analytics.retention import run_upkeep
 from webapp.config import Settings
 from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
 from webapp.embedding.worker import EmbeddingWorker
@@ -102,6 +104,7 @@ async def open_services(
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool, settings.suggest),
             suggester=Suggester(pool, settings.suggest),
+            search_log=SearchLog(pool, settings.analytics),
             readiness=readiness or Readiness(),
         )
 
@@ -132,4 +135,11 @@ async def run_worker(services: Services, stop: asyncio.Event, recorder: MetricsR
     worker = EmbeddingWorker(
         services.pool, services.embedder, services.storage, services.settings.worker, recorder
     )
-    await worker.run(stop)
+    # The search log's rollups and expiry ride along with the worker, which every deployment runs.
+    upkeep = asyncio.create_task(run_upkeep(services.pool, services.settings.analytics, stop))
+    try:
+        await worker.run(stop)
+    finally:
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep

@@ -9,6 +9,7 @@ from quart import current_app
 
 from webapp.adapters.cache import Cache
 from webapp.adapters.storage import Storage
+from webapp.analytics.log import SearchLog
 from webapp.config import Settings
 from webapp.embedding.embedder import Embedder
 from webapp.embedding.images import DecodeBudget, PhotoDecoder
@@ -45,6 +46,8 @@ class Services:
     # Searches shoppers ran, recorded off the request path; suggestions read them back.
     query_log: QueryLog
     suggester: Suggester
+    # Every search, for the console's Demand page, written off the request path (webapp/analytics).
+    search_log: SearchLog
     readiness: Readiness = field(default_factory=Readiness)
 
     @property

@@ -1,0 +1,81 @@
+"""What shoppers do with results: click reports from the search page and the storefront widget."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Literal, ParamSpec, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, Response, request
+from quart_schema import document_response, validate_request
+
+from webapp.analytics.repo import insert_click
+from webapp.http.errors import ApiError
+from webapp.http.ratelimit import rate_limited
+from webapp.http.schemas import MAX_ID, NoContent, SearchId, SessionId, document_errors
+from webapp.services import services
+
+blueprint = Blueprint("analytics", __name__)
+
+# A click report is under 200 bytes; this leaves room for spacing and nothing else.
+MAX_EVENT_BYTES = 1024
+# The furthest result a page can show: the last offset the API takes plus its largest page.
+MAX_POSITION = 1100
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ClickEvent(BaseModel):
+    """A shopper opened a result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["click"]
+    search_id: SearchId = Field(description="The search_id of the answer the result was in")
+    item_id: int = Field(ge=1, le=MAX_ID)
+    position: int = Field(
+        ge=0, le=MAX_POSITION, description="The result's place in the answer, 0 for the first (pages continue)"
+    )
+    session_id: SessionId | None = Field(default=None, description="The page's anonymous per-tab id")
+
+
+def small_body(max_bytes: int) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Refuse a body longer than ``max_bytes`` with 413, reading at most that much of it."""
+
+    def decorate(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(view)
+        async def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
+            length = request.content_length
+            if length is not None and length > max_bytes:
+                raise ApiError(413, "too_large", f"An event is at most {max_bytes} bytes.")
+            # The app-wide limit is sized for photos. A body without a declared length stops being
+            # read once past this one: Quart's body checks its own limit as data arrives.
+            request.body._max_content_length = max_bytes
+            if len(await request.get_data(cache=True)) > max_bytes:
+                raise ApiError(413, "too_large", f"An event is at most {max_bytes} bytes.")
+            return await view(*args, **kwargs)
+
+        return bounded
+
+    return decorate
+
+
+@blueprint.post("/api/events")
+@rate_limited("events")
+@small_body(MAX_EVENT_BYTES)
+@validate_request(ClickEvent)
+@document_response(NoContent, 202)
+@document_errors(413, 422)
+async def event(data: ClickEvent) -> Response:
+    """Report that a shopper opened a search result (for the console's click-through figures).
+
+    Nothing about the shopper is stored: no address, no user agent; the session id is the page's
+    own random per-tab id.
+    """
+    svc = services()
+    if svc.settings.analytics.enabled:
+        async with svc.pool.acquire() as connection:
+            await insert_click(connection, data.search_id, data.session_id, data.item_id, data.position)
+    return Response(status=202)
