@@ -162,6 +162,18 @@ class AppConfig:
 
 
 @dataclass(frozen=True)
+class SearchLogConfig:
+    """The search log behind the console's Demand page (webapp/analytics)."""
+
+    raw_retention_days: int = 30
+    """Days raw searches and clicks are kept (PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS)."""
+    rollup_retention_days: int = 400
+    """Days the daily rollups are kept (PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS)."""
+    search_page_url: str | None = None
+    """The shop's search page the Demand page links to; unset: this stack's own page (its URL)."""
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything that differs between stacks, validated."""
 
@@ -178,6 +190,7 @@ class StackConfig:
     gpu_worker: GpuWorkerConfig = field(default_factory=GpuWorkerConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    search_log: SearchLogConfig = field(default_factory=SearchLogConfig)
 
     @property
     def name_prefix(self) -> str:
@@ -197,6 +210,7 @@ _SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "gpuWorker": ("gpu_worker", GpuWorkerConfig),
     "observability": ("observability", ObservabilityConfig),
     "storage": ("storage", StorageConfig),
+    "searchLog": ("search_log", SearchLogConfig),
 }
 
 
@@ -313,6 +327,16 @@ def _validate_alarms(config: StackConfig) -> None:
         )
 
 
+def _validate_search_log(cfg: SearchLogConfig) -> None:
+    if not 1 <= cfg.raw_retention_days <= cfg.rollup_retention_days:
+        raise ConfigError(
+            "prethrift:searchLog.rawRetentionDays must be at least 1 and at most "
+            "prethrift:searchLog.rollupRetentionDays (the daily rollups are made from the raw log)"
+        )
+    if cfg.search_page_url and not cfg.search_page_url.startswith(("https://", "http://")):
+        raise ConfigError("prethrift:searchLog.searchPageUrl must be an https:// URL (the shop's search page)")
+
+
 def validate(config: StackConfig) -> None:
     """Refuse settings that would deploy something broken or unsafe, naming the key to change."""
     _validate_edge(config)
@@ -326,6 +350,7 @@ def validate(config: StackConfig) -> None:
         if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
             raise ConfigError(f"prethrift:{key} must look like sha256:<64 hex digits>")
     _validate_alarms(config)
+    _validate_search_log(config.search_log)
     if not 0.0 <= config.app.trace_sample_ratio <= 1.0:
         raise ConfigError("prethrift:app.traceSampleRatio must be between 0 and 1")
     if config.network.az_count < 2:

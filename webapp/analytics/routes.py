@@ -67,7 +67,7 @@ def small_body(max_bytes: int) -> Callable[[Callable[P, Awaitable[R]]], Callable
 @small_body(MAX_EVENT_BYTES)
 @validate_request(ClickEvent)
 @document_response(NoContent, 202)
-@document_errors(413, 422)
+@document_errors(400, 413, 422)
 async def event(data: ClickEvent) -> Response:
     """Report that a shopper opened a search result (for the console's click-through figures).
 
