@@ -23,7 +23,8 @@ EXPLAINED = (
     "the words, how many items it found, whether it came from the cache) with a random id that the "
     "shopper's clicks name; nothing that identifies the shopper is kept. Figures count first pages "
     "only, by UTC day; raw searches are kept for a limited time and daily totals for longer "
-    "(PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS, PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS)."
+    "(PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS, PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS). The period "
+    "is chosen below (the Range above is for the traffic pages)."
 )
 
 

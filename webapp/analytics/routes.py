@@ -6,6 +6,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Literal, ParamSpec, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Response, request
 from quart_schema import document_response, validate_request
@@ -42,7 +43,8 @@ class ClickEvent(BaseModel):
 
 
 def small_body(max_bytes: int) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Refuse a body longer than ``max_bytes`` with 413, reading at most that much of it."""
+    """Refuse a body longer than ``max_bytes`` with 413 (reading at most that much of it), and one that
+    is not JSON with 400."""
 
     def decorate(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(view)
@@ -53,8 +55,13 @@ def small_body(max_bytes: int) -> Callable[[Callable[P, Awaitable[R]]], Callable
             # The app-wide limit is sized for photos. A body without a declared length stops being
             # read once past this one: Quart's body checks its own limit as data arrives.
             request.body._max_content_length = max_bytes
-            if len(await request.get_data(cache=True)) > max_bytes:
+            body = await request.get_data(cache=True)
+            if len(body) > max_bytes:
                 raise ApiError(413, "too_large", f"An event is at most {max_bytes} bytes.")
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError:  # bytes that are not UTF-8 included
+                raise ApiError(400, "invalid_json", "The body must be a JSON object in UTF-8.") from None
             return await view(*args, **kwargs)
 
         return bounded

@@ -83,7 +83,9 @@ async def test_searches_and_clicks_give_figures_and_gaps_raw_and_rolled_up(
     assert (await search(client, size="XXL", brand="Uniqlo"))["items"] == []
     await search(client, q="levi's jacket", offset=20)
     await search(client, q="striped shirt")
-    assert await services_of(app).search_log.flush() == 8
+    await services_of(app).search_log.flush()  # the writer may have written some already
+    async with services_of(app).pool.acquire() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM search_events") == 8
 
     raw = await _figures(app)
     top = raw.top
@@ -183,6 +185,10 @@ async def test_click_reports_are_bounded_and_store_nothing_about_the_shopper(
         headers={"Content-Type": "application/json"},
     )
     assert huge.status_code == 413
+    for junk in (b"\xff\xfe\x1bmu", b"{not json", b"\x00"):
+        response = await client.post("/api/events", data=junk, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, junk
+        assert (await response.get_json())["error"]["code"] == "invalid_json"
     ok = await client.post(
         "/api/events", json=good, headers={"User-Agent": "Mozilla/5.0 test", "X-Forwarded-For": "203.0.113.9"}
     )
