@@ -25,6 +25,7 @@ import numpy as np
 from pgvector.asyncpg import register_vector
 
 from webapp.adapters.db import ensure_vector_index, migrate, vector_index_name
+from webapp.catalog.garment import CONDITIONS as APP_CONDITIONS
 from webapp.search.repo import VectorQueries
 
 # Share of the catalog per category (sums to 1). FILTER_10 and FILTER_1 are the filter values
@@ -74,7 +75,8 @@ COLOURS = [
     "cream", "khaki", "burgundy", "yellow", "purple", "orange",
 ]  # fmt: skip
 COLOUR_WEIGHTS = [16, 12, 12, 8, 8, 7, 6, 6, 5, 5, 4, 3, 3, 2, 2, 1]
-CONDITIONS = {"new with tags": 0.10, "like new": 0.25, "very good": 0.35, "good": 0.25, "fair": 0.05}
+# The app's conditions, best first, with the shares a resale catalog holds them in.
+CONDITIONS = dict(zip(APP_CONDITIONS, (0.10, 0.25, 0.35, 0.25, 0.05), strict=True))
 STYLES = ["vintage", "oversized", "cropped", "relaxed", "fitted", "classic", "retro", "minimal", "y2k", "boho"]
 SIZES_LETTER = ["XS", "S", "M", "L", "XL", "XXL"]
 SIZE_LETTER_WEIGHTS = [8, 22, 30, 23, 12, 5]
@@ -92,7 +94,7 @@ class CatalogSpec:
     noise: float = 0.6
     category_affinity: float = 0.7
     seed: int = 20260101
-    generator: str = "bench.catalog v2"
+    generator: str = "bench.catalog v3"  # v3: the app's condition values
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -181,7 +183,8 @@ def generate(spec: CatalogSpec) -> Catalog:
         brand_name = BRANDS[brand[i]]
         cond = cond_names[condition[i]]
         title = f"{brand_name} {STYLES[style[i]]} {col} {garment}"
-        description = f"{cond.capitalize()} {col} {garment} by {brand_name}, size {size}. Pre-owned."
+        said = cond.replace("_", " ").capitalize()
+        description = f"{said} {col} {garment} by {brand_name}, size {size}. Pre-owned."
         created = now - dt.timedelta(seconds=float(age_s[i]))
         item_id = i + 1
         rows.append(

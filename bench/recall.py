@@ -39,7 +39,7 @@ FILTERS: list[tuple[str, SearchFilters]] = [
     ("price $20-$35", SearchFilters(price_min=Decimal(20), price_max=Decimal(35))),
     ("category=dresses, price <= $40", SearchFilters(category="dresses", price_max=Decimal(40))),
     ("category=jeans, colour=blue", SearchFilters(category="jeans", colour="blue")),
-    ("colour=black, condition=very good", SearchFilters(colour="black", condition="very good")),
+    ("colour=black, condition=good", SearchFilters(colour="black", condition="good")),
     (
         "category=tops, price $20-$35",
         SearchFilters(category="tops", price_min=Decimal(20), price_max=Decimal(35)),

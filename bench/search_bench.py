@@ -171,8 +171,8 @@ async def check_results(
         )
     async with new_session(1) as session:
         async with session.get(
-            # Unparsed: a phrase the parser reads as a filter the catalog does not hold
-            # ("like new" is the app's "like_new", the generator's "like new") rightly finds nothing.
+            # Unparsed, so a phrase the parser reads as a filter ("like new") cannot narrow the
+            # page this check counts.
             server.base_url + "/api/search",
             params={**search_params(queries.take(), mode), "parse": "false"},
         ) as r:

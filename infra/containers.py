@@ -18,7 +18,7 @@ COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
 OTLP_HTTP = "http://127.0.0.1:4318"
 
 # Which secrets each program uses: a program gets no secret it does not read (the app's
-# per-program requirements are webapp.config.REQUIRED_SETTINGS). The worker never touches the
+# per-program requirements are webapp.cli.programs.REQUIRED_SETTINGS). The worker never touches the
 # cache, and migrate only the database.
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
     "api": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),

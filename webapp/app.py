@@ -25,6 +25,7 @@ from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.http.auth import ADMIN_TOKEN
 from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.http.jsonio import OrjsonProvider
 from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
@@ -55,7 +56,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         raise ValueError("create_app needs DATABASE_URL; the CLI starts the embedded database")
     app = Quart(__name__)
     app.json = OrjsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_image_bytes + 64 * 1024
+    storage = settings.storage
+    app.config["MAX_CONTENT_LENGTH"] = max(storage.max_upload_bytes, storage.max_image_bytes) + 64 * 1024
     init_sentry(settings)
     configure_tracing(settings.telemetry)
     app.asgi_app = TracingMiddleware(app.asgi_app)  # type: ignore[method-assign,assignment]
@@ -82,6 +84,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def lifespan() -> AsyncIterator[None]:
         async with open_services(settings, clip, readiness) as services:
             app.extensions["prethrift"] = services
+            app.extensions[ADMIN_TOKEN] = services.settings.admin_token
             services.cache.recorder = recorder
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer

@@ -2,20 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 from quart import current_app
 
 from webapp.adapters.cache import Cache
 from webapp.adapters.storage import Storage
-from webapp.analytics.log import SearchLog
 from webapp.config import Settings
 from webapp.embedding.embedder import Embedder
 from webapp.embedding.images import DecodeBudget, PhotoDecoder
 from webapp.http.errors import DatabaseOutage
-from webapp.search.repo import VectorQueries
-from webapp.suggest.repo import QueryLog, Suggester
+
+
+# What the process holds for its features, by what start-up, shutdown and the other features
+# call on it: the features (below this module's importers) build them in runtime.py and reach
+# their own concrete types through search.repo.loaded_queries and suggest.repo.suggester_of.
+class ModelQueries(Protocol):
+    """The loaded model's search SQL (search.repo.VectorQueries)."""
+
+    model_key: str
+
+    async def ensure_graphs(self, connection: asyncpg.Connection) -> object: ...
+
+
+class QueryRecorder(Protocol):
+    """Searches shoppers ran, recorded off the request path (suggest.repo.QueryLog)."""
+
+    def record(self, query: str, client: str) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class SearchLogWriter(Protocol):
+    """The search log's writer, run from start-up to shutdown (analytics.log.SearchLog)."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class SuggestionSource(Protocol):
+    """Suggestions while a shopper types (suggest.repo.Suggester)."""
+
+    def forget(self) -> None:
+        """Drop what it has cached about the catalog, after a change to it."""
 
 
 @dataclass
@@ -23,7 +54,7 @@ class Readiness:
     """What /readyz reports, in one place: the model (loaded after start-up) and the database."""
 
     # Set once the model is loaded and its vector width known.
-    queries: VectorQueries | None = None
+    queries: ModelQueries | None = None
     model_failed: bool = False
     # Whether requests are failing for want of the database (and since when).
     database: DatabaseOutage = field(default_factory=DatabaseOutage)
@@ -44,14 +75,14 @@ class Services:
     embedder: Embedder
     model_key: str
     # Searches shoppers ran, recorded off the request path; suggestions read them back.
-    query_log: QueryLog
-    suggester: Suggester
+    query_log: QueryRecorder
+    suggester: SuggestionSource
     # Every search, for the console's Demand page, written off the request path (webapp/analytics).
-    search_log: SearchLog
+    search_log: SearchLogWriter
     readiness: Readiness = field(default_factory=Readiness)
 
     @property
-    def queries(self) -> VectorQueries | None:
+    def queries(self) -> ModelQueries | None:
         """The vector queries for the loaded model; None while it is still loading."""
         return self.readiness.queries
 

@@ -48,16 +48,16 @@ async def record_demand(
 
 
 @contextlib.asynccontextmanager
-async def serve_console(settings: Settings, password: str) -> AsyncIterator[str]:
+async def running_console(settings: Settings, password: str) -> AsyncIterator[str]:
     """`prethrift console`'s own server over the test database, with a password; its base URL."""
-    from webapp.cli import _serve_console
+    from webapp.cli.serving import serve_console
 
     port = free_port()
     console_settings = settings.model_copy(
         update={"console_port": port, "console_password": SecretStr(password)}
     )
     stop = asyncio.Event()
-    server = asyncio.create_task(_serve_console(console_settings, stop))
+    server = asyncio.create_task(serve_console(console_settings, stop))
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):

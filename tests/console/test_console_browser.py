@@ -58,14 +58,14 @@ async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str]
 @contextlib.asynccontextmanager
 async def _console(settings: Settings) -> AsyncIterator[str]:
     """`prethrift console`'s own server over the test database, with a password; its base URL."""
-    from webapp.cli import _serve_console
+    from webapp.cli.serving import serve_console
 
     port = free_port()
     console_settings = settings.model_copy(
         update={"console_port": port, "console_password": SecretStr(PASSWORD)}
     )
     stop = asyncio.Event()
-    server = asyncio.create_task(_serve_console(console_settings, stop))
+    server = asyncio.create_task(serve_console(console_settings, stop))
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):

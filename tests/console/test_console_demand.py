@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import CHROMIUM_FLAGS
-from tests.console.conftest import record_demand, serve_console
+from tests.console.conftest import record_demand, running_console
 from webapp.analytics.log import SearchRecord
 from webapp.config import AnalyticsSettings, Settings
 
@@ -47,7 +47,7 @@ async def test_the_demand_page_with_no_searches_then_with_some(settings: Setting
     assert settings.database.url is not None
     shop = settings.model_copy(update={"analytics": AnalyticsSettings(search_page_url=SHOP)})
     ARTIFACTS.mkdir(exist_ok=True)
-    async with serve_console(shop, PASSWORD) as base, async_playwright() as playwright:
+    async with running_console(shop, PASSWORD) as base, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         context = await browser.new_context(
             http_credentials={"username": "ops", "password": PASSWORD}, viewport={"width": 1280, "height": 1400}

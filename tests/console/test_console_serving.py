@@ -36,13 +36,13 @@ async def _record_traffic(settings: Settings) -> None:
 @pytest.fixture(name="console_base")
 async def _console_base(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
     """`prethrift console`'s own server (the function the command runs), on a free port."""
-    from webapp.cli import _serve_console
+    from webapp.cli.serving import serve_console
 
     await _record_traffic(settings)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     port = free_port()
     stop = asyncio.Event()
-    server = asyncio.create_task(_serve_console(settings.model_copy(update={"console_port": port}), stop))
+    server = asyncio.create_task(serve_console(settings.model_copy(update={"console_port": port}), stop))
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as http:
         for _ in range(400):

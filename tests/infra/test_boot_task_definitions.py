@@ -222,7 +222,8 @@ async def embed_one_upload(client: httpx.AsyncClient, api: str, seed: int, progr
 
 def test_each_container_is_given_exactly_the_secrets_its_program_reads() -> None:
     from infra.containers import SERVICE_SECRETS
-    from webapp.config import PROGRAM_SECRETS, Program
+    from webapp.cli.programs import PROGRAM_SECRETS
+    from webapp.config import Program
 
     programs = {
         "api": Program.API,

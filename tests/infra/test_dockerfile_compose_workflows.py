@@ -91,7 +91,7 @@ def test_files_match_their_published_schema(schema: str, paths: list[Path]) -> N
 
 
 def test_compose_environment_is_what_the_app_reads(compose: dict[str, Any]) -> None:
-    from webapp.config import known_env_vars
+    from webapp.cli.programs import known_env_vars
 
     known = known_env_vars()
     for name in (*APP_SERVICES, "localstack-init"):
@@ -113,7 +113,7 @@ def test_compose_commands_and_ports_agree_with_the_code(compose: dict[str, Any])
     expected = {"migrate": "migrate", "api": "serve", "worker": "worker", "console": "console"}
     for name, command in expected.items():
         assert services[name]["command"] == [command]
-        assert command in main.commands, f"`prethrift {command}` does not exist (webapp/cli.py)"
+        assert command in main.commands, f"`prethrift {command}` does not exist (webapp/cli/)"
     api_env = services["api"]["environment"]
     api_port = Settings.model_fields["port"].default
     assert services["api"]["ports"] == [f"{api_port}:{api_port}"]

@@ -134,7 +134,7 @@ def test_generated_secrets_never_leak(records: dict[str, Record]) -> None:
 
 
 def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record]) -> None:
-    from webapp.config import known_env_vars
+    from webapp.cli.programs import known_env_vars
 
     known = known_env_vars()
     for key, rec in records.items():

@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from webapp.config import load_settings
+from webapp.cli.programs import load_settings
 from webapp.embedding.embedder import load_clip
 from webapp.embedding.worker import EmbeddingWorker
 from webapp.runtime import open_services

@@ -15,9 +15,9 @@ from quart.testing import QuartClient
 from tests.webapp.conftest import services_of, wait_ready
 from webapp.app import create_app
 from webapp.catalog.filters import SearchFilters
+from webapp.catalog.version import bump_catalog_version
 from webapp.config import Settings
 from webapp.embedding.embedder import ClipModel
-from webapp.items.repo import bump_catalog_version
 
 
 async def seed_catalog(app: Quart, rows: list[dict[str, Any]], seed: int = 0) -> list[int]:

@@ -24,6 +24,7 @@ import structlog
 
 from webapp.config import AnalyticsSettings
 from webapp.observability.telemetry import SEARCH_LOG_DROPPED, SEARCH_LOG_WRITTEN
+from webapp.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -131,3 +132,10 @@ class SearchLog:
                 await self.flush()
         finally:
             await self.flush()
+
+
+def search_log_of(services: Services) -> SearchLog:
+    """The process's search log, as start-up built it."""
+    if isinstance(services.search_log, SearchLog):
+        return services.search_log
+    raise TypeError(f"services hold {type(services.search_log).__name__}, not a SearchLog")

@@ -20,6 +20,24 @@ class Sort(enum.StrEnum):
     NEWEST = "newest"
 
 
+# The fields a search can count results by (facets); price is counted in buckets.
+FACET_FIELDS = ("size", "brand", "colour", "condition", "category")
+FACET_NAMES = (*FACET_FIELDS, "price")
+
+
+def parse_facet_names(raw: str) -> tuple[str, ...]:
+    """'size,brand' or 'all' -> the fields, in a fixed order; ValueError names what is unknown."""
+    asked = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    if asked == ["all"]:
+        return FACET_NAMES
+    unknown = sorted(set(asked) - set(FACET_NAMES))
+    if unknown or not asked:
+        raise ValueError(
+            f"unknown facet {', '.join(unknown) or raw!r}; use any of {', '.join(FACET_NAMES)} or all"
+        )
+    return tuple(name for name in FACET_NAMES if name in asked)
+
+
 @dataclass(frozen=True)
 class SearchFilters:
     """Exact-match facets (case-insensitive) and an inclusive price range; None means any."""

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from webapp.adapters.db import drop_vector_indexes, vector_index_name
+from webapp.catalog.version import bump_catalog_version
 from webapp.config import ClipSettings
 from webapp.embedding import jobs
 
@@ -171,8 +172,6 @@ class Retired:
 
 async def retire(connection: asyncpg.Connection, model_key: str, *, force: bool = False) -> Retired:
     """Delete a key's embeddings, its HNSW index and its jobs, and stop queueing uploads for it."""
-    from webapp.items.repo import bump_catalog_version
-
     known = await connection.fetchval("SELECT 1 FROM embedding_models WHERE model_key = $1", model_key)
     if not known:
         raise LookupError(f"no model key {model_key!r} is registered")

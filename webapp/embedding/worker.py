@@ -26,12 +26,12 @@ import structlog
 import torch
 
 from webapp.adapters.storage import Storage
+from webapp.catalog.version import bump_catalog_version
 from webapp.config import WorkerSettings
 from webapp.embedding import jobs, model_keys
 from webapp.embedding.decoder import Decoder
 from webapp.embedding.embedder import Embedder
 from webapp.embedding.jobs import JOBS_CHANNEL, Claim, ClaimedJob
-from webapp.items.repo import bump_catalog_version
 from webapp.observability.metrics_store import MetricsRecorder
 from webapp.observability.telemetry import EMBEDDING_FAILURES, EMBEDDINGS, QUEUE_DEPTH
 

@@ -10,6 +10,8 @@ from decimal import Decimal
 
 from PIL import Image, ImageChops, ImageDraw
 
+from webapp.catalog import garment
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 40, 45),
     "navy": (30, 45, 100),
@@ -26,7 +28,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 BRANDS = ["Levi's", "Patagonia", "Zara", "Uniqlo", "Carhartt", "Everlane", "COS", "Arket", "Barbour", None]
 SIZES = ["XS", "S", "M", "L", "XL"]
-CONDITIONS = ["new_with_tags", "like_new", "good", "fair"]
+# Garments worth showing off in a demo: none of them worn out.
+CONDITIONS = [c for c in garment.CONDITIONS if c != "worn"]
 MATERIALS = ["cotton", "wool", "linen", "corduroy", "denim", "fleece"]
 ADJECTIVES = ["vintage", "faded", "classic", "oversized", "cropped", "relaxed", "slim"]
 PATTERNS = ["plain", "striped", "dotted", "checked"]

@@ -15,11 +15,9 @@ from typing import Any
 
 import asyncpg
 
-from webapp.catalog.filters import SearchFilters
+from webapp.catalog.filters import FACET_FIELDS, SearchFilters
 from webapp.search.repo import filter_sql
 
-FIELDS = ("size", "brand", "colour", "condition", "category")
-NAMES = (*FIELDS, "price")
 # Price bucket edges (the last bucket is open-ended), in the catalog's currency.
 PRICE_EDGES = (Decimal(0), Decimal(20), Decimal(40), Decimal(60), Decimal(100), Decimal(200))
 # Values listed per field, most frequent first.
@@ -40,17 +38,6 @@ class FacetCounts:
     def from_json(cls, raw: bytes) -> FacetCounts:
         data = json.loads(raw)
         return cls(data["values"], data["scope"])
-
-
-def parse_names(raw: str) -> tuple[str, ...]:
-    """'size,brand' or 'all' -> the fields, in a fixed order; ValueError names what is unknown."""
-    asked = [part.strip().lower() for part in raw.split(",") if part.strip()]
-    if asked == ["all"]:
-        return NAMES
-    unknown = sorted(set(asked) - set(NAMES))
-    if unknown or not asked:
-        raise ValueError(f"unknown facet {', '.join(unknown) or raw!r}; use any of {', '.join(NAMES)} or all")
-    return tuple(name for name in NAMES if name in asked)
 
 
 def _without(filters: SearchFilters, name: str) -> SearchFilters:
@@ -164,7 +151,7 @@ async def _count_candidates(
 
 def _passes(row: asyncpg.Record, filters: SearchFilters) -> bool:
     """The same test as ``filter_sql``, on a row already read."""
-    for name in FIELDS:
+    for name in FACET_FIELDS:
         wanted = getattr(filters, name)
         if wanted is None:
             continue

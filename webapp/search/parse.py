@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from webapp.catalog.garment import Condition
+
 # The filters a query can carry, in the order the response lists them.
 PARSED_FIELDS = ("brand", "colour", "size", "condition", "price_min", "price_max")
 
@@ -88,7 +90,7 @@ _SIZE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 # A lone capital S, M or L is a size ("jacket M"), unless it is part of a name ("M&S", "L.L.Bean").
 _CAPITAL_SIZE = re.compile(r"(?<![\w&'.\-])([SML])(?![\w&'.\-])")
 
-_CONDITIONS: list[tuple[re.Pattern[str], str]] = [
+_CONDITIONS: list[tuple[re.Pattern[str], Condition]] = [
     (
         re.compile(
             r"\b(?:(?:brand\s+)?new\s+with\s+tags?|bnwt|nwt|with\s+(?:the\s+)?tags?(?:\s+(?:on|attached))?|"

@@ -16,6 +16,8 @@ from quart_schema import (
 from quart_schema.pydantic import File
 
 from webapp.analytics.capture import SearchWatch
+from webapp.analytics.log import search_log_of
+from webapp.catalog.filters import parse_facet_names
 from webapp.http.jsonio import dumps_bytes
 from webapp.http.ratelimit import current_client, rate_limited
 from webapp.http.schemas import (
@@ -29,7 +31,6 @@ from webapp.http.schemas import (
     document_errors,
     parse_item_id,
 )
-from webapp.search.facets import parse_names as parse_facet_names
 from webapp.search.parse import normalise_query
 from webapp.search.repo import Hit
 from webapp.search.service import (
@@ -100,7 +101,7 @@ async def search(query_args: TextSearch) -> SearchPageOut:
     _learn(svc, query_args, hits, current_client())
     page = await page_out(svc, hits, query_args, interpreted, watch.search_id)
     page = await with_facets(svc, page, request, query_args)
-    watch.text(svc.search_log, query_args, interpreted, len(hits))
+    watch.text(search_log_of(svc), query_args, interpreted, len(hits))
     return page
 
 
@@ -151,7 +152,7 @@ async def search_stream(query_args: TextSearch) -> Response:
             if stage == "final":
                 _learn(svc, query_args, hits, current_client())
                 page = await with_facets(svc, page, request, query_args)
-                watch.text(svc.search_log, query_args, interpreted, len(hits))
+                watch.text(search_log_of(svc), query_args, interpreted, len(hits))
             yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":
                 return
@@ -175,7 +176,7 @@ async def search_by_photo(query_args: PhotoPage, data: PhotoSearch) -> SearchPag
     watch = SearchWatch(query_args.session_id)
     hits = await search_image(svc, data.image.read(), query_args.limit, query_args.offset)
     page = await page_out(svc, hits, query_args, search_id=watch.search_id)
-    watch.photo(svc.search_log, query_args, len(hits))
+    watch.photo(search_log_of(svc), query_args, len(hits))
     return page
 
 

@@ -33,7 +33,7 @@ from webapp.search.parse import (
     normalise_query,
     parse_query,
 )
-from webapp.search.repo import Hit, VectorQueries, catalog_names, search_words
+from webapp.search.repo import Hit, VectorQueries, catalog_names, loaded_queries, search_words
 from webapp.services import Services
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
@@ -63,9 +63,10 @@ class SearchRequest:
 
 
 def _queries(services: Services) -> VectorQueries:
-    if services.queries is None:
+    queries = loaded_queries(services)
+    if queries is None:
         raise ModelNotReady()
-    return services.queries
+    return queries
 
 
 async def _version(services: Services) -> int:

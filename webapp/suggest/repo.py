@@ -25,6 +25,7 @@ from cachetools import TTLCache
 from webapp.config import SuggestSettings
 from webapp.search.parse import normalise_query
 from webapp.search.repo import Hit, VectorQueries
+from webapp.services import Services
 from webapp.suggest.moderation import BlockList
 
 log = structlog.get_logger(__name__)
@@ -313,3 +314,10 @@ class Suggester:
         answer = Suggestions(found, items)
         self._answers[prefix] = answer
         return answer
+
+
+def suggester_of(services: Services) -> Suggester:
+    """The process's suggester, as start-up built it."""
+    if isinstance(services.suggester, Suggester):
+        return services.suggester
+    raise TypeError(f"services hold {type(services.suggester).__name__}, not a Suggester")

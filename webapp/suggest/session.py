@@ -25,8 +25,9 @@ from webapp.http.errors import ApiError
 from webapp.http.ratelimit import TokenBucket
 from webapp.http.schemas import Printable, SearchHitOut
 from webapp.search.parse import normalise_query
+from webapp.search.repo import loaded_queries
 from webapp.services import Services
-from webapp.suggest.repo import MAX_QUERY_CHARS
+from webapp.suggest.repo import MAX_QUERY_CHARS, suggester_of
 
 # What a suggestion preview shows of each item.
 PREVIEW_FIELDS = {"id", "title", "size", "price", "currency", "image_url"}
@@ -205,9 +206,9 @@ class SuggestSession:
         prefix = normalise_query(frame.q)
         suggestions: list[str] = []
         items: list[dict[str, Any]] = []
-        suggester = self.services.suggester
+        suggester = suggester_of(self.services)
         if prefix:
-            answer = await suggester.suggest(prefix, self.services.queries)
+            answer = await suggester.suggest(prefix, loaded_queries(self.services))
             suggestions = answer.completions
             items = [
                 SearchHitOut.from_row(h, await self.services.storage.url(h.image_key)).model_dump(

@@ -12,15 +12,17 @@ from quart.testing import QuartClient
 from quart.typing import TestClientProtocol
 
 from tests.webapp.conftest import services_of
-from webapp.items.repo import bump_catalog_version
+from webapp.catalog.version import bump_catalog_version
+from webapp.search.repo import loaded_queries
 
 
 async def seed_ready_items(app: Quart, rows: list[dict[str, str]]) -> list[int]:
     """Insert ready items with random unit vectors directly (the worker path is tested elsewhere)."""
     services = services_of(app)
-    assert services.queries is not None
+    queries = loaded_queries(services)
+    assert queries is not None
     rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(len(rows), services.queries.dim)).astype(np.float32)
+    vectors = rng.normal(size=(len(rows), queries.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     async with services.pool.acquire() as connection, connection.transaction():
         ids: list[int] = []

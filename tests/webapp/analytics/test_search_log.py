@@ -17,6 +17,7 @@ from tests.webapp.analytics.conftest import click, search, seed_ready_items, tod
 from tests.webapp.conftest import image_file, photo, services_of, wait_ready
 from webapp.analytics import repo
 from webapp.analytics.gaps import Gap, demand_gaps
+from webapp.analytics.log import search_log_of
 from webapp.analytics.retention import upkeep
 from webapp.app import create_app
 from webapp.config import AnalyticsSettings, Settings
@@ -83,7 +84,7 @@ async def test_searches_and_clicks_give_figures_and_gaps_raw_and_rolled_up(
     assert (await search(client, size="XXL", brand="Uniqlo"))["items"] == []
     await search(client, q="levi's jacket", offset=20)
     await search(client, q="striped shirt")
-    await services_of(app).search_log.flush()  # the writer may have written some already
+    await search_log_of(services_of(app)).flush()  # the writer may have written some already
     async with services_of(app).pool.acquire() as connection:
         assert await connection.fetchval("SELECT count(*) FROM search_events") == 8
 
@@ -146,7 +147,7 @@ async def test_every_search_answer_carries_a_search_id_and_bad_session_ids_are_r
         response = await client.get("/api/search", query_string={"q": "jacket", "session_id": bad})
         assert response.status_code == 422, bad
         assert (await response.get_json())["error"]["code"]
-    await services_of(app).search_log.flush()
+    await search_log_of(services_of(app)).flush()
     async with services_of(app).pool.acquire() as connection:
         rows = await connection.fetch(
             "SELECT kind, mode, session_id, query, given FROM search_events ORDER BY id"
@@ -233,7 +234,7 @@ async def test_a_search_with_the_log_queue_full_still_answers_and_the_drop_is_co
         pages = [await search(client, q="jacket") for _ in range(3)]
         assert all(page["items"] and page["search_id"] for page in pages)
         assert _dropped() - before == 2
-        assert services_of(app).search_log.pending == 1
+        assert search_log_of(services_of(app)).pending == 1
         metrics = await client.get("/metrics", scope_base={"client": ("127.0.0.1", 40000)})
         assert 'prethrift_search_log_dropped_total{reason="queue_full"}' in await metrics.get_data(as_text=True)
 
@@ -247,7 +248,7 @@ async def test_expiry_removes_exactly_what_is_past_retention(
     monkeypatch.setattr(retention, "DELETE_BATCH", 2)  # several batches per table
     now = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
     settings = AnalyticsSettings(raw_retention_days=30, rollup_retention_days=400)
-    log = services_of(app).search_log
+    log = search_log_of(services_of(app))
     ages = [0, 1, 29, 29.99, 30.01, 31, 45, 100]
     for n, days in enumerate(ages):
         log.record(
@@ -291,7 +292,7 @@ async def test_the_worker_rolls_up_the_log(app: Quart, client: QuartClient) -> N
     await seed_ready_items(app, JACKETS)
     await search(client, q="wool coat")
     services = services_of(app)
-    await services.search_log.flush()
+    await search_log_of(services).flush()
     stop = asyncio.Event()
     running = asyncio.create_task(run_worker(services, stop))
     try:
