@@ -124,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261203)
     args = parser.parse_args(argv)
     report = asyncio.run(main_async(args))
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, default=str))
     print()
     for workload in ("distinct queries (model)", "repeated queries (cache)"):
         r = report[workload]
+        ratio = r["on"]["ratio_to_off"]
         print(
             f"{workload}: off {r['off']['median']:.1f}/s, on {r['on']['median']:.1f}/s, "
-            f"on/off {r['on']['ratio_to_off']:.3f} (goal >= {GOAL})"
+            f"on/off {ratio:.3f} (goal >= {GOAL}: {'PASS' if ratio >= GOAL else 'MISS'})"
         )
     evidence = report["log_evidence"]
     print(
