@@ -190,16 +190,24 @@ async def test_click_reports_are_bounded_and_store_nothing_about_the_shopper(
         response = await client.post("/api/events", data=junk, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, junk
         assert (await response.get_json())["error"]["code"] == "invalid_json"
+    # As text/plain too: a storefront's page sends it across origins without a preflight request.
+    plain = await client.post(
+        "/api/events", data=json.dumps({**good, "item_id": 8}).encode(), headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 202
     ok = await client.post(
         "/api/events", json=good, headers={"User-Agent": "Mozilla/5.0 test", "X-Forwarded-For": "203.0.113.9"}
     )
     assert ok.status_code == 202
     async with services_of(app).pool.acquire() as connection:
         rows = await connection.fetch("SELECT * FROM search_clicks")
-    assert len(rows) == 1
-    stored = " ".join(str(v) for v in rows[0].values())
+    assert len(rows) == 2
+    stored = " ".join(str(v) for row in rows for v in row.values())
     assert "Mozilla" not in stored and "203.0.113" not in stored and "127.0.0.1" not in stored
-    assert (rows[0]["search_id"], rows[0]["item_id"], rows[0]["position"]) == ("abc_DEF-123", 7, 3)
+    assert {(r["search_id"], r["item_id"], r["position"]) for r in rows} == {
+        ("abc_DEF-123", 7, 3),
+        ("abc_DEF-123", 8, 3),
+    }
 
 
 async def test_click_reports_are_rate_limited(settings: Settings, tiny_clip: ClipModel) -> None:
