@@ -315,3 +315,33 @@ async def test_the_worker_rolls_up_the_log(app: Quart, client: QuartClient) -> N
     finally:
         stop.set()
         await running
+
+
+async def test_trending_compares_with_the_period_before_and_old_days_come_from_rollups(app: Quart) -> None:
+    from webapp.analytics.log import SearchRecord
+
+    now = dt.datetime.now(dt.UTC)
+    log = search_log_of(services_of(app))
+    searches = [("red dress", 0)] * 3 + [("red dress", 8)] + [("blue coat", 0)] + [("blue coat", 9)] * 2
+    for n, (query, days_ago) in enumerate(searches):
+        log.record(
+            SearchRecord(f"t{n}", None, "text", "hybrid", 5, False, 1.0, query=query, terms=query,
+                         at=now - dt.timedelta(days=days_ago))
+        )  # fmt: skip
+    await log.flush()
+    pool = services_of(app).pool
+    async with pool.acquire() as connection:
+        trends = await repo.trending(connection, repo.Period.last(7))
+        assert [(t.query, t.searches, t.before, t.change) for t in trends] == [("red dress", 3, 1, 2)]
+        # Forty days ago is past the raw log's retention: only its rollup is left, and a 90-day
+        # period still counts it.
+        old = (now - dt.timedelta(days=40)).date()
+        await connection.execute(
+            "INSERT INTO search_daily VALUES ($1, 'text', 'blue coat', 'blue coat', '{}', 4, 4, 0, 0, 0, 0, 0)",
+            old,
+        )
+        assert await upkeep(pool, AnalyticsSettings())
+        top = {f.query: f for f in await repo.top_searches(connection, repo.Period.last(90))}
+        assert (top["blue coat"].searches, top["blue coat"].no_results) == (7, 4)
+        assert top["red dress"].searches == 4
+        assert [f.query for f in await repo.no_result_searches(connection, repo.Period.last(7))] == []
