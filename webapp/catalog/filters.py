@@ -40,7 +40,8 @@ def parse_facet_names(raw: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SearchFilters:
-    """Exact-match facets (case-insensitive) and an inclusive price range; None means any."""
+    """Exact-match facets (case-insensitive; sizes by key, however written: webapp.catalog.sizes) and an
+    inclusive price range; None means any."""
 
     category: str | None = None
     size: str | None = None

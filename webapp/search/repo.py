@@ -7,7 +7,7 @@ import hashlib
 import math
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import numpy as np
@@ -15,9 +15,12 @@ from cachetools import TTLCache
 
 from webapp.adapters.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
 from webapp.catalog.filters import SearchFilters, Sort
+from webapp.catalog.sizes import accepted_keys
 from webapp.config import DatabaseSettings
-from webapp.search.forgive import WordGroup
 from webapp.services import Services
+
+if TYPE_CHECKING:  # forgive.py runs its rounds through these queries
+    from webapp.search.forgive import WordGroup
 
 # The exact-scan limit and the smallest filtered beam are settings (webapp.config, where their
 # reasons are); these are their defaults. A filter passing a share s of the graph it searches
@@ -107,7 +110,11 @@ def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.st
     Search sees only ready items; the seller's listing passes its own ``status`` condition.
     """
     clauses = [status]
-    for column in ("category", "size", "colour", "brand"):
+    if filters.size is not None:
+        # However the shop wrote the size (migration 0013 stores its key beside it).
+        params.append(accepted_keys(filters.size))
+        clauses.append(f"i.size_key = ANY(${len(params)}::text[])")
+    for column in ("category", "colour", "brand"):
         value = getattr(filters, column)
         if value is not None:
             params.append(value.lower())
