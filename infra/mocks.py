@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from infra import resource_types as T
 from infra.stacks import REPO_ROOT, list_stacks, read_stack_file
 
 __all__ = ["REPO_ROOT", "list_stacks", "read_stack_file", "record", "record_in_process"]
@@ -61,47 +62,47 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
         "arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{typ.rsplit(':', 1)[-1].lower()}/{physical}",
         "name": physical,
     }
-    if typ == "aws:s3/bucket:Bucket":
+    if typ == T.S3_BUCKET:
         bucket = inputs.get("bucket") or f"{name}-0a1b2c3"
         state |= {
             "bucket": bucket,
             "arn": f"arn:aws:s3:::{bucket}",
             "bucketRegionalDomainName": f"{bucket}.s3.{region}.amazonaws.com",
         }
-    elif typ == "aws:cloudfront/distribution:Distribution":
+    elif typ == T.CLOUDFRONT_DISTRIBUTION:
         state |= {
             "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/E0A1B2C3{name[-4:].upper()}",
             "domainName": "d0a1b2c3d4e5f6.cloudfront.net",
         }
-    elif typ == "aws:lb/loadBalancer:LoadBalancer":
+    elif typ == T.LB_LOAD_BALANCER:
         state |= {
             "dnsName": f"{name}-123.{region}.elb.amazonaws.com",
             "arnSuffix": f"app/{name}/0a1b2c3",
             "zoneId": "Z35SXDOTRQ7X7K",
         }
-    elif typ == "aws:lb/targetGroup:TargetGroup":
+    elif typ == T.LB_TARGET_GROUP:
         state |= {"arnSuffix": f"targetgroup/{name}/0a1b2c3"}
-    elif typ == "aws:rds/instance:Instance":
+    elif typ == T.RDS_INSTANCE:
         state |= {
             "address": f"{name}.abc.{region}.rds.amazonaws.com",
             "port": 5432,
             "identifier": f"{name}-0a1b2c3",
         }
-    elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+    elif typ == T.ELASTICACHE_REPLICATION_GROUP:
         state |= {"primaryEndpointAddress": f"master.{name}.abc.cache.amazonaws.com"}
-    elif typ == "aws:ecr/repository:Repository":
+    elif typ == T.ECR_REPOSITORY:
         state |= {
             "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}",
             "registryId": ACCOUNT_ID,
         }
-    elif typ == "aws:cloudwatch/logGroup:LogGroup":
+    elif typ == T.CLOUDWATCH_LOG_GROUP:
         state |= {"arn": f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{physical}"}
-    elif typ == "aws:ssm/parameter:Parameter":
+    elif typ == T.SSM_PARAMETER:
         state |= {"arn": f"arn:aws:ssm:{region}:{ACCOUNT_ID}:parameter{physical}"}
-    elif typ == "docker-build:index:Image":
+    elif typ == T.DOCKER_BUILD_IMAGE:
         tag = (inputs.get("tags") or ["image:local"])[0]
         state |= {"ref": f"{tag}@sha256:{'0' * 64}", "digest": f"sha256:{'0' * 64}"}
-    elif typ == "aws:acm/certificate:Certificate":
+    elif typ == T.ACM_CERTIFICATE:
         hosts = [inputs.get("domainName"), *(inputs.get("subjectAlternativeNames") or [])]
         state |= {
             "domainValidationOptions": [
@@ -115,15 +116,15 @@ def _computed(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> di
                 if host
             ]
         }
-    elif typ == "aws:acm/certificateValidation:CertificateValidation":
+    elif typ == T.ACM_CERTIFICATE_VALIDATION:
         state |= {"certificateArn": inputs.get("certificateArn")}
-    elif typ == "aws:route53/record:Record":
+    elif typ == T.ROUTE53_RECORD:
         state |= {"fqdn": str(inputs.get("name") or name).rstrip(".")}
-    elif typ == "aws:kms/key:Key":
+    elif typ == T.KMS_KEY:
         state |= {"keyId": f"{name}-0a1b2c3", "arn": f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{name}-0a1b2c3"}
-    elif typ == "aws:cognito/userPool:UserPool":
+    elif typ == T.COGNITO_USER_POOL:
         state |= {"arn": f"arn:aws:cognito-idp:{region}:{ACCOUNT_ID}:userpool/{region}_0a1b2c3"}
-    elif typ == "random:index/randomPassword:RandomPassword":
+    elif typ == T.RANDOM_PASSWORD:
         # Distinct and recognisable, so tests can search for leaks of each generated secret.
         state |= {"result": f"MOCKSECRET-{name}-MOCKSECRET"}
     return state

@@ -18,6 +18,7 @@ from quart import Quart, Response, g, jsonify, request, send_file
 from quart_schema import Info, QuartSchema, hide
 from werkzeug.datastructures import Headers
 
+from webapp.adapters.cache import RedisBackend
 from webapp.adapters.db import DATABASE_USED
 from webapp.adapters.storage import ImageNotFound, LocalStorage
 from webapp.analytics.routes import blueprint as analytics_blueprint
@@ -31,6 +32,7 @@ from webapp.http.jsonio import OrjsonProvider
 from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
 from webapp.http.ratelimit import RateLimits
 from webapp.http.schemas import ApiDocument
+from webapp.imports.webhooks import blueprint as webhooks_blueprint
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.observability.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.observability.telemetry import REQUEST_LATENCY, init_sentry
@@ -72,12 +74,13 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     # Made before the services so that error handlers can report a database outage to it.
     readiness = Readiness()
     register_error_handlers(app, readiness.database)
-    app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
+    rate_limits = app.extensions[RATE_LIMITS] = RateLimits(settings.limits)
     return_freed_pixels_to_the_os()
     app.after_request(security_headers(settings))
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
+    app.register_blueprint(webhooks_blueprint)
     app.register_blueprint(analytics_blueprint)
 
     @app.while_serving  # type: ignore[type-var]
@@ -86,6 +89,9 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             app.extensions["prethrift"] = services
             app.extensions[ADMIN_TOKEN] = services.settings.admin_token
             services.cache.recorder = recorder
+            # Per-client limits count in Redis when there is one, so every task shares them.
+            backend = services.cache.backend
+            rate_limits.share(backend if isinstance(backend, RedisBackend) else None)
             writer = MetricsWriter(services.pool, recorder, metrics_settings) if recorder else None
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
@@ -105,6 +111,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                 try:
                     yield
                 finally:
+                    rate_limits.share(None)  # the cache's client closes with the services
                     stop.set()
                     background.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -156,7 +163,12 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     async def readyz() -> Response:
         services: Services | None = app.extensions.get("prethrift")
         problems = []
-        if services is None or not services.readiness.model_ready:
+        if services is not None and services.readiness.model_retired:
+            problems.append(
+                f"model {services.model_key} was retired (deploy the serving model, or bring this one "
+                "back with `prethrift reembed`)"
+            )
+        elif services is None or not services.readiness.model_ready:
             failed = services is not None and services.readiness.model_failed
             problems.append("model failed to load" if failed else "model loading")
         if services is not None:
@@ -292,6 +304,12 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
     """
     while True:
         try:
+            # Checked first, so that a retired key gets no vector index back and serves no search.
+            async with services.pool.acquire() as connection:
+                retired = await model_keys.is_retired(connection, services.model_key)
+            if retired:
+                _stay_retired(services)
+                return
             await prepare_model(services)
             break
         except Exception as error:
@@ -307,7 +325,10 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         return
     async with services.pool.acquire() as connection:
         # Uploads are queued for every registered key, this one included from now on.
-        await model_keys.register(connection, services.queries.model_key)
+        serving = await model_keys.register_serving(connection, services.queries.model_key)
+    if not serving:  # retired while the model loaded
+        _stay_retired(services)
+        return
     try:  # search is served meanwhile; category, colour and price filters use these once they exist
         async with services.pool.acquire() as connection:
             await services.queries.ensure_graphs(connection)
@@ -315,3 +336,9 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         log.exception("could not build the per-value vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:
         await run_worker(services, stop, recorder)
+
+
+def _stay_retired(services: Services) -> None:
+    services.readiness.queries = None
+    services.readiness.model_retired = True
+    log.error("this task's model key was retired; it stays not-ready", model_key=services.model_key)

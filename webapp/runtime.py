@@ -10,17 +10,20 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 import structlog
 
 from webapp.adapters.cache import Cache, LocalBackend, RedisBackend
 from webapp.adapters.db import create_pool, ensure_vector_index, run_migrations
 from webapp.adapters.embedded import development_token, embedded_defaults
+from webapp.adapters.replica import ReadPools, shuffled_hosts
 from webapp.adapters.storage import LocalStorage, S3Storage, Storage
 from webapp.analytics.log import SearchLog
 from webapp.analytics.retention import run_upkeep
-from webapp.config import Settings
+from webapp.config import DatabaseSettings, Settings
 from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
 from webapp.embedding.worker import EmbeddingWorker
+from webapp.imports.drain import run_import_loop
 from webapp.observability.metrics_store import MetricsRecorder
 from webapp.search.repo import VectorQueries
 from webapp.services import Readiness, Services
@@ -69,6 +72,32 @@ async def make_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.data_dir / "images")
 
 
+async def open_read_pools(db: DatabaseSettings, primary: asyncpg.Pool, cache: Cache) -> ReadPools:
+    """The primary alone, or with the read replica in ``DATABASE_READ_URL``.
+
+    The replica's pool opens no connection up front (a replica that is down at start-up only
+    means reads go to the primary), and each process shuffles the replica hosts once, so that
+    tasks spread their reads over several replicas.
+    """
+    if db.read_url is None:
+        return ReadPools(primary)
+    replica = await create_pool(
+        shuffled_hosts(db.read_url.get_secret_value()),
+        min_size=0,
+        max_size=db.pool_max,
+        ef_search=db.ef_search,
+    )
+    reads = ReadPools(
+        primary,
+        replica,
+        primary_version=lambda: cache.catalog.value,
+        check_s=db.replica_check_s,
+        max_lag_s=db.replica_max_lag_s,
+    )
+    await reads.start()
+    return reads
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings, clip: ClipModel | None = None, readiness: Readiness | None = None
@@ -89,6 +118,8 @@ async def open_services(
         cache = make_cache(settings)
         stack.push_async_callback(cache.close)
         await cache.catalog.start(dsn)
+        reads = await open_read_pools(db, pool, cache)
+        stack.push_async_callback(reads.close)
         storage = await make_storage(settings)
         stack.push_async_callback(storage.close)
         embedder = Embedder(settings.clip)
@@ -98,12 +129,13 @@ async def open_services(
         yield Services(
             settings=settings,
             pool=pool,
+            reads=reads,
             cache=cache,
             storage=storage,
             embedder=embedder,
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool, settings.suggest),
-            suggester=Suggester(pool, settings.suggest),
+            suggester=Suggester(pool, settings.suggest, reads=reads, catalog=cache.catalog),
             search_log=SearchLog(pool, settings.analytics),
             readiness=readiness or Readiness(),
         )
@@ -135,11 +167,16 @@ async def run_worker(services: Services, stop: asyncio.Event, recorder: MetricsR
     worker = EmbeddingWorker(
         services.pool, services.embedder, services.storage, services.settings.worker, recorder
     )
-    # The search log's rollups and expiry ride along with the worker, which every deployment runs.
+    # Imports that webhooks queued are applied here too: their photos are fetched off the
+    # request path, by the process that then embeds them. The search log's rollups and expiry
+    # ride along as well: every deployment runs a worker.
+    imports = asyncio.create_task(run_import_loop(services, stop, services.settings.worker.poll_interval_s))
     upkeep = asyncio.create_task(run_upkeep(services.pool, services.settings.analytics, stop))
     try:
         await worker.run(stop)
     finally:
-        upkeep.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await upkeep
+        # A job cut short stays queued under its lease and is applied again later.
+        for task in (imports, upkeep):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -67,6 +67,7 @@ SECRET_ENV_NAMES = frozenset(
         "PRETHRIFT_ADMIN_TOKEN",
         "SENTRY_DSN",
         "PRETHRIFT_CONSOLE_PASSWORD",
+        "PRETHRIFT_SHOPIFY_WEBHOOK_SECRET",
     }
 )
 SECRET_ENV_PATTERN = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY", re.IGNORECASE)
@@ -210,7 +211,11 @@ RULES: tuple[Rule, ...] = (
         "RDS.5",
         "RDS instances span two AZs",
         RDS,
-        lambda p: _require(p.get("multiAz") is True, "RDS instance should set multiAz: true"),
+        # A read replica is rebuilt from its Multi-AZ source, never failed over to.
+        lambda p: _require(
+            p.get("multiAz") is True or bool(p.get("replicateSourceDb")),
+            "RDS instance should set multiAz: true",
+        ),
         EnforcementLevel.ADVISORY,
     ),
     Rule(
@@ -228,8 +233,10 @@ RULES: tuple[Rule, ...] = (
         "RDS.11",
         "RDS automated backups kept at least 7 days",
         RDS,
+        # RDS for PostgreSQL read replicas take no automated backups; their source does
+        # (docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ReadRepl.html).
         lambda p: _require(
-            float(p.get("backupRetentionPeriod") or 0) >= 7,
+            float(p.get("backupRetentionPeriod") or 0) >= 7 or bool(p.get("replicateSourceDb")),
             "RDS instance must keep automated backups for at least 7 days",
         ),
     ),

@@ -18,6 +18,7 @@ from console import data
 from console.config import ConsoleConfig, stack_of
 from console.cost import PLAN_KEY, PlanCache, PlanMissing, actual_spend
 from infra import pricing
+from infra import resource_types as T
 from infra.plan import PlanRow, StackPlan
 from tests.console.conftest import record_searches
 from webapp.config import Settings
@@ -160,10 +161,8 @@ def test_actual_spend_from_cost_explorer(s3_endpoint: str) -> None:
 
 def _recorded_plan(stack: str) -> StackPlan:
     rows = [
-        PlanRow(
-            "aws:ecs/service:Service", "services-api", "compute", {"name": "api"}, 144.16, "2 task(s)", 432.48
-        ),
-        PlanRow("aws:rds/instance:Instance", "database-postgres", "database", {}, 106.4, "Multi-AZ"),
+        PlanRow(T.ECS_SERVICE, "services-api", "compute", {"name": "api"}, 144.16, "2 task(s)", 432.48),
+        PlanRow(T.RDS_INSTANCE, "database-postgres", "database", {}, 106.4, "Multi-AZ"),
         PlanRow("usage:dataTransfer/internetOut", "presigned-image-downloads", "network", {}, 135.0, "assumed"),
     ]
     return StackPlan(stack, rows, pricing.Usage(searches_per_month=1_000_000), components=10)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from infra import resource_types as T
 from infra.mocks import read_stack_file, record
 
 Record = dict[str, Any]
@@ -62,11 +63,7 @@ def containers(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def task_for(rec: Record, program: str) -> dict[str, Any]:
-    tasks = [
-        t
-        for t in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition")
-        if t["inputs"]["family"].endswith(f"-{program}")
-    ]
+    tasks = [t for t in of_type(rec, T.ECS_TASK_DEFINITION) if t["inputs"]["family"].endswith(f"-{program}")]
     assert len(tasks) == 1, program
     return tasks[0]
 

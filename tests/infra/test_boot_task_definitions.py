@@ -30,6 +30,7 @@ import boto3
 import httpx
 import pytest
 
+from infra import resource_types as T
 from infra.stacks import REPO_ROOT
 from tests.conftest import scratch_database
 from tests.infra.conftest import Record, http_server, of_type
@@ -76,7 +77,7 @@ class Container:
 
 def app_containers(record: Record) -> dict[str, Container]:
     found: dict[str, Container] = {}
-    for task in of_type(record, "aws:ecs/taskDefinition:TaskDefinition"):
+    for task in of_type(record, T.ECS_TASK_DEFINITION):
         for definition in json.loads(task["inputs"]["containerDefinitions"]):
             if definition["name"] == "otel-collector":
                 continue

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from infra import resource_types as T
 from infra.mocks import record
 from infra.policy.offline import evaluate
 from tests.infra.conftest import Record, of_type, one
@@ -24,11 +25,11 @@ def _bootstrap() -> Record:
 
 
 def _role(rec: Record, name: str) -> dict[str, Any]:
-    return next(r for r in of_type(rec, "aws:iam/role:Role") if r["inputs"]["name"] == name)
+    return next(r for r in of_type(rec, T.IAM_ROLE) if r["inputs"]["name"] == name)
 
 
 def _policy(rec: Record, name: str) -> list[dict[str, Any]]:
-    found = next(p for p in of_type(rec, "aws:iam/rolePolicy:RolePolicy") if p["name"] == name)
+    found = next(p for p in of_type(rec, T.IAM_ROLE_POLICY) if p["name"] == name)
     return list(json.loads(found["inputs"]["policy"])["Statement"])
 
 
@@ -89,7 +90,7 @@ def test_deploy_roles_reach_only_their_stack(bootstrap: Record) -> None:
 
 
 def test_ecr_repositories_per_stack(bootstrap: Record) -> None:
-    repos = {r["inputs"]["name"]: r["inputs"] for r in of_type(bootstrap, "aws:ecr/repository:Repository")}
+    repos = {r["inputs"]["name"]: r["inputs"] for r in of_type(bootstrap, T.ECR_REPOSITORY)}
     # The GPU image is a `-gpu` tag in the stack's repository (infra/registry.py): one each.
     assert set(repos) == {"prethrift-dev", "prethrift-prod"}
     for name, repo in repos.items():
@@ -97,9 +98,7 @@ def test_ecr_repositories_per_stack(bootstrap: Record) -> None:
         assert repo["imageTagMutability"] == "IMMUTABLE"
         assert repo["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
         assert repo["tags"]["stack"] == name.removeprefix("prethrift-")
-    lifecycles = {
-        p["inputs"]["repository"]: p for p in of_type(bootstrap, "aws:ecr/lifecyclePolicy:LifecyclePolicy")
-    }
+    lifecycles = {p["inputs"]["repository"]: p for p in of_type(bootstrap, T.ECR_LIFECYCLE_POLICY)}
     assert set(lifecycles) == set(repos)
     rules = json.loads(lifecycles["prethrift-prod"]["inputs"]["policy"])["rules"]
     assert [r["selection"]["tagStatus"] for r in rules] == ["untagged", "any"]
@@ -108,13 +107,13 @@ def test_ecr_repositories_per_stack(bootstrap: Record) -> None:
 
 
 def test_state_bucket_and_secrets_keys(bootstrap: Record) -> None:
-    keys = of_type(bootstrap, "aws:kms/key:Key")
+    keys = of_type(bootstrap, T.KMS_KEY)
     assert len(keys) == 2 and all(k["inputs"]["enableKeyRotation"] is True for k in keys)
     # One key per stack: a stack file's encrypted data key is public, a shared key would let
     # either stack's roles decrypt the other's secrets. The key carries no `stack` tag, so the
     # deploy role's tag grants cannot schedule its deletion or rewrite its policy.
     assert all("stack" not in k["inputs"]["tags"] for k in keys)
-    assert {a["inputs"]["name"] for a in of_type(bootstrap, "aws:kms/alias:Alias")} == {
+    assert {a["inputs"]["name"] for a in of_type(bootstrap, T.KMS_ALIAS)} == {
         "alias/prethrift-dev-pulumi-secrets",
         "alias/prethrift-prod-pulumi-secrets",
     }
@@ -122,7 +121,7 @@ def test_state_bucket_and_secrets_keys(bootstrap: Record) -> None:
         "dev": "awskms://alias/prethrift-dev-pulumi-secrets",
         "prod": "awskms://alias/prethrift-prod-pulumi-secrets",
     }
-    versioning = one(bootstrap, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
+    versioning = one(bootstrap, T.S3_BUCKET_VERSIONING)["inputs"]
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
     # The same FSBP rules as the stacks' buckets: nothing mandatory is violated.
     assert not [v for v in evaluate(bootstrap) if v.level == "mandatory"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from infra import resource_types as T
 from infra.mocks import record
 from infra.policy.offline import evaluate, load_config
 from infra.policy.rules import RULES, STACK_RULES, policies
@@ -75,17 +76,17 @@ BREAK: dict[str, Callable[[dict[str, Any]], None] | str] = {
     "elb-deletion-protection": _set(enableDeletionProtection=False),
     "ecr-scan-on-push": _set(imageScanningConfiguration={"scanOnPush": False}),
     "ecr-immutable-tags": _set(imageTagMutability="MUTABLE"),
-    "s3-every-bucket-blocks-public-access": "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-    "s3-every-bucket-tls-only": "aws:s3/bucketPolicy:BucketPolicy",
-    "s3-every-bucket-no-acls": "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
-    "ecr-lifecycle": "aws:ecr/lifecyclePolicy:LifecyclePolicy",
-    "elb-waf-association": "aws:wafv2/webAclAssociation:WebAclAssociation",
+    "s3-every-bucket-blocks-public-access": T.S3_BUCKET_PUBLIC_ACCESS_BLOCK,
+    "s3-every-bucket-tls-only": T.S3_BUCKET_POLICY,
+    "s3-every-bucket-no-acls": T.S3_BUCKET_OWNERSHIP_CONTROLS,
+    "ecr-lifecycle": T.ECR_LIFECYCLE_POLICY,
+    "elb-waf-association": T.WAFV2_WEB_ACL_ASSOCIATION,
     "sns-alarm-topic-cmk": _set(kmsMasterKeyId="alias/aws/sns"),
 }
 
 
 def _share_task_role(rec: Record) -> None:
-    tasks = [r for r in rec["resources"] if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
+    tasks = [r for r in rec["resources"] if r["type"] == T.ECS_TASK_DEFINITION]
     for task in tasks[1:]:
         task["state"]["taskRoleArn"] = tasks[0]["state"]["taskRoleArn"]
 
@@ -187,7 +188,7 @@ def test_deliberately_bad_resource_is_reported(records: dict[str, Record]) -> No
     bad["resources"].append(
         {
             "urn": urn,
-            "type": "aws:rds/instance:Instance",
+            "type": T.RDS_INSTANCE,
             "name": "rogue",
             "custom": True,
             "parent": None,
@@ -206,7 +207,7 @@ def test_deliberately_bad_resource_is_reported(records: dict[str, Record]) -> No
     bad["resources"].append(
         {
             "urn": urn + "-task",
-            "type": "aws:ecs/taskDefinition:TaskDefinition",
+            "type": T.ECS_TASK_DEFINITION,
             "name": "rogue-task",
             "custom": True,
             "parent": None,
@@ -266,10 +267,8 @@ def test_dev_console_port_open_to_the_internet_is_reported(records: dict[str, Re
 
 def test_only_public_albs_need_a_web_acl(records: dict[str, Record]) -> None:
     broken = copy.deepcopy(records["prod"])
-    broken["resources"] = [
-        r for r in broken["resources"] if r["type"] != "aws:wafv2/webAclAssociation:WebAclAssociation"
-    ]
+    broken["resources"] = [r for r in broken["resources"] if r["type"] != T.WAFV2_WEB_ACL_ASSOCIATION]
     assert [v.policy for v in evaluate(broken) if v.policy == "elb-waf-association"] == ["elb-waf-association"]
-    alb = next(r for r in broken["resources"] if r["type"] == "aws:lb/loadBalancer:LoadBalancer")
+    alb = next(r for r in broken["resources"] if r["type"] == T.LB_LOAD_BALANCER)
     alb["state"]["internal"] = True
     assert not [v for v in evaluate(broken) if v.policy == "elb-waf-association"]

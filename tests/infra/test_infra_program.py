@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from infra import resource_types as T
 from infra.config import ConfigError, from_mapping
 from tests.infra.conftest import (
     DIGEST_OVERRIDES,
@@ -42,29 +43,30 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
     components = {r["type"].rsplit(":", 1)[-1] for r in rec["resources"] if not r["custom"]}
     assert components == LAYERS
     counts = {
-        "aws:ec2/vpc:Vpc": 1,
-        "aws:rds/instance:Instance": 1,
-        "aws:elasticache/replicationGroup:ReplicationGroup": 1,
-        "aws:s3/bucket:Bucket": 2,
-        "aws:lb/loadBalancer:LoadBalancer": 1,
-        "aws:ecs/cluster:Cluster": 1,
-        "aws:ecs/service:Service": 3,
-        "aws:ecs/taskDefinition:TaskDefinition": 3,
+        T.EC2_VPC: 1,
+        # prod: the primary and one read replica (readReplicas: 1).
+        T.RDS_INSTANCE: 2 if stack == "prod" else 1,
+        T.ELASTICACHE_REPLICATION_GROUP: 1,
+        T.S3_BUCKET: 2,
+        T.LB_LOAD_BALANCER: 1,
+        T.ECS_CLUSTER: 1,
+        T.ECS_SERVICE: 3,
+        T.ECS_TASK_DEFINITION: 3,
         # The image repository and its lifecycle are the bootstrap's: the build job pushes to
         # it before the stack's first `up`. The stack builds nothing.
-        "aws:ecr/repository:Repository": 0,
-        "aws:ecr/lifecyclePolicy:LifecyclePolicy": 0,
-        "docker-build:index:Image": 0,
-        "aws:ssm/parameter:Parameter": 4,
-        "aws:sns/topic:Topic": 1,
-        "aws:kms/key:Key": 1,
-        "aws:cloudwatch/compositeAlarm:CompositeAlarm": 1,
-        "aws:iam/role:Role": 4,
-        "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
-        "aws:cloudfront/distribution:Distribution": 1,
-        "aws:cloudfront/originAccessControl:OriginAccessControl": 1,
-        "aws:wafv2/webAcl:WebAcl": 1,
-        "aws:wafv2/webAclAssociation:WebAclAssociation": 1,
+        T.ECR_REPOSITORY: 0,
+        T.ECR_LIFECYCLE_POLICY: 0,
+        T.DOCKER_BUILD_IMAGE: 0,
+        T.SSM_PARAMETER: 5 if stack == "prod" else 4,  # prod's DATABASE_READ_URL
+        T.SNS_TOPIC: 1,
+        T.KMS_KEY: 1,
+        T.CLOUDWATCH_COMPOSITE_ALARM: 1,
+        T.IAM_ROLE: 4,
+        T.EC2_VPC_ENDPOINT: 1,
+        T.CLOUDFRONT_DISTRIBUTION: 1,
+        T.CLOUDFRONT_ORIGIN_ACCESS_CONTROL: 1,
+        T.WAFV2_WEB_ACL: 1,
+        T.WAFV2_WEB_ACL_ASSOCIATION: 1,
     }
     for typ, n in counts.items():
         assert len(of_type(rec, typ)) == n, typ
@@ -77,21 +79,28 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
 def test_network_follows_the_stack_files(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack, nats in (("dev", 1), ("prod", 3)):
         rec, net = records[stack], stack_files[stack]["prethrift:network"]
-        assert one(rec, "aws:ec2/vpc:Vpc")["inputs"]["cidrBlock"] == net["cidr"]
-        subnets = of_type(rec, "aws:ec2/subnet:Subnet")
+        assert one(rec, T.EC2_VPC)["inputs"]["cidrBlock"] == net["cidr"]
+        subnets = of_type(rec, T.EC2_SUBNET)
         assert len(subnets) == 2 * net["azCount"]
         assert len({s["inputs"]["availabilityZone"] for s in subnets}) == net["azCount"] >= 2
         assert not any(s["inputs"]["mapPublicIpOnLaunch"] for s in subnets)
-        assert len(of_type(rec, "aws:ec2/natGateway:NatGateway")) == nats
-        private_routes = [rt for rt in of_type(rec, "aws:ec2/routeTable:RouteTable") if "private" in rt["name"]]
+        assert len(of_type(rec, T.EC2_NAT_GATEWAY)) == nats
+        private_routes = [rt for rt in of_type(rec, T.EC2_ROUTE_TABLE) if "private" in rt["name"]]
         assert {rt["inputs"]["routes"][0]["natGatewayId"] for rt in private_routes} == {
             f"network-nat-{i}-id" for i in range(nats)
         }
 
 
+def _primary(rec: Record) -> dict[str, Any]:
+    """The stack's primary database (read replicas are checked on their own)."""
+    primaries = [r for r in of_type(rec, T.RDS_INSTANCE) if not r["inputs"].get("replicateSourceDb")]
+    assert len(primaries) == 1, primaries
+    return primaries[0]
+
+
 def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack in ("dev", "prod"):
-        db = one(records[stack], "aws:rds/instance:Instance")["inputs"]
+        db = _primary(records[stack])["inputs"]
         cfg = stack_files[stack]["prethrift:database"]
         assert db["instanceClass"] == cfg["instanceClass"]
         assert db["multiAz"] is cfg["multiAz"]
@@ -101,15 +110,12 @@ def test_database_sizing_and_safety(records: dict[str, Record], stack_files: dic
         assert db["engine"] == "postgres" and db["storageEncrypted"] is True
         assert db["publiclyAccessible"] is False and db["performanceInsightsEnabled"] is True
         assert db["parameterGroupName"] and db["autoMinorVersionUpgrade"] is True
-    assert (
-        records["prod"]["resources"]
-        and one(records["prod"], "aws:rds/instance:Instance")["inputs"]["multiAz"] is True
-    )
+    assert records["prod"]["resources"] and _primary(records["prod"])["inputs"]["multiAz"] is True
 
 
 def test_cache_failover_only_with_two_nodes(records: dict[str, Record]) -> None:
-    dev = one(records["dev"], "aws:elasticache/replicationGroup:ReplicationGroup")
-    prod = one(records["prod"], "aws:elasticache/replicationGroup:ReplicationGroup")
+    dev = one(records["dev"], T.ELASTICACHE_REPLICATION_GROUP)
+    prod = one(records["prod"], T.ELASTICACHE_REPLICATION_GROUP)
     assert (dev["inputs"]["numCacheClusters"], dev["inputs"]["automaticFailoverEnabled"]) == (1, False)
     assert (prod["inputs"]["numCacheClusters"], prod["inputs"]["automaticFailoverEnabled"]) == (2, True)
     for group in (dev, prod):
@@ -121,14 +127,14 @@ def test_cache_failover_only_with_two_nodes(records: dict[str, Record]) -> None:
 
 def test_generated_secrets_never_leak(records: dict[str, Record]) -> None:
     for rec in records.values():
-        generated = {r["state"]["result"] for r in of_type(rec, "random:index/randomPassword:RandomPassword")}
+        generated = {r["state"]["result"] for r in of_type(rec, T.RANDOM_PASSWORD)}
         assert len(generated) >= 4
         for r in rec["resources"]:
             plain = {k: v for k, v in r["inputs"].items() if k not in r["secret_inputs"]}
             text = json.dumps(plain)
             assert not any(s in text for s in generated), f"{r['name']} holds a secret in clear"
         assert not any(s in json.dumps(rec["outputs"]) for s in generated)
-        for p in of_type(rec, "aws:ssm/parameter:Parameter"):
+        for p in of_type(rec, T.SSM_PARAMETER):
             assert p["inputs"]["type"] == "SecureString" and "value" in p["secret_inputs"]
     assert set(records["prod"]["outputs"]) >= {"url", "console_url", "images_bucket", "cluster", "services"}
 
@@ -139,10 +145,9 @@ def test_containers_get_secrets_from_ssm_and_known_env(records: dict[str, Record
     known = known_env_vars()
     for key, rec in records.items():
         params = {
-            p["inputs"]["name"].rsplit("/", 1)[-1]: p["state"]["arn"]
-            for p in of_type(rec, "aws:ssm/parameter:Parameter")
+            p["inputs"]["name"].rsplit("/", 1)[-1]: p["state"]["arn"] for p in of_type(rec, T.SSM_PARAMETER)
         }
-        for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
+        for task in of_type(rec, T.ECS_TASK_DEFINITION):
             for name, c in containers(task).items():
                 if name == "otel-collector":
                     continue
@@ -187,10 +192,10 @@ def test_commands_ports_and_health_agree_with_the_app(records: dict[str, Record]
     console_env = {e["name"]: e["value"] for e in console["environment"]}
     assert console["portMappings"][0]["containerPort"] == int(console_env["PRETHRIFT_CONSOLE_PORT"])
     assert int(console_env["PRETHRIFT_CONSOLE_PORT"]) == Settings.model_fields["console_port"].default
-    groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, "aws:lb/targetGroup:TargetGroup")}
+    groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, T.LB_TARGET_GROUP)}
     assert groups["edge-api"]["port"] == port
     assert groups["edge-console"]["port"] == 8050
-    for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
+    for task in of_type(rec, T.ECS_TASK_DEFINITION):
         for c in containers(task).values():
             assert c["readonlyRootFilesystem"] is True
             assert c["logConfiguration"]["logDriver"] == "awslogs"
@@ -202,13 +207,13 @@ def test_services_are_private_with_rollback_and_autoscaling(
 ) -> None:
     for stack in ("dev", "prod"):
         rec, cap = records[stack], stack_files[stack]["prethrift:capacity"]
-        cluster = one(rec, "aws:ecs/cluster:Cluster")["inputs"]
+        cluster = one(rec, T.ECS_CLUSTER)["inputs"]
         assert {"name": "containerInsights", "value": "enhanced"} in cluster["settings"]
-        providers = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["inputs"]
+        providers = one(rec, T.ECS_CLUSTER_CAPACITY_PROVIDERS)["inputs"]
         assert {"FARGATE", "FARGATE_SPOT"} <= set(providers["capacityProviders"])
         weights = {s["capacityProvider"]: s["weight"] for s in providers["defaultCapacityProviderStrategies"]}
         assert weights.get("FARGATE_SPOT", 0) == cap["spotWeight"]
-        for svc in of_type(rec, "aws:ecs/service:Service"):
+        for svc in of_type(rec, T.ECS_SERVICE):
             i = svc["inputs"]
             assert i["networkConfiguration"]["assignPublicIp"] is False
             assert i["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
@@ -218,15 +223,13 @@ def test_services_are_private_with_rollback_and_autoscaling(
             # `pulumi up` returns only once the new tasks serve; create and destroy cannot race
             # the capacity providers (nor, for the console, the route that sends it traffic).
             assert i["waitForSteadyState"] is True
-            capacity = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["urn"]
+            capacity = one(rec, T.ECS_CLUSTER_CAPACITY_PROVIDERS)["urn"]
             assert capacity in svc["dependencies"]
-        console_svc = next(
-            s for s in of_type(rec, "aws:ecs/service:Service") if s["inputs"]["name"] == "console"
-        )
+        console_svc = next(s for s in of_type(rec, T.ECS_SERVICE) if s["inputs"]["name"] == "console")
         route = "edge-console-host" if stack == "prod" else "edge-console"
         route_urn = next(r["urn"] for r in rec["resources"] if r["name"] == route)
         assert route_urn in console_svc["dependencies"]
-        policies = {p["name"]: p["inputs"] for p in of_type(rec, "aws:appautoscaling/policy:Policy")}
+        policies = {p["name"]: p["inputs"] for p in of_type(rec, T.APPAUTOSCALING_POLICY)}
         metric = policies["services-api-requests-scaling"]["targetTrackingScalingPolicyConfiguration"]
         assert metric["predefinedMetricSpecification"]["predefinedMetricType"] == "ALBRequestCountPerTarget"
         assert "services-api-cpu-scaling" in policies
@@ -239,58 +242,48 @@ def test_services_are_private_with_rollback_and_autoscaling(
 
 def test_load_balancer_https_in_prod_and_explicit_http_in_dev(records: dict[str, Record]) -> None:
     def listeners(rec: Record) -> dict[int, dict[str, Any]]:
-        return {int(li["inputs"]["port"]): li["inputs"] for li in of_type(rec, "aws:lb/listener:Listener")}
+        return {int(li["inputs"]["port"]): li["inputs"] for li in of_type(rec, T.LB_LISTENER)}
 
     prod = listeners(records["prod"])
     # The certificate is issued by ACM for both names and validated through the Route 53 zone.
-    cert = one(records["prod"], "aws:acm/certificate:Certificate")
+    cert = one(records["prod"], T.ACM_CERTIFICATE)
     assert cert["inputs"]["validationMethod"] == "DNS"
     assert [cert["inputs"]["domainName"], *cert["inputs"]["subjectAlternativeNames"]] == [
         "search.prethrift.com",
         "console.prethrift.com",
     ]
-    validation = one(records["prod"], "aws:acm/certificateValidation:CertificateValidation")["inputs"]
+    validation = one(records["prod"], T.ACM_CERTIFICATE_VALIDATION)["inputs"]
     assert len(validation["validationRecordFqdns"]) == 2
     assert prod[443]["protocol"] == "HTTPS" and prod[443]["certificateArn"] == cert["state"]["arn"]
     assert prod[443]["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
     assert prod[80]["defaultActions"][0]["redirect"]["protocol"] == "HTTPS"
-    rules = {r["name"]: r["inputs"] for r in of_type(records["prod"], "aws:lb/listenerRule:ListenerRule")}
+    rules = {r["name"]: r["inputs"] for r in of_type(records["prod"], T.LB_LISTENER_RULE)}
     console = rules["edge-console-host"]
     assert console["conditions"][0]["hostHeader"]["values"] == ["console.prethrift.com"]
     # Operators sign in at the edge before the console sees a request.
     assert [a["type"] for a in console["actions"]] == ["authenticate-cognito", "forward"]
-    alb_sg = next(
-        g
-        for g in of_type(records["prod"], "aws:ec2/securityGroup:SecurityGroup")
-        if g["name"] == "network-alb-sg"
-    )
+    alb_sg = next(g for g in of_type(records["prod"], T.EC2_SECURITY_GROUP) if g["name"] == "network-alb-sg")
     assert {"protocol": "tcp", "fromPort": 443, "toPort": 443} in [
         {k: e[k] for k in ("protocol", "fromPort", "toPort")} for e in alb_sg["inputs"]["egress"]
     ]
-    pool = one(records["prod"], "aws:cognito/userPool:UserPool")["inputs"]
+    pool = one(records["prod"], T.COGNITO_USER_POOL)["inputs"]
     assert (
         pool["adminCreateUserConfig"]["allowAdminCreateUserOnly"] is True and pool["mfaConfiguration"] == "ON"
     )
     for rec in (records["prod"], records["dev"]):
-        metrics = next(
-            r["inputs"] for r in of_type(rec, "aws:lb/listenerRule:ListenerRule") if "metrics" in r["name"]
-        )
+        metrics = next(r["inputs"] for r in of_type(rec, T.LB_LISTENER_RULE) if "metrics" in r["name"])
         assert metrics["conditions"][0]["pathPattern"]["values"] == ["/metrics", "/metrics/*"]
         assert metrics["actions"][0]["fixedResponse"]["statusCode"] == "404"
         assert metrics["priority"] < console.get("priority", 10)
     dev = listeners(records["dev"])
     assert 443 not in dev and dev[80]["defaultActions"][0]["type"] == "forward"
     # dev's console port is reachable from the configured ranges only, never from anywhere.
-    sg = next(
-        g
-        for g in of_type(records["dev"], "aws:ec2/securityGroup:SecurityGroup")
-        if g["name"] == "network-alb-sg"
-    )
+    sg = next(g for g in of_type(records["dev"], T.EC2_SECURITY_GROUP) if g["name"] == "network-alb-sg")
     console_ingress = [i for i in sg["inputs"]["ingress"] if i["fromPort"] == 8080]
     assert console_ingress and all("0.0.0.0/0" not in i["cidrBlocks"] for i in console_ingress)
     assert console_ingress[0]["cidrBlocks"] == ["10.20.0.0/16"]
     for stack, protected in (("dev", False), ("prod", True)):
-        alb = one(records[stack], "aws:lb/loadBalancer:LoadBalancer")["inputs"]
+        alb = one(records[stack], T.LB_LOAD_BALANCER)["inputs"]
         assert alb["dropInvalidHeaderFields"] is True and alb["accessLogs"]["enabled"] is True
         assert alb["enableDeletionProtection"] is protected and alb["internal"] is False
     assert records["prod"]["outputs"]["url"] == "https://search.prethrift.com"
@@ -298,15 +291,15 @@ def test_load_balancer_https_in_prod_and_explicit_http_in_dev(records: dict[str,
 
 
 def _statements(rec: Record, name: str) -> list[dict[str, Any]]:
-    policy = next(p for p in of_type(rec, "aws:iam/rolePolicy:RolePolicy") if p["name"] == name)
+    policy = next(p for p in of_type(rec, T.IAM_ROLE_POLICY) if p["name"] == name)
     return list(json.loads(policy["inputs"]["policy"])["Statement"])
 
 
 def test_iam_least_privilege(records: dict[str, Record]) -> None:
     rec = records["prod"]
-    bucket = next(b for b in of_type(rec, "aws:s3/bucket:Bucket") if "images" in b["name"])
+    bucket = next(b for b in of_type(rec, T.S3_BUCKET) if "images" in b["name"])
     bucket_arn = bucket["state"]["arn"]
-    param_arns = sorted(p["state"]["arn"] for p in of_type(rec, "aws:ssm/parameter:Parameter"))
+    param_arns = sorted(p["state"]["arn"] for p in of_type(rec, T.SSM_PARAMETER))
     wildcard_ok = {
         "ecr:GetAuthorizationToken",
         "xray:PutTraceSegments",
@@ -326,7 +319,7 @@ def test_iam_least_privilege(records: dict[str, Record]) -> None:
                 assert set(actions) <= wildcard_ok, st
     # One task role per service, none of them the execution role, none able to read SSM:
     # ECS injects the secrets through the execution role.
-    tasks = of_type(gpu, "aws:ecs/taskDefinition:TaskDefinition")
+    tasks = of_type(gpu, T.ECS_TASK_DEFINITION)
     roles = {t["inputs"]["taskRoleArn"] for t in tasks}
     assert len(roles) == len(tasks) == 4
     assert not roles & {t["inputs"]["executionRoleArn"] for t in tasks}
@@ -354,26 +347,23 @@ def test_iam_least_privilege(records: dict[str, Record]) -> None:
 def test_storage_bucket_guard_rails(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack in ("dev", "prod"):
         rec = records[stack]
-        versioning = one(rec, "aws:s3/bucketVersioning:BucketVersioning")["inputs"]
+        versioning = one(rec, T.S3_BUCKET_VERSIONING)["inputs"]
         assert versioning["versioningConfiguration"]["status"] == "Enabled"
-        cors = one(rec, "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration")["inputs"]
+        cors = one(rec, T.S3_BUCKET_CORS_CONFIGURATION)["inputs"]
         assert cors["corsRules"][0]["allowedOrigins"] == stack_files[stack]["prethrift:storage"]["corsOrigins"]
         assert "PUT" in cors["corsRules"][0]["allowedMethods"]
-        lifecycles = [
-            lc["inputs"]["rules"][0]
-            for lc in of_type(rec, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-        ]
+        lifecycles = [lc["inputs"]["rules"][0] for lc in of_type(rec, T.S3_BUCKET_LIFECYCLE_CONFIGURATION)]
         assert any("noncurrentVersionExpiration" in rule for rule in lifecycles)
-        assert len(of_type(rec, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")) == 2
+        assert len(of_type(rec, T.S3_BUCKET_PUBLIC_ACCESS_BLOCK)) == 2
 
 
 def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack in ("dev", "prod"):
         rec = records[stack]
         retention = stack_files[stack]["prethrift:observability"]["logRetentionDays"]
-        groups = of_type(rec, "aws:cloudwatch/logGroup:LogGroup")
+        groups = of_type(rec, T.CLOUDWATCH_LOG_GROUP)
         assert groups and all(g["inputs"]["retentionInDays"] == retention for g in groups)
-        alarms = {a["name"]: a["inputs"] for a in of_type(rec, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+        alarms = {a["name"]: a["inputs"] for a in of_type(rec, T.CLOUDWATCH_METRIC_ALARM)}
         assert alarms["alarms-api-p99-latency"]["extendedStatistic"] == "p99"
         assert any(q.get("expression") for q in alarms["alarms-api-5xx-rate"]["metricQueries"])
         assert {"alarms-api-cpu", "alarms-worker-cpu", "alarms-console-cpu"} <= set(alarms)
@@ -386,7 +376,7 @@ def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) 
             {"targets": ["127.0.0.1:8000"]}
         ]
         # A collector crash must not stop the app; traces are sampled at 10% by default.
-        for task in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition"):
+        for task in of_type(rec, T.ECS_TASK_DEFINITION):
             defs = containers(task)
             assert defs["otel-collector"]["essential"] is False
             app = next(c for n, c in defs.items() if n not in ("otel-collector", "migrate"))
@@ -394,16 +384,16 @@ def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) 
 
         # Alarms reach a person: a customer-managed key CloudWatch may use, a subscription,
         # and one composite alarm over what users notice.
-        key = one(rec, "aws:kms/key:Key")
+        key = one(rec, T.KMS_KEY)
         statements = json.loads(key["inputs"]["policy"])["Statement"]
         cloudwatch = next(
             st for st in statements if st["Principal"].get("Service") == "cloudwatch.amazonaws.com"
         )
         assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch["Action"])
         assert key["inputs"]["enableKeyRotation"] is True
-        topic = one(rec, "aws:sns/topic:Topic")
+        topic = one(rec, T.SNS_TOPIC)
         assert topic["inputs"]["kmsMasterKeyId"] == key["state"]["arn"]
-        composite = one(rec, "aws:cloudwatch/compositeAlarm:CompositeAlarm")["inputs"]
+        composite = one(rec, T.CLOUDWATCH_COMPOSITE_ALARM)["inputs"]
         members = [a for a in alarms if a.split("-", 1)[1] in composite["alarmRule"]]
         assert sorted(members) == [
             "alarms-api-5xx-rate",
@@ -412,7 +402,7 @@ def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) 
             "alarms-queue-not-draining",
         ]
         assert composite["alarmRule"].count("ALARM(") == 4 and " OR " in composite["alarmRule"]
-    subscriptions = of_type(records["prod"], "aws:sns/topicSubscription:TopicSubscription")
+    subscriptions = of_type(records["prod"], T.SNS_TOPIC_SUBSCRIPTION)
     assert [(s["inputs"]["protocol"], s["inputs"]["endpoint"]) for s in subscriptions] == [
         ("email", stack_files["prod"]["prethrift:observability"]["alarmEmail"])
     ]
@@ -420,12 +410,12 @@ def test_observability(records: dict[str, Record], stack_files: dict[str, Any]) 
 
 def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str, Record]) -> None:
     for stack in ("dev", "prod"):
-        assert not of_type(records[stack], "aws:ecs/capacityProvider:CapacityProvider")
+        assert not of_type(records[stack], T.ECS_CAPACITY_PROVIDER)
     rec = records["gpu"]
-    provider = one(rec, "aws:ecs/capacityProvider:CapacityProvider")
-    providers = one(rec, "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")["inputs"]
+    provider = one(rec, T.ECS_CAPACITY_PROVIDER)
+    providers = one(rec, T.ECS_CLUSTER_CAPACITY_PROVIDERS)["inputs"]
     assert provider["inputs"]["name"] in providers["capacityProviders"]
-    template = one(rec, "aws:ec2/launchTemplate:LaunchTemplate")["inputs"]
+    template = one(rec, T.EC2_LAUNCH_TEMPLATE)["inputs"]
     assert template["instanceType"] == "g5.xlarge"
     assert template["metadataOptions"]["httpTokens"] == "required"
     task = task_for(rec, "gpu-worker")
@@ -437,7 +427,7 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
     assert worker["image"] == (
         f"{rec['outputs']['repository_url']}:local-gpu@{GPU_OVERRIDES['gpuImageDigest']}"
     )
-    services = {s["inputs"]["name"]: s["inputs"] for s in of_type(rec, "aws:ecs/service:Service")}
+    services = {s["inputs"]["name"]: s["inputs"] for s in of_type(rec, T.ECS_SERVICE)}
     service = services["gpu-worker"]
     assert service["capacityProviderStrategies"][0]["capacityProvider"] == provider["inputs"]["name"]
     # One GPU per instance: the old task stops before the new one starts, or a deploy at the
@@ -446,7 +436,7 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
     assert {services[p]["deploymentMinimumHealthyPercent"] for p in ("api", "worker", "console")} == {100}
     # The group, its instances and volumes carry the stack's tags (defaultTags do not reach them;
     # the deploy role only creates what is tagged with its stack).
-    group = one(rec, "aws:autoscaling/group:Group")["inputs"]
+    group = one(rec, T.AUTOSCALING_GROUP)["inputs"]
     tags = {t["key"]: (t["value"], t["propagateAtLaunch"]) for t in group["tags"]}
     assert tags["stack"] == ("prod", True) and tags["project"] == ("prethrift", True)
     assert tags["AmazonECSManaged"] == ("true", True)
@@ -524,7 +514,7 @@ def test_load_balancer_checks_what_it_can_act_on(records: dict[str, Record]) -> 
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     for stack in ("dev", "prod"):
         rec = records[stack]
-        groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, "aws:lb/targetGroup:TargetGroup")}
+        groups = {tg["name"]: tg["inputs"] for tg in of_type(rec, T.LB_TARGET_GROUP)}
         # The check that stays up through a database failover once the task has been ready,
         # and that the app really serves (/readyz asks the database on every probe).
         path = groups["edge-api"]["healthCheck"]["path"]
@@ -533,7 +523,7 @@ def test_load_balancer_checks_what_it_can_act_on(records: dict[str, Record]) -> 
         api = containers(task_for(rec, "api"))["api"]
         env = {e["name"]: e["value"] for e in api["environment"]}
         ws_idle = LimitsSettings(ws_idle_s=env["PRETHRIFT_LIMITS_WS_IDLE_S"]).ws_idle_s
-        alb = one(rec, "aws:lb/loadBalancer:LoadBalancer")["inputs"]
+        alb = one(rec, T.LB_LOAD_BALANCER)["inputs"]
         assert alb["idleTimeout"] >= ws_idle + 30
         # ...and the app keeps idle HTTP connections longer than the ALB does, so the ALB never
         # reuses a connection the app is closing (a 502 for the shopper).
@@ -544,10 +534,10 @@ def test_load_balancer_checks_what_it_can_act_on(records: dict[str, Record]) -> 
 def test_waf_guards_the_alb(records: dict[str, Record], stack_files: dict[str, Any]) -> None:
     for stack in ("dev", "prod"):
         rec = records[stack]
-        acl = one(rec, "aws:wafv2/webAcl:WebAcl")
+        acl = one(rec, T.WAFV2_WEB_ACL)
         assert acl["inputs"]["scope"] == "REGIONAL" and "allow" in acl["inputs"]["defaultAction"]
-        association = one(rec, "aws:wafv2/webAclAssociation:WebAclAssociation")["inputs"]
-        alb = one(rec, "aws:lb/loadBalancer:LoadBalancer")
+        association = one(rec, T.WAFV2_WEB_ACL_ASSOCIATION)["inputs"]
+        alb = one(rec, T.LB_LOAD_BALANCER)
         assert association["resourceArn"] == alb["state"]["arn"]
         assert association["webAclArn"] == acl["state"]["arn"]
         rules = {r["name"]: r for r in acl["inputs"]["rules"]}
@@ -585,9 +575,9 @@ def test_waf_guards_the_alb(records: dict[str, Record], stack_files: dict[str, A
 def test_photos_are_served_by_cloudfront_from_a_private_bucket(records: dict[str, Record]) -> None:
     for stack in ("dev", "prod"):
         rec = records[stack]
-        images = next(b for b in of_type(rec, "aws:s3/bucket:Bucket") if "images" in b["name"])
-        distribution = one(rec, "aws:cloudfront/distribution:Distribution")
-        oac = one(rec, "aws:cloudfront/originAccessControl:OriginAccessControl")["inputs"]
+        images = next(b for b in of_type(rec, T.S3_BUCKET) if "images" in b["name"])
+        distribution = one(rec, T.CLOUDFRONT_DISTRIBUTION)
+        oac = one(rec, T.CLOUDFRONT_ORIGIN_ACCESS_CONTROL)["inputs"]
         assert (oac["originAccessControlOriginType"], oac["signingBehavior"]) == ("s3", "always")
         [origin] = distribution["inputs"]["origins"]
         assert origin["domainName"] == images["state"]["bucketRegionalDomainName"]
@@ -597,13 +587,11 @@ def test_photos_are_served_by_cloudfront_from_a_private_bucket(records: dict[str
         assert behaviour["allowedMethods"] == ["GET", "HEAD"]
         # The bucket stays private; its policy lets in this distribution, and only to the photos.
         block = next(
-            b["inputs"]
-            for b in of_type(rec, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
-            if "images" in b["name"]
+            b["inputs"] for b in of_type(rec, T.S3_BUCKET_PUBLIC_ACCESS_BLOCK) if "images" in b["name"]
         )
         assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls"))
         assert block["restrictPublicBuckets"] is True
-        policy = next(p for p in of_type(rec, "aws:s3/bucketPolicy:BucketPolicy") if "images" in p["name"])
+        policy = next(p for p in of_type(rec, T.S3_BUCKET_POLICY) if "images" in p["name"])
         allows = [s for s in json.loads(policy["inputs"]["policy"])["Statement"] if s["Effect"] == "Allow"]
         assert allows == [
             {
@@ -618,9 +606,7 @@ def test_photos_are_served_by_cloudfront_from_a_private_bucket(records: dict[str
         # OAC cannot decrypt under the AWS-managed aws/s3 KMS key: the photos use SSE-S3.
         encryption = next(
             e["inputs"]
-            for e in of_type(
-                rec, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
-            )
+            for e in of_type(rec, T.S3_BUCKET_SERVER_SIDE_ENCRYPTION_CONFIGURATION)
             if "images" in e["name"]
         )
         assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
@@ -637,7 +623,7 @@ def test_collector_sends_cloudwatch_only_what_the_alarms_read(records: dict[str,
     rec = records["prod"]
     alarmed = {
         q["metric"]["metricName"]
-        for a in of_type(rec, "aws:cloudwatch/metricAlarm:MetricAlarm")
+        for a in of_type(rec, T.CLOUDWATCH_METRIC_ALARM)
         for q in a["inputs"].get("metricQueries") or []
         if q.get("metric", {}).get("namespace") == "Prethrift"
     }
@@ -653,3 +639,25 @@ def test_collector_sends_cloudwatch_only_what_the_alarms_read(records: dict[str,
         assert emf["metric_declarations"] == [
             {"dimensions": [[]], "metric_name_selectors": [f"^{n}$" for n in CLOUDWATCH_METRICS]}
         ]
+
+
+def test_prod_reads_from_a_replica_of_its_primary_and_only_the_api_is_given_it(
+    records: dict[str, Record],
+) -> None:
+    rec = records["prod"]
+    instances = {r["name"]: r["inputs"] for r in of_type(rec, T.RDS_INSTANCE)}
+    replica = instances["database-replica-1"]
+    # The mocks name an instance's identifier after its resource name.
+    assert replica["replicateSourceDb"].startswith("database-postgres-")
+    assert replica["multiAz"] is False and replica["publiclyAccessible"] is False
+    assert replica["instanceClass"] == instances["database-postgres"]["instanceClass"]
+    given = {
+        r["name"]: {
+            s["name"] for c in json.loads(r["inputs"]["containerDefinitions"]) for s in c.get("secrets", [])
+        }
+        for r in of_type(rec, T.ECS_TASK_DEFINITION)
+    }
+    assert [name for name, secrets in given.items() if "DATABASE_READ_URL" in secrets] == [
+        name for name in given if "api" in name
+    ]
+    assert not of_type(records["dev"], T.RDS_INSTANCE)[0]["inputs"].get("replicateSourceDb")

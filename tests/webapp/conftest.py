@@ -7,21 +7,28 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import psutil
 import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from pydantic import SecretStr
 from quart import Quart
 from quart.datastructures import FileStorage
 from quart.testing import QuartClient
 from werkzeug.datastructures import Headers
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, TINY, scratch_database
+from webapp.adapters.cache import free_port
 from webapp.app import create_app
-from webapp.config import Settings
+from webapp.config import DatabaseSettings, RedisSettings, Settings, StorageSettings, SuggestSettings
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.worker import EmbeddingWorker
 from webapp.items.demo import COLOURS, KINDS, PATTERNS, draw_garment
@@ -105,7 +112,9 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
+def serve_subprocess(
+    settings: Settings, log_path: Path, ready_within_s: float = 90, **extra_env: str
+) -> Iterator[tuple[str, int]]:
     """`prethrift serve` as production starts it; yields its base URL and process id once ready."""
     from webapp.adapters.cache import free_port
 
@@ -119,7 +128,7 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + ready_within_s
         while time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()[-3000:]
             with contextlib.suppress(httpx.HTTPError):
@@ -127,7 +136,7 @@ def serve_subprocess(settings: Settings, log_path: Path, **extra_env: str) -> It
                     break
             time.sleep(0.2)
         else:
-            raise AssertionError("server did not become ready in 90 s")
+            raise AssertionError(f"server did not become ready in {ready_within_s:g} s")
         yield base, process.pid
     finally:
         process.terminate()
@@ -192,3 +201,99 @@ def unsigned(item: dict[str, Any]) -> dict[str, Any]:
     """An item as the catalog holds it: its photo URL is presigned anew, to the second, on every
     answer, so two answers a second apart differ only in the signature."""
     return {**item, "image_url": str(item["image_url"]).split("?", 1)[0]}
+
+
+@pytest.fixture(name="big_app")
+async def _big_app(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
+    # A low exact-scan threshold so a 3,000-item catalog exercises both filtered plans.
+    tuned = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"exact_scan_max_rows": 100})}
+    )
+    app = create_app(tuned, clip=tiny_clip)
+    async with app.test_app():
+        await wait_ready(app)
+        yield app
+
+
+@pytest.fixture(name="live")
+async def _live(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[tuple[Quart, str]]:
+    """The app behind a real Hypercorn socket on loopback. Every search comes from this one
+    address, so one client's search teaches a suggestion here (test_fair_share holds the number
+    of clients a suggestion needs)."""
+    app = create_app(settings.model_copy(update={"suggest": SuggestSettings(min_clients=1)}), clip=tiny_clip)
+    port = free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    base = f"127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=f"http://{base}") as http:
+        for _ in range(300):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get("/readyz")).status_code == 200:
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the live server did not become ready")
+    yield app, base
+    stop.set()
+    await server
+
+
+@dataclass
+class Served:
+    base: str
+    pid: int
+    host: str
+    port: int
+    database_url: str
+
+
+@pytest.fixture(name="edge_server", scope="session")
+async def _edge_server(
+    postgres_dsn: str,
+    template_db: str,
+    redis_server: Any,
+    s3_endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Served]:
+    """One `prethrift serve` for every test at the edge (its start-up is most of each test's
+    cost; the tests speak as different client addresses), behind one trusted proxy hop, with the
+    inline worker embedding uploads."""
+    tmp = tmp_path_factory.mktemp("edge")
+    bucket = "prethrift-edge-" + uuid.uuid4().hex[:10]
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    async with scratch_database(postgres_dsn, "edge_", template_db) as database_url:
+        settings = Settings(
+            admin_token=SecretStr(ADMIN_TOKEN),
+            data_dir=tmp / "data",
+            database=DatabaseSettings(url=SecretStr(database_url)),
+            redis=RedisSettings(url=SecretStr(redis_server.url)),
+            storage=StorageSettings(bucket=bucket, endpoint_url=s3_endpoint),
+            clip=TINY,
+        )
+        with serve_subprocess(
+            settings,
+            tmp / "server.log",
+            PRETHRIFT_LIMITS_TRUSTED_PROXIES="1",
+            PRETHRIFT_WORKER_INLINE="true",
+        ) as (base, pid):
+            port = int(base.rsplit(":", 1)[1])
+            yield Served(base, pid, "127.0.0.1", port, database_url)
+
+
+@pytest.fixture(name="photo_server")
+def _photo_server(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    # One client may search photos 8 at once; X-Forwarded-For from the test names the client.
+    with serve_subprocess(
+        settings,
+        tmp_path / "server.log",
+        PRETHRIFT_LIMITS_TRUSTED_PROXIES="1",
+        PRETHRIFT_LIMITS_PHOTO_SEARCH_BURST="8",
+        PRETHRIFT_LIMITS_PHOTO_SEARCH_PER_S="0.01",
+        PRETHRIFT_LIMITS_DECODE_WAIT_S="60",
+        # What is measured is the decode budget: one client may have all its photos in flight.
+        PRETHRIFT_LIMITS_PHOTO_SEARCH_CONCURRENCY="16",
+    ) as server:
+        yield server

@@ -7,27 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import boto3
 
 from tests.webapp.conftest import photo, service_env
+from tests.webapp.helpers import items_in, prethrift
 from webapp.config import Settings
-
-
-def prethrift(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "webapp.cli", *args], env=env, capture_output=True, text=True, timeout=180
-    )
-
-
-async def items_in(settings: Settings) -> list[tuple[str, str]]:
-    assert settings.database.url
-    connection = await asyncpg.connect(settings.database.url.get_secret_value())
-    try:
-        rows = await connection.fetch("SELECT title, status FROM items ORDER BY id")
-    finally:
-        await connection.close()
-    return [(r["title"], r["status"]) for r in rows]
 
 
 async def test_ingest_loads_good_rows_and_reports_the_rest(settings: Settings, tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -31,6 +32,12 @@ log = structlog.get_logger(__name__)
 # Whether each result-cache look-up of the current request found its page, in order, once a
 # caller asks by setting a list here (the search log records whether a page was served cached).
 RESULT_LOOKUPS: ContextVar[list[bool] | None] = ContextVar("result_lookups", default=None)
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Exception):
+    """Redis failed, timed out, or is being skipped after a recent failure."""
 
 
 class LookupRecorder(Protocol):
@@ -90,6 +97,20 @@ class RedisBackend:
                 await self.client.set(key, value, ex=ttl_s)
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("set", error)
+
+    async def execute(self, op: str, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """``call(client)`` under the same timeout and pause after a failure as the cache's own calls
+        (shared limits use it: a down Redis costs one timeout per pause, not one per request);
+        ``RedisUnavailable`` when it failed or Redis is being skipped."""
+        if not self.available:
+            CACHE_ERRORS.labels(op="skipped").inc()
+            raise RedisUnavailable(op)
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                return await call(self.client)
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed(op, error)
+            raise RedisUnavailable(op) from error
 
     async def close(self) -> None:
         await self.client.aclose()

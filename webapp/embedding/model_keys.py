@@ -56,6 +56,31 @@ async def register(connection: asyncpg.Connection, model_key: str) -> bool:
     return status.endswith(" 1")
 
 
+async def is_retired(connection: asyncpg.Connection, model_key: str) -> bool:
+    retired: bool | None = await connection.fetchval(
+        "SELECT retired_at IS NOT NULL FROM embedding_models WHERE model_key = $1", model_key
+    )
+    return bool(retired)
+
+
+async def register_serving(connection: asyncpg.Connection, model_key: str) -> bool:
+    """Register the key a starting API serves, unless an operator retired it: False then.
+
+    Only ``reembed`` (an operator's choice) brings a retired key back. A task of an old release
+    that restarts after its key was retired must not: uploads would be queued for it again and
+    ``prethrift models`` would show it alive, with its embeddings already deleted.
+    """
+    retired = await connection.fetchval(
+        """WITH added AS (
+               INSERT INTO embedding_models (model_key) VALUES ($1)
+               ON CONFLICT (model_key) DO NOTHING RETURNING model_key)
+           SELECT retired_at IS NOT NULL FROM embedding_models
+           WHERE model_key = $1 AND NOT EXISTS (SELECT 1 FROM added)""",
+        model_key,
+    )
+    return not retired
+
+
 async def reembed(connection: asyncpg.Connection, model_key: str) -> int:
     """Register ``model_key`` and queue every live item it lacks; idempotent. Returns jobs queued."""
     await register(connection, model_key)

@@ -3,8 +3,14 @@ address comes from.
 
 A bucket bounds how often a client may ask; its slots bound how much of the task's work it holds
 at once (a fair share: a client's 33rd concurrent search waits on its own 32 others, never on
-other shoppers'). Both live in the process: behind a load balancer with N tasks a client gets up
-to N times the rate, which still stops one client from taking a task down.
+other shoppers').
+
+With Redis the buckets, and the bar on a flooder, are shared by every task (shared_limits), so
+behind a load balancer a client gets its rate once, not once per task. When Redis cannot answer,
+each task falls back to its own buckets here: a client then gets up to N times its rate across N
+tasks, never an unlimited one, and never an error. The slots stay in the process: they bound
+what a client holds of this task's work, which is what a task has to protect, and sharing them
+would cost a round trip per request and leases that outlive a crashed task.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from quart_schema import document_response
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 
+from webapp.adapters.cache import RedisBackend, RedisUnavailable
 from webapp.config import LimitsSettings
 from webapp.http.errors import ApiError
 from webapp.http.schemas import ErrorOut
+from webapp.http.shared_limits import SharedBuckets
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -176,11 +184,45 @@ class RateLimits:
             "photo_search": ClientSlots(settings.photo_search_concurrency, wait),
             "similar": ClientSlots(settings.similar_concurrency, wait),
         }
+        # The buckets every task shares, while the app serves with Redis.
+        self.shared: SharedBuckets | None = None
+        self._writing: set[asyncio.Task[None]] = set()
 
-    def check(self, name: str, client: str) -> None:
+    def share(self, backend: RedisBackend | None) -> None:
+        """Count clients in Redis through ``backend`` from now on (None: in this process only)."""
+        self.shared = SharedBuckets(backend) if backend is not None else None
+
+    async def take(self, name: str, client: str) -> float:
+        """Take one of ``client``'s ``name`` tokens: 0.0 when allowed, else the seconds to wait."""
+        limiter = self.limiters[name]
+        if self.shared is not None:
+            with contextlib.suppress(RedisUnavailable):
+                return await self.shared.take(name, client, limiter.rate, limiter.burst)
+        return limiter.take(client)
+
+    def bar(self, name: str, client: str, seconds: float) -> None:
+        """Refuse ``client``'s ``name`` requests for ``seconds``: in every task once Redis has it (a
+        round trip later), and in this task's own buckets, which hold it while Redis cannot answer.
+        The shared bar is written in the background because the caller, a socket's handler, must
+        return at once: frames a flooder keeps sending wait on it."""
+        limiter = self.limiters[name]
+        limiter.bar(client, seconds)
+        if self.shared is not None:
+            writing = asyncio.create_task(
+                self._bar_shared(self.shared, name, client, min(seconds, limiter.max_bar_s))
+            )
+            self._writing.add(writing)
+            writing.add_done_callback(self._writing.discard)
+
+    @staticmethod
+    async def _bar_shared(shared: SharedBuckets, name: str, client: str, seconds: float) -> None:
+        with contextlib.suppress(RedisUnavailable):
+            await shared.bar(name, client, seconds)
+
+    async def check(self, name: str, client: str) -> None:
         if not self.settings.rate_limits:
             return
-        wait = self.limiters[name].take(client)
+        wait = await self.take(name, client)
         if wait > 0:
             raise ApiError(
                 429,
@@ -245,7 +287,7 @@ def rate_limited(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
         async def limited(*args: P.args, **kwargs: P.kwargs) -> R:
             limits: RateLimits = current_app.extensions[EXTENSION]
             try:
-                limits.check(name, current_client())
+                await limits.check(name, current_client())
             except ApiError:
                 await _discard_body()
                 raise

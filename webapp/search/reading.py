@@ -75,9 +75,11 @@ async def catalog_words(services: Services, version: int | None = None) -> Catal
     entry = _CATALOG_WORDS.get(id(services.pool))
     if entry is not None and entry[0] is services.pool and entry[1] == version:
         return entry[2]
-    async with services.pool.acquire() as connection:
-        brands, colours = await catalog_names(connection)
-        words = await search_words(connection)
+
+    async def read(connection: asyncpg.Connection) -> tuple[tuple[list[str], list[str]], dict[str, int]]:
+        return await catalog_names(connection), await search_words(connection)
+
+    (brands, colours), words = await services.reads.run(version, read)
     found = CatalogWords(Vocabulary.build(brands, colours, shipped()[0]), words)
     _CATALOG_WORDS[id(services.pool)] = (services.pool, version, found)
     return found

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
+import asyncpg
 import numpy as np
 import orjson
 
@@ -66,15 +68,18 @@ async def keyword_ranking(
     the query's words instead of ranking every item that holds one of them. ``version``: the
     catalog version, when the caller has read it for this request.
     """
-    async with services.pool.acquire() as connection:
-        exact = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
-        if len(exact) >= FORGIVE_BELOW:
-            return exact
+    exact = await services.reads.run(
+        version, lambda connection: queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+    )
+    if len(exact) >= FORGIVE_BELOW:
+        return exact
     words = (await catalog_words(services, version)).words
-    async with services.pool.acquire() as connection:
-        return await forgive(
+    return await services.reads.run(
+        version,
+        lambda connection: forgive(
             connection, queries, text, filters, exact, words, shipped()[1], keep_half=beside_vectors
-        )
+        ),
+    )
 
 
 async def facet_counts(
@@ -120,13 +125,19 @@ async def _count_facets(
                     )
                 )
             if vector is not None:
-                async with services.pool.acquire() as connection:
-                    near = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
+                near = await services.reads.run(version, partial(_nearest, queries, vector, filters))
                 found.update(dict.fromkeys(h.id for h in near))
         candidates = list(found)
-    async with services.pool.acquire() as connection:
-        values = await count_facets(connection, names, request.filters, candidates)
+    values = await services.reads.run(
+        version, lambda connection: count_facets(connection, names, request.filters, candidates)
+    )
     return FacetCounts(values, "exact" if candidates is None else "candidates")
+
+
+async def _nearest(
+    queries: VectorQueries, vector: np.ndarray, filters: SearchFilters, connection: asyncpg.Connection
+) -> list[Hit]:
+    return await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
@@ -196,11 +207,13 @@ async def _compute(
 ) -> AsyncIterator[tuple[str, list[Hit]]]:
     """Every way to a page ends here: the page is cached once and yielded as the final stage."""
     if request.q is None:
-        async with services.pool.acquire() as connection:
-            hits = await queries.browse(
+        hits = await services.reads.run(
+            version,
+            lambda connection: queries.browse(
                 connection, filters=request.filters, sort=request.sort, limit=request.limit,
                 offset=request.offset,
-            )  # fmt: skip
+            ),
+        )  # fmt: skip
     elif request.mode is Mode.KEYWORD:
         text = normalise_query(request.q)
         ranked = await keyword_ranking(services, queries, text, request.filters, version=version)
@@ -244,18 +257,23 @@ async def _ranked_by_vector(
         # Nothing to fuse or re-sort (semantic mode, or a hybrid query that matches no listing
         # word for word, as most long ones): this very page comes straight from the index.
         # Same query, same choice on every page.
-        async with services.pool.acquire() as connection:
-            page = await queries.nearest(
+        page = await services.reads.run(
+            version,
+            lambda connection: queries.nearest(
                 connection, vector, limit=request.limit, offset=request.offset, filters=filters
-            )
+            ),
+        )
         yield "final", page
         return
+
     # Fused and re-sorted rankings are built over a fixed candidate set, so that every page
     # of a query cuts the same list: no item twice, none skipped.
-    async with services.pool.acquire() as connection:
+    async def candidates(connection: asyncpg.Connection) -> tuple[list[Hit], dict[int, float]]:
         semantic = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
         missing = [h.id for h in keyword if h.id not in {s.id for s in semantic}]
-        scores = await queries.scores(connection, vector, missing)
+        return semantic, await queries.scores(connection, vector, missing)
+
+    semantic, scores = await services.reads.run(version, candidates)
     ranked = fuse(semantic, keyword, scores) if request.mode is Mode.HYBRID else semantic
     if request.min_score is not None:
         exact = {h.id for h in keyword}
@@ -282,14 +300,19 @@ async def _vector_page(
 ) -> list[Hit]:  # fmt: skip
     """A page of nearest items, from the result cache or computed and cached."""
     queries = _queries(services)
-    key = query_key(kind, services.model_key, await catalog_version(services), subject, limit, offset)
+    version = await catalog_version(services)
+    key = query_key(kind, services.model_key, version, subject, limit, offset)
     cached = await _cached(services, key)
     if cached is not None:
         return cached
     async with fair_share(FAIR_SHARE[kind]):
         vector = await vector_for()
-        async with services.pool.acquire() as connection:
-            hits = await queries.nearest(connection, vector, limit=limit, offset=offset, exclude_id=exclude_id)
+        hits = await services.reads.run(
+            version,
+            lambda connection: queries.nearest(
+                connection, vector, limit=limit, offset=offset, exclude_id=exclude_id
+            ),
+        )
     await _store(services, key, hits)
     return hits
 
@@ -314,8 +337,9 @@ async def search_image(services: Services, data: bytes, limit: int, offset: int)
 
 async def search_similar(services: Services, item_id: int, limit: int, offset: int) -> list[Hit]:
     queries = _queries(services)
-    async with services.pool.acquire() as connection:
-        vector = await queries.item_vector(connection, item_id)
+    vector = await services.reads.run(
+        await catalog_version(services), lambda connection: queries.item_vector(connection, item_id)
+    )
     if vector is None:
         raise ApiError(
             404,

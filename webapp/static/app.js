@@ -272,6 +272,28 @@ function chip(text, parsed, remove) {
 }
 
 // The item view: the listing in full, and more that look like it.
+// Every photo of the item as a thumbnail (the cover first); choosing one shows it large.
+function showGallery(item) {
+  const gallery = document.getElementById("item-gallery");
+  gallery.replaceChildren();
+  const photos = item.photos || [];
+  if (photos.length < 2) return;
+  for (const photo of photos) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.setAttribute("aria-label", `Photo ${photo.position} of ${photos.length}`);
+    const img = document.createElement("img");
+    img.src = photo.image_url;
+    img.alt = "";
+    img.loading = "lazy";
+    button.append(img);
+    button.addEventListener("click", () => {
+      document.getElementById("item-image").src = photo.image_url;
+    });
+    gallery.append(button);
+  }
+}
+
 async function openItem(id) {
   const [itemResponse, similarResponse] = await Promise.all([
     fetch(`/api/items/${id}`),
@@ -284,6 +306,7 @@ async function openItem(id) {
   const item = await itemResponse.json();
   document.getElementById("item-image").src = item.image_url;
   document.getElementById("item-image").alt = item.title;
+  showGallery(item);
   document.getElementById("item-title").textContent = item.title;
   document.getElementById("item-price").textContent = money(item);
   document.getElementById("item-description").textContent = item.description;

@@ -22,6 +22,8 @@ import asyncpg
 import structlog
 from cachetools import TTLCache
 
+from webapp.adapters.replica import ReadPools
+from webapp.catalog.version import CatalogVersion
 from webapp.config import SuggestSettings
 from webapp.search.parse import normalise_query
 from webapp.search.repo import Hit, VectorQueries
@@ -279,7 +281,9 @@ class Suggester:
     """Answers for a typed prefix, shared by every socket of the process for a few seconds.
 
     Shoppers type the same first letters; without this each keystroke of each socket costs two
-    queries (bench: p99 137 ms at 200 sockets, from waiting for pooled connections).
+    queries (bench: p99 137 ms at 200 sockets, from waiting for pooled connections). Answers are
+    held under the catalog version, which every task learns of a change by LISTEN/NOTIFY: an item
+    sold or removed through any task leaves every task's previews as soon as it is committed.
     """
 
     PREVIEW_ITEMS = 4
@@ -292,27 +296,41 @@ class Suggester:
         ttl_s: float = 3.0,
         max_entries: int = 10_000,
         blocklist: BlockList | None = None,
+        reads: ReadPools | None = None,
+        catalog: CatalogVersion | None = None,
     ) -> None:
         self.pool = pool
+        # Where suggestions are read: a current replica when one is configured.
+        self.reads = reads
         self.settings = settings or SuggestSettings()
         self.blocklist = blocklist or BlockList.load()
-        self._answers: TTLCache[str, Suggestions] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        # None: answers are held for ttl_s whatever changes (forget() drops them in this process).
+        self.catalog = catalog
+        self._answers: TTLCache[tuple[int | None, str], Suggestions] = TTLCache(maxsize=max_entries, ttl=ttl_s)
 
     def forget(self) -> None:
         """Drop every held answer (an item left the catalog or changed)."""
         self._answers.clear()
 
     async def suggest(self, prefix: str, queries: VectorQueries | None) -> Suggestions:
-        cached = self._answers.get(prefix)
+        version = await self.catalog.current(self.pool) if self.catalog is not None else None
+        cached = self._answers.get((version, prefix))
         if cached is not None:
             return cached
-        items: list[Hit] = []
-        async with self.pool.acquire() as connection:
+
+        async def read(connection: asyncpg.Connection) -> Suggestions:
             found = await completions(connection, prefix, settings=self.settings, blocklist=self.blocklist)
+            items: list[Hit] = []
             if queries is not None:
                 items = await queries.keyword(connection, prefix, limit=self.PREVIEW_ITEMS, prefix=True)
-        answer = Suggestions(found, items)
-        self._answers[prefix] = answer
+            return Suggestions(found, items)
+
+        if self.reads is not None:
+            answer = await self.reads.run(version, read)
+        else:
+            async with self.pool.acquire() as connection:
+                answer = await read(connection)
+        self._answers[(version, prefix)] = answer
         return answer
 
 

@@ -21,7 +21,7 @@ async def suggest() -> None:
     rate_limits: RateLimits = current_app.extensions[EXTENSION]
     client = client_address(websocket.headers, websocket.remote_addr, limits.trusted_proxies)
     # Past the caps the upgrade is refused with a JSON error before the socket is accepted.
-    rate_limits.check("ws_open", client)
+    await rate_limits.check("ws_open", client)
     session = SuggestSession(svc, websocket, limits)
     try:
         with counts.hold(client, limits):
@@ -29,6 +29,6 @@ async def suggest() -> None:
     finally:
         # A flood of messages (closed by the session) or of pings (closed below the app, which
         # then sees only a disconnect): reconnecting at once would start it again, so the client
-        # waits out the bar.
+        # waits out the bar, in every task (it is kept in Redis too).
         if session.flooded or websocket.scope.get(FLOODED):
-            rate_limits.limiters["ws_open"].bar(client, limits.ws_flood_bar_s)
+            rate_limits.bar("ws_open", client, limits.ws_flood_bar_s)

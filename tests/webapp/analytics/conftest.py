@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import numpy as np
-import pytest
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from quart import Quart
 from quart.testing import QuartClient
 from quart.typing import TestClientProtocol
 
 from tests.webapp.conftest import services_of
-from webapp.adapters.cache import free_port
-from webapp.app import create_app
 from webapp.catalog.version import bump_catalog_version
-from webapp.config import Settings
-from webapp.embedding.embedder import ClipModel
 from webapp.search.repo import loaded_queries
 
 
@@ -80,26 +69,3 @@ async def click(
 
 def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
-
-
-@pytest.fixture(name="live")
-async def _live(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[tuple[Quart, str]]:
-    """The app behind a real Hypercorn socket on loopback, for the browser; (app, host:port)."""
-    app = create_app(settings, clip=tiny_clip)
-    config = Config()
-    config.bind = [f"127.0.0.1:{free_port()}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    base = config.bind[0]
-    async with httpx.AsyncClient(base_url=f"http://{base}") as http:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the live server did not become ready")
-    yield app, base
-    stop.set()
-    await server

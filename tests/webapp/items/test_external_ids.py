@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from quart import Quart
@@ -123,3 +124,21 @@ async def test_upsert_service_for_imports(app: Quart, worker: EmbeddingWorker) -
     priced = await upsert_external(services, "csv-row-1", cheaper, [photo(31), photo(30)])
     assert (priced.outcome, priced.photos_queued) == ("updated", 0)
     assert await queued_jobs(app) == 0
+
+
+def test_openapi_documents_the_external_id_calls_and_photos(app: Quart) -> None:
+    document = json.loads(json.dumps(app.extensions["QUART_SCHEMA"].openapi_provider.schema()))
+    paths = document["paths"]
+    external = paths["/api/items/external/{external_id}"]
+    assert {"put", "get", "delete"} <= set(external)
+    assert {"200", "201", "400", "409", "413", "415", "422"} <= set(external["put"]["responses"])
+    assert {"400", "404"} <= set(external["get"]["responses"])
+    assert external["put"]["security"] == [{"bearer": []}]
+    schemas = document["components"]["schemas"]
+    assert {"photos", "external_id"} <= set(schemas["ItemOut"]["properties"])
+    patch = json.dumps(paths["/api/items/{raw_id}"]["patch"]["requestBody"])
+    assert "photos" in patch or "photos" in json.dumps(schemas.get("ItemPatch", {}))
+    assert any(p["name"] == "external_id" for p in paths["/api/items"]["get"]["parameters"])
+    upload = paths["/api/items"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    image = (schemas[upload["$ref"].rsplit("/", 1)[-1]] if "$ref" in upload else upload)["properties"]["image"]
+    assert image["type"] == "array"

@@ -16,6 +16,7 @@ from tests.webapp.items.conftest import (
     queued_jobs,
     upload_photos,
 )
+from webapp.config import Settings
 from webapp.embedding.worker import EmbeddingWorker
 
 
@@ -159,3 +160,40 @@ async def test_duplicates_and_photo_counts_are_refused_per_photo(
     async with services_of(app).pool.acquire() as connection:
         assert await connection.fetchval("SELECT count(*) FROM items WHERE status <> 'deleted'") == 1
         assert await connection.fetchval("SELECT count(*) FROM item_photos") == 2
+
+
+async def test_an_item_is_searchable_once_its_cover_is_and_shows_each_photos_status(
+    app: Quart, client: QuartClient, settings: Settings, auth: dict[str, str]
+) -> None:
+    s = services_of(app)
+    once = EmbeddingWorker(
+        s.pool, s.embedder, s.storage, settings.worker.model_copy(update={"max_attempts": 1})
+    )
+    good = (await (await upload_photos(client, [photo(80), photo(81)], auth)).get_json())["id"]
+    bad_cover = (await (await upload_photos(client, [photo(82), photo(83)], auth)).get_json())["id"]
+    async with s.pool.acquire() as connection:
+        # A second photo, and another item's cover, whose objects are gone: their jobs fail.
+        await connection.execute(
+            "UPDATE item_photos SET image_key = 'items/gone.jpg' WHERE item_id = $1 AND photo = 2", good
+        )
+        await connection.execute(
+            "UPDATE item_photos SET image_key = 'items/gone.jpg' WHERE item_id = $1 AND photo = 1", bad_cover
+        )
+    await once.drain()
+
+    item = await (await client.get(f"/api/items/{good}", headers=auth)).get_json()
+    assert item["status"] == "ready"
+    assert [p["status"] for p in item["photos"]] == ["ready", "failed"]
+    assert "could not read image" in item["photos"][1]["failure_reason"]
+    public = await (await client.get(f"/api/items/{good}")).get_json()
+    assert [p["status"] for p in public["photos"]] == ["ready"]  # no failure reasons for readers
+    found = await client.post("/api/search/image", files={"image": image_file(photo(80))})
+    assert (await found.get_json())["items"][0]["id"] == good
+
+    failed = await (await client.get(f"/api/items/{bad_cover}", headers=auth)).get_json()
+    assert failed["status"] == "failed" and [p["status"] for p in failed["photos"]] == ["failed", "ready"]
+    # Making the embedded photo the cover makes the item searchable.
+    moved = await client.patch(f"/api/items/{bad_cover}", json={"photos": [2]}, headers=auth)
+    assert (await moved.get_json())["status"] == "ready"
+    found = await client.post("/api/search/image", files={"image": image_file(photo(83))})
+    assert (await found.get_json())["items"][0]["id"] == bad_cover

@@ -11,11 +11,11 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from tests.webapp.conftest import services_of
-from tests.webapp.test_search_features import get, seed_catalog
+from tests.webapp.helpers import get, seed_catalog
 from webapp.catalog.filters import SearchFilters
 from webapp.search.service import keyword_ranking
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 CATALOG: list[dict[str, Any]] = json.loads((DATA / "catalog.json").read_text())
 
 

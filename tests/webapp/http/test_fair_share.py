@@ -15,8 +15,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from tests.webapp.conftest import service_env, services_of, wait_ready
-from tests.webapp.test_cli import prethrift
-from tests.webapp.test_search_features import seed_catalog
+from tests.webapp.helpers import prethrift, seed_catalog
 from webapp.app import create_app
 from webapp.config import LimitsSettings, Settings
 from webapp.embedding.embedder import ClipModel

@@ -9,7 +9,7 @@ import pytest
 
 from webapp.search.parse import ALIASES_FILE, Vocabulary, load_aliases, merge_filters, parse_query
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def catalog_vocabulary() -> Vocabulary:

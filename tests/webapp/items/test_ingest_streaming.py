@@ -17,7 +17,7 @@ import psutil
 from PIL import Image
 
 from tests.webapp.conftest import photo, service_env
-from tests.webapp.test_cli import items_in
+from tests.webapp.helpers import items_in
 from webapp.config import Settings
 
 COLUMNS = ["title", "price", "image", "description"]

@@ -49,7 +49,7 @@ async def test_worker_killed_between_claim_and_commit_loses_and_doubles_nothing(
     env.pop("REDIS_URL", None)
     crashed = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "tests.webapp.crash_worker"],
+        [sys.executable, "-m", "tests.webapp.embedding.crash_worker"],
         env=env,
         capture_output=True,
         text=True,
@@ -189,7 +189,7 @@ async def test_a_photo_that_kills_the_worker_fails_alone_after_max_attempts(
     for _ in range(10):
         run = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "tests.webapp.crash_worker"],
+            [sys.executable, "-m", "tests.webapp.embedding.crash_worker"],
             env=env,
             capture_output=True,
             text=True,

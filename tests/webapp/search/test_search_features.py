@@ -2,78 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
-import numpy as np
-import pytest
 from quart import Quart
 from quart.testing import QuartClient
 
-from tests.webapp.conftest import services_of, wait_ready
-from webapp.app import create_app
+from tests.webapp.conftest import services_of
+from tests.webapp.helpers import get, seed_catalog
 from webapp.catalog.filters import SearchFilters
-from webapp.catalog.version import bump_catalog_version
-from webapp.config import Settings
-from webapp.embedding.embedder import ClipModel
-
-
-async def seed_catalog(app: Quart, rows: list[dict[str, Any]], seed: int = 0) -> list[int]:
-    """Insert ready items with random unit vectors directly (the worker path is tested elsewhere)."""
-    services = services_of(app)
-    assert services.queries is not None
-    dim = services.queries.dim
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(len(rows), dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    async with services.pool.acquire() as connection, connection.transaction():
-        ids: list[int] = []
-        for n, row in enumerate(rows):
-            item_id = await connection.fetchval(
-                """INSERT INTO items (title, description, brand, category, size, colour, condition, price,
-                                      status, image_key, image_sha256, created_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ready', 'items/none.jpg', $9, $10) RETURNING id""",
-                row.get("title", f"Item {n}"),
-                row.get("description", ""),
-                row.get("brand"),
-                row.get("category"),
-                row.get("size"),
-                row.get("colour"),
-                row.get("condition"),
-                Decimal(str(row.get("price", "10.00"))),
-                f"seed-{seed}-{n}",
-                base + dt.timedelta(minutes=n),
-            )
-            ids.append(item_id)
-        await connection.copy_records_to_table(
-            "item_embeddings",
-            records=[(i, services.model_key, v) for i, v in zip(ids, vectors, strict=True)],
-            columns=["item_id", "model_key", "embedding"],
-        )
-        await bump_catalog_version(connection)
-    return ids
-
-
-async def get(client: QuartClient, **params: Any) -> dict[str, Any]:
-    response = await client.get("/api/search", query_string={k: str(v) for k, v in params.items()})
-    assert response.status_code == 200, await response.get_data(as_text=True)
-    body: dict[str, Any] = await response.get_json()
-    return body
-
-
-@pytest.fixture(name="big_app")
-async def _big_app(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[Quart]:
-    # A low exact-scan threshold so a 3,000-item catalog exercises both filtered plans.
-    tuned = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"exact_scan_max_rows": 100})}
-    )
-    app = create_app(tuned, clip=tiny_clip)
-    async with app.test_app():
-        await wait_ready(app)
-        yield app
 
 
 async def test_filtered_vector_search_fills_pages_at_1_and_10_percent(big_app: Quart) -> None:

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 import websockets
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 from quart import Quart
 
 from tests.webapp.conftest import services_of, unsigned
-from tests.webapp.test_search_features import seed_catalog
-from webapp.adapters.cache import free_port
-from webapp.app import create_app
-from webapp.config import Settings, SuggestSettings
-from webapp.embedding.embedder import ClipModel
+from tests.webapp.helpers import seed_catalog
 from webapp.search.service import SearchRequest, search_stages
 
 CATALOG = [
@@ -31,32 +22,6 @@ CATALOG = [
     {"title": "Floral summer dress"},
     {"title": "Wool coat"},
 ]
-
-
-@pytest.fixture(name="live")
-async def _live(settings: Settings, tiny_clip: ClipModel) -> AsyncIterator[tuple[Quart, str]]:
-    """The app behind a real Hypercorn socket on loopback. Every search comes from this one
-    address, so one client's search teaches a suggestion here (test_fair_share holds the number
-    of clients a suggestion needs)."""
-    app = create_app(settings.model_copy(update={"suggest": SuggestSettings(min_clients=1)}), clip=tiny_clip)
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    base = f"127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=f"http://{base}") as http:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the live server did not become ready")
-    yield app, base
-    stop.set()
-    await server
 
 
 async def frames(ws: Any, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:

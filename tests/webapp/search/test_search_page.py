@@ -10,10 +10,8 @@ from quart import Quart
 
 from tests.conftest import ADMIN_TOKEN, CHROMIUM_FLAGS
 from tests.webapp.conftest import listing, photo, services_of
-from tests.webapp.test_suggest_stream import _live  # noqa: F401  (the live-server fixture)
+from tests.webapp.helpers import ARTIFACTS
 from webapp.embedding.worker import EmbeddingWorker
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 ITEMS = [
     ("Faded denim jacket", "outerwear", "M", "34.50"),

@@ -1,6 +1,6 @@
 """Worker processes that die by SIGKILL, for test_worker.py.
 
-Run as ``python -m tests.webapp.crash_worker`` with the test's settings in the environment; it
+Run as ``python -m tests.webapp.embedding.crash_worker`` with the test's settings in the environment; it
 uses the real worker code. By default its model's forward pass kills the process after claiming
 a batch and before committing it. With ``CRASH_ON_IMAGE_KEY`` set it drains the queue like a
 real worker and dies only when it reads that one photo (a photo that crashes the process).

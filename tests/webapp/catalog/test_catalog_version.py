@@ -8,7 +8,7 @@ import asyncpg
 from quart import Quart
 
 from tests.webapp.conftest import services_of
-from tests.webapp.test_search_features import get, seed_catalog
+from tests.webapp.helpers import get, seed_catalog
 from webapp.config import Settings
 
 

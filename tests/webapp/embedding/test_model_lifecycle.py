@@ -17,7 +17,7 @@ from quart import Quart
 from quart.testing import QuartClient
 
 from tests.webapp.conftest import image_file, photo, service_env, upload
-from tests.webapp.test_cli import prethrift
+from tests.webapp.helpers import prethrift
 from webapp.adapters.db import vector_index_name
 from webapp.app import create_app
 from webapp.config import Settings

@@ -9,7 +9,7 @@ from typing import Any
 from quart import Quart
 
 from tests.webapp.conftest import services_of
-from tests.webapp.test_search_features import _big_app, get, seed_catalog  # noqa: F401 (fixture)
+from tests.webapp.helpers import get, seed_catalog
 from webapp.adapters.db import index_distance, sql_literal
 from webapp.catalog.filters import SearchFilters
 from webapp.search.repo import VectorQueries, graph_predicate
