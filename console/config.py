@@ -33,6 +33,8 @@ class ConsoleConfig:
     # Proxies whose X-Forwarded-For entry names the client (PRETHRIFT_LIMITS_TRUSTED_PROXIES,
     # as for the API: both sit behind the same load balancer).
     trusted_proxies: int = 0
+    # The shop's search page, for the Demand page's "run this search" links.
+    search_page_url: str = "http://127.0.0.1:8000/"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsoleConfig:
@@ -58,4 +60,6 @@ class ConsoleConfig:
             password=password,
             login=settings.console_login,
             trusted_proxies=settings.limits.trusted_proxies,
+            # Unset: the page `prethrift run` serves on this machine.
+            search_page_url=settings.analytics.search_page_url or f"http://127.0.0.1:{settings.port}/",
         )

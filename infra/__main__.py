@@ -126,6 +126,9 @@ def main() -> None:
             log_groups=logs.group_names,
             log_group_arns=logs.group_arns,
             region=region,
+            search_log=cfg.search_log,
+            # The Demand page links to the shop's search page, or to this stack's own.
+            search_page_url=cfg.search_log.search_page_url or lb.url.apply(lambda url: url.rstrip("/") + "/"),
         ),
     )
     Alarms(

@@ -153,6 +153,18 @@ class AppConfig:
 
 
 @dataclass(frozen=True)
+class SearchLogConfig:
+    """The search log behind the console's Demand page (webapp/analytics)."""
+
+    raw_retention_days: int = 30
+    """Days raw searches and clicks are kept (PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS)."""
+    rollup_retention_days: int = 400
+    """Days the daily rollups are kept (PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS)."""
+    search_page_url: str | None = None
+    """The shop's search page the Demand page links to; unset: this stack's own page (its URL)."""
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything that differs between stacks, validated."""
 
@@ -169,6 +181,7 @@ class StackConfig:
     gpu_worker: GpuWorkerConfig = field(default_factory=GpuWorkerConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    search_log: SearchLogConfig = field(default_factory=SearchLogConfig)
 
     @property
     def name_prefix(self) -> str:
@@ -188,6 +201,7 @@ _SECTIONS: dict[str, tuple[str, type[Any]]] = {
     "gpuWorker": ("gpu_worker", GpuWorkerConfig),
     "observability": ("observability", ObservabilityConfig),
     "storage": ("storage", StorageConfig),
+    "searchLog": ("search_log", SearchLogConfig),
 }
 
 

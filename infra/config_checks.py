@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig, TaskSize
+    from infra.config import SearchLogConfig, StackConfig, TaskSize
 
 
 class ConfigError(ValueError):
@@ -100,6 +100,16 @@ def _validate_alarms(config: StackConfig) -> None:
         )
 
 
+def _validate_search_log(cfg: SearchLogConfig) -> None:
+    if not 1 <= cfg.raw_retention_days <= cfg.rollup_retention_days:
+        raise ConfigError(
+            "prethrift:searchLog.rawRetentionDays must be at least 1 and at most "
+            "prethrift:searchLog.rollupRetentionDays (the daily rollups are made from the raw log)"
+        )
+    if cfg.search_page_url and not cfg.search_page_url.startswith(("https://", "http://")):
+        raise ConfigError("prethrift:searchLog.searchPageUrl must be an https:// URL (the shop's search page)")
+
+
 def validate(config: StackConfig) -> None:
     """Refuse settings that would deploy something broken or unsafe, naming the key to change."""
     _validate_edge(config)
@@ -113,6 +123,7 @@ def validate(config: StackConfig) -> None:
         if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
             raise ConfigError(f"prethrift:{key} must look like sha256:<64 hex digits>")
     _validate_alarms(config)
+    _validate_search_log(config.search_log)
     if not 0.0 <= config.app.trace_sample_ratio <= 1.0:
         raise ConfigError("prethrift:app.traceSampleRatio must be between 0 and 1")
     if config.network.az_count < 2:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 
-from infra.config import AppConfig
+from infra.config import AppConfig, SearchLogConfig
 from infra.loadbalancer import IDLE_TIMEOUT_S, WEBSOCKET_IDLE_S
 from infra.observability import CLOUDWATCH_METRICS, METRICS_NAMESPACE
 from infra.ports import API_PORT, WORKER_METRICS_PORT
@@ -50,6 +50,9 @@ class ContainerArgs:
     """Log group name by stream: each program, `otel` and `metrics`."""
     images_cdn_url: pulumi.Input[str] | None = None
     """The photos' CDN origin: the API's photo URLs point there."""
+    search_log: SearchLogConfig = field(default_factory=SearchLogConfig)
+    search_page_url: pulumi.Input[str] | None = None
+    """The shop's search page, for the console's Demand page links."""
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -154,8 +157,15 @@ def app_environment(
         # wrong passwords are counted (one lockout must not hold up everyone behind the ALB).
         env |= {"PRETHRIFT_HOST": "0.0.0.0", "PRETHRIFT_CONSOLE_PORT": str(port)}
         env |= {"PRETHRIFT_LIMITS_TRUSTED_PROXIES": "1"}
+        if args.search_page_url is not None:
+            env |= {"PRETHRIFT_ANALYTICS_SEARCH_PAGE_URL": args.search_page_url}
     if program in ("worker", "gpu-worker"):
         env |= {"PRETHRIFT_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT)}
+        # The worker rolls up the search log and deletes what is past these.
+        env |= {
+            "PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS": str(args.search_log.raw_retention_days),
+            "PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS": str(args.search_log.rollup_retention_days),
+        }
     return env | args.extra_env
 
 

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
-from infra.config import AppConfig, CapacityStrategy, GpuWorkerConfig, TaskSize
+from infra.config import AppConfig, CapacityStrategy, GpuWorkerConfig, SearchLogConfig, TaskSize
 from infra.containers import ContainerArgs, container_definitions
 from infra.gpu import GpuCapacity, GpuCapacityArgs
 from infra.ports import API_PORT, CONSOLE_PORT
@@ -51,6 +51,8 @@ class ServicesArgs:
     log_group_arns: dict[str, pulumi.Output[str]]
     region: str = "us-east-1"
     extra_env: dict[str, str] = field(default_factory=dict)
+    search_log: SearchLogConfig = field(default_factory=SearchLogConfig)
+    search_page_url: pulumi.Input[str] | None = None
 
 
 class Services(pulumi.ComponentResource):
@@ -104,6 +106,8 @@ class Services(pulumi.ComponentResource):
             log_groups=args.log_groups,
             images_cdn_url=args.images_cdn_url,
             extra_env=args.extra_env,
+            search_log=args.search_log,
+            search_page_url=args.search_page_url,
         )
 
         specs: list[tuple[str, TaskSize, list[str], int | None, pulumi.Output[str] | None]] = [

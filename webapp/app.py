@@ -21,6 +21,7 @@ from werkzeug.datastructures import Headers
 from webapp.adapters.cache import RedisBackend
 from webapp.adapters.db import DATABASE_USED
 from webapp.adapters.storage import ImageNotFound, LocalStorage
+from webapp.analytics.routes import blueprint as analytics_blueprint
 from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
     app.register_blueprint(webhooks_blueprint)
+    app.register_blueprint(analytics_blueprint)
 
     @app.while_serving  # type: ignore[type-var]
     async def lifespan() -> AsyncIterator[None]:
@@ -97,6 +99,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
             app.extensions["metrics_writer"] = writer
             stop = asyncio.Event()
             query_log = asyncio.create_task(services.query_log.run(stop))
+            search_log = asyncio.create_task(services.search_log.run(stop))
             # Which key this API serves: `prethrift retire` refuses to retire it meanwhile.
             replica = metrics_settings.replica
             beating = asyncio.create_task(
@@ -117,6 +120,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
                     with contextlib.suppress(asyncio.CancelledError):
                         await background
                     await query_log
+                    await search_log
                     await beating
 
     @app.before_request

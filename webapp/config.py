@@ -309,6 +309,10 @@ class LimitsSettings(BaseSettings):
     photo_search_concurrency: int = Field(default=2, ge=1)
     concurrency_wait_s: float = Field(default=2.0, ge=0, le=60)
     upload_per_s: float = Field(default=50.0, gt=0)
+    # Click reports (POST /api/events): a shopper clicks a few results a minute; a page that
+    # reports every click of a busy session stays far below this.
+    events_per_s: float = Field(default=5.0, gt=0)
+    events_burst: int = Field(default=30, ge=1)
     upload_burst: int = Field(default=100, ge=1)
     # Proxies in front of the service whose X-Forwarded-For entry is trusted: 1 behind the ALB,
     # 0 (use the socket's peer address) when clients connect directly.
@@ -420,6 +424,46 @@ class ConsoleLoginSettings(BaseSettings):
         return self
 
 
+class AnalyticsSettings(BaseSettings):
+    """The search log behind the console's Demand page (``PRETHRIFT_ANALYTICS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_ANALYTICS_", extra="ignore", env_ignore_empty=True)
+
+    # Off: searches and clicks are not recorded (the Demand page shows what was recorded before).
+    enabled: bool = True
+    # Raw searches and clicks are deleted after this many days; the daily rollups the page reads
+    # for longer periods are kept for rollup_retention_days.
+    raw_retention_days: int = Field(default=30, ge=1, le=3650)
+    rollup_retention_days: int = Field(default=400, ge=1, le=36500)
+    # Searches waiting to be written; past this, new ones are dropped (and counted) rather than
+    # holding up a search, so a database outage or a flood cannot grow the process.
+    queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Rows per COPY, and how often the writer wakes when fewer are waiting.
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # How often the worker rolls up the log and deletes what has expired.
+    upkeep_interval_s: float = Field(default=300.0, gt=0)
+    # The shop's search page, for the console's "reproduce this search" links (q and filters
+    # are added as its query string); unset: the local page under `prethrift run`.
+    search_page_url: str | None = None
+
+    @field_validator("search_page_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL, like https://shop.example/search")
+        return value
+
+    @model_validator(mode="after")
+    def _rollups_outlive_raw(self) -> AnalyticsSettings:
+        if self.rollup_retention_days < self.raw_retention_days:
+            raise ValueError(
+                "PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS must be at least "
+                "PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS: rollups are made from the raw rows"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRETHRIFT_", extra="ignore", populate_by_name=True, env_ignore_empty=True
@@ -464,6 +508,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     suggest: SuggestSettings = Field(default_factory=SuggestSettings)
     imports: ImportSettings = Field(default_factory=ImportSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
 
     @field_validator("admin_token")
     @classmethod

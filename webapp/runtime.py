@@ -18,6 +18,8 @@ from webapp.adapters.db import create_pool, ensure_vector_index, run_migrations
 from webapp.adapters.embedded import development_token, embedded_defaults
 from webapp.adapters.replica import ReadPools, shuffled_hosts
 from webapp.adapters.storage import LocalStorage, S3Storage, Storage
+from webapp.analytics.log import SearchLog
+from webapp.analytics.retention import run_upkeep
 from webapp.config import DatabaseSettings, Settings
 from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
 from webapp.embedding.worker import EmbeddingWorker
@@ -134,6 +136,7 @@ async def open_services(
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool, settings.suggest),
             suggester=Suggester(pool, settings.suggest, reads=reads, catalog=cache.catalog),
+            search_log=SearchLog(pool, settings.analytics),
             readiness=readiness or Readiness(),
         )
 
@@ -165,12 +168,15 @@ async def run_worker(services: Services, stop: asyncio.Event, recorder: MetricsR
         services.pool, services.embedder, services.storage, services.settings.worker, recorder
     )
     # Imports that webhooks queued are applied here too: their photos are fetched off the
-    # request path, by the process that then embeds them.
+    # request path, by the process that then embeds them. The search log's rollups and expiry
+    # ride along as well: every deployment runs a worker.
     imports = asyncio.create_task(run_import_loop(services, stop, services.settings.worker.poll_interval_s))
+    upkeep = asyncio.create_task(run_upkeep(services.pool, services.settings.analytics, stop))
     try:
         await worker.run(stop)
     finally:
         # A job cut short stays queued under its lease and is applied again later.
-        imports.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await imports
+        for task in (imports, upkeep):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

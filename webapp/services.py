@@ -37,6 +37,12 @@ class QueryRecorder(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
+class SearchLogWriter(Protocol):
+    """The search log's writer, run from start-up to shutdown (analytics.log.SearchLog)."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
 class SuggestionSource(Protocol):
     """Suggestions while a shopper types (suggest.repo.Suggester)."""
 
@@ -77,6 +83,8 @@ class Services:
     # Searches shoppers ran, recorded off the request path; suggestions read them back.
     query_log: QueryRecorder
     suggester: SuggestionSource
+    # Every search, for the console's Demand page, written off the request path (webapp/analytics).
+    search_log: SearchLogWriter
     readiness: Readiness = field(default_factory=Readiness)
 
     @property

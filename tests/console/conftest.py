@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
+import contextlib
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
 
+import asyncpg
+from pydantic import SecretStr
+
+from webapp.adapters.cache import free_port
+from webapp.analytics.log import SearchLog, SearchRecord
+from webapp.analytics.repo import insert_click
+from webapp.config import Settings
 from webapp.suggest.repo import QueryLog
 
 
@@ -17,3 +28,47 @@ async def record_searches(database_url: str, searches: list[tuple[str, str]]) ->
         await log.flush()
     finally:
         await pool.close()
+
+
+async def record_demand(
+    database_url: str, searches: list[SearchRecord], clicks: list[tuple[str, int, int]]
+) -> None:
+    """Log searches through the API's search log, and clicks (search id, item id, position)."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        log = SearchLog(pool)
+        for record in searches:
+            log.record(record)
+        await log.flush()
+        async with pool.acquire() as connection:
+            for search_id, item_id, position in clicks:
+                await insert_click(connection, search_id, "tab-1", item_id, position)
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def running_console(settings: Settings, password: str) -> AsyncIterator[str]:
+    """`prethrift console`'s own server over the test database, with a password; its base URL."""
+    from webapp.cli.serving import serve_console
+
+    port = free_port()
+    console_settings = settings.model_copy(
+        update={"console_port": port, "console_password": SecretStr(password)}
+    )
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve_console(console_settings, stop))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                await asyncio.to_thread(urllib.request.urlopen, base, timeout=2)
+            except urllib.error.HTTPError as error:
+                assert error.code == 401  # up, and asking for the password
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        yield base
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 30)

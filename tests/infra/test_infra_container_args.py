@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 
-from infra.config import AppConfig
+from infra.config import AppConfig, SearchLogConfig
 from infra.containers import SERVICE_SECRETS, ContainerArgs, container_definitions
 from infra.ports import API_PORT, CONSOLE_PORT
 
@@ -80,3 +81,23 @@ def test_console_and_worker_get_only_their_secrets_and_extra_env() -> None:
     assert "portMappings" not in worker[0] and "PRETHRIFT_ADMIN_TOKEN" not in {
         s["name"] for s in worker[0]["secrets"]
     }
+
+
+def test_the_worker_gets_the_search_log_retention_of_the_stack_files(stack_files: dict[str, Any]) -> None:
+    for stack_file in stack_files.values():
+        days = stack_file["prethrift:searchLog"]
+        search_log = SearchLogConfig(days["rawRetentionDays"], days["rollupRetentionDays"])
+
+        async def build(program: str, port: int | None, search_log: SearchLogConfig = search_log) -> Any:
+            # Outputs bind to the running loop: the arguments are made inside it.
+            shop = "https://shop.example.net/search"
+            args = replace(_args(), search_log=search_log, search_page_url=shop)
+            return await container_definitions(args, program, [program], "img@sha", port).future()
+
+        worker = json.loads(asyncio.run(build("worker", None)))[0]
+        env = {e["name"]: e["value"] for e in worker["environment"]}
+        assert env["PRETHRIFT_ANALYTICS_RAW_RETENTION_DAYS"] == str(days["rawRetentionDays"])
+        assert env["PRETHRIFT_ANALYTICS_ROLLUP_RETENTION_DAYS"] == str(days["rollupRetentionDays"])
+        console = json.loads(asyncio.run(build("console", CONSOLE_PORT)))[0]
+        env = {e["name"]: e["value"] for e in console["environment"]}
+        assert env["PRETHRIFT_ANALYTICS_SEARCH_PAGE_URL"] == "https://shop.example.net/search"

@@ -476,6 +476,9 @@ def test_gpu_worker_is_off_by_default_and_runs_on_ec2_when_on(records: dict[str,
         ("app", {"imageTag": ""}, "imageTag is required"),
         ("app", {"imageDigest": "latest"}, "sha256"),
         ("app", {"gpuImageDigest": "sha256:abc"}, "gpuImageDigest must look like sha256"),
+        ("searchLog", {"rawRetentionDays": 500, "rollupRetentionDays": 400}, "rawRetentionDays must be"),
+        ("searchLog", {"rawRetentionDays": 0}, "rawRetentionDays must be"),
+        ("searchLog", {"searchPageUrl": "shop.example.net"}, "searchPageUrl must be"),
     ],
 )
 def test_config_refuses_unsafe_values(section: str, values: dict[str, Any], message: str) -> None:

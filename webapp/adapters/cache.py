@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -27,6 +28,10 @@ from webapp.catalog.version import CatalogVersion
 from webapp.observability.telemetry import CACHE_ERRORS, CACHE_REQUESTS
 
 log = structlog.get_logger(__name__)
+
+# Whether each result-cache look-up of the current request found its page, in order, once a
+# caller asks by setting a list here (the search log records whether a page was served cached).
+RESULT_LOOKUPS: ContextVar[list[bool] | None] = ContextVar("result_lookups", default=None)
 
 T = TypeVar("T")
 
@@ -160,6 +165,9 @@ class Cache:
         CACHE_REQUESTS.labels(cache="result", outcome="hit" if raw else "miss").inc()
         if self.recorder is not None:
             self.recorder.cache_lookup("result", raw is not None)
+        seen = RESULT_LOOKUPS.get()
+        if seen is not None:
+            seen.append(raw is not None)
         return raw
 
     async def set_result(self, key: str, value: bytes) -> None:

@@ -164,7 +164,7 @@ def limit_headers(seconds: float) -> dict[str, str]:
 
 class RateLimits:
     """The per-client limiters of one app, by name (search, photo_search, similar, upload,
-    ws_open), and the in-flight slots of the expensive ones (search, photo_search, similar)."""
+    events, ws_open), and the in-flight slots of the expensive ones (search, photo_search, similar)."""
 
     def __init__(self, settings: LimitsSettings) -> None:
         self.settings = settings
@@ -173,6 +173,7 @@ class RateLimits:
             "photo_search": ClientLimiter(settings.photo_search_per_s, settings.photo_search_burst),
             "similar": ClientLimiter(settings.similar_per_s, settings.similar_burst),
             "upload": ClientLimiter(settings.upload_per_s, settings.upload_burst),
+            "events": ClientLimiter(settings.events_per_s, settings.events_burst),
             "ws_open": ClientLimiter(
                 settings.ws_opens_per_s, settings.ws_open_burst, max_bar_s=settings.ws_flood_bar_s
             ),

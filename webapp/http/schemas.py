@@ -42,6 +42,24 @@ class Page(BaseModel):
     offset: int = Field(default=0, ge=0, le=1000)
 
 
+# A page's anonymous per-tab id (random, made by the page; never derived from the shopper).
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+# The id a search answer carries (webapp/analytics/log.py makes them), as its clicks name it.
+SearchId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class Tracked(BaseModel):
+    session_id: SessionId | None = Field(
+        default=None,
+        description="The page's anonymous per-tab id (random; up to 64 letters, digits and dashes), "
+        "for the search log",
+    )
+
+
+class PhotoPage(Page, Tracked):
+    """A page of photo search results."""
+
+
 def _printable(value: str) -> str:
     # PostgreSQL text cannot hold NUL, and no shopper types control characters.
     if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
@@ -152,7 +170,7 @@ class FilterParams(BaseModel):
         return SearchFilters(**{f.name: getattr(self, f.name) for f in fields(SearchFilters)})
 
 
-class TextSearch(Page, FilterParams):
+class TextSearch(Page, FilterParams, Tracked):
     """Text search; without ``q`` it lists the items that pass the filters."""
 
     q: Query | None = None
@@ -241,6 +259,11 @@ class SearchPageOut(BaseModel):
     )
     interpreted: Interpreted | None = Field(
         default=None, description="Present when constraints were taken out of q (see the parse parameter)"
+    )
+    search_id: str | None = Field(
+        default=None,
+        description="This search's random id: report clicks on its results with it (POST /api/events); "
+        "none on similar-item pages",
     )
 
 

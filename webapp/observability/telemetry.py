@@ -22,6 +22,12 @@ CACHE_ERRORS = Counter(
 EMBEDDINGS = Counter("prethrift_embeddings_total", "Item images embedded by the worker")
 EMBEDDING_FAILURES = Counter("prethrift_embedding_failures_total", "Embedding attempts that failed", ["final"])
 QUEUE_DEPTH = Gauge("prethrift_embedding_queue_depth", "Embedding jobs waiting")
+SEARCH_LOG_DROPPED = Counter(
+    "prethrift_search_log_dropped_total",
+    "Searches left out of the search log: queue full (writer behind) or a failed write",
+    ["reason"],
+)
+SEARCH_LOG_WRITTEN = Counter("prethrift_search_log_written_total", "Searches written to the search log")
 REQUEST_LATENCY = Histogram(
     "prethrift_request_seconds",
     "Request latency by route",

@@ -15,12 +15,15 @@ from quart_schema import (
 )
 from quart_schema.pydantic import File
 
+from webapp.analytics.capture import SearchWatch
+from webapp.analytics.log import search_log_of
 from webapp.catalog.filters import parse_facet_names
 from webapp.http.jsonio import dumps_bytes
 from webapp.http.ratelimit import current_client, rate_limited
 from webapp.http.schemas import (
     Interpreted,
     Page,
+    PhotoPage,
     SearchHitOut,
     SearchPageOut,
     StreamLineOut,
@@ -60,7 +63,11 @@ async def to_request(svc: Services, args: TextSearch, version: int) -> tuple[Sea
 
 
 async def page_out(
-    svc: Services, hits: list[Hit], page: Page, interpreted: Interpreted | None = None
+    svc: Services,
+    hits: list[Hit],
+    page: Page,
+    interpreted: Interpreted | None = None,
+    search_id: str | None = None,
 ) -> SearchPageOut:
     items = [SearchHitOut.from_row(h, await svc.storage.url(h.image_key)) for h in hits]
     full = len(items) == page.limit
@@ -70,6 +77,7 @@ async def page_out(
         offset=page.offset,
         next_offset=page.offset + page.limit if full else None,
         interpreted=interpreted,
+        search_id=search_id,
     )
 
 
@@ -81,13 +89,16 @@ async def page_out(
 async def search(query_args: TextSearch) -> SearchPageOut:
     """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
+    watch = SearchWatch(query_args.session_id)
     # Read once: the parse, the page and its facets see the same catalog.
     version = await catalog_version(svc)
     request, interpreted = await to_request(svc, query_args, version)
     hits = await search_text(svc, request, version)
     _learn(svc, query_args, hits, current_client())
-    page = await page_out(svc, hits, query_args, interpreted)
-    return await with_facets(svc, page, request, query_args, version)
+    page = await page_out(svc, hits, query_args, interpreted, watch.search_id)
+    page = await with_facets(svc, page, request, query_args, version)
+    watch.text(search_log_of(svc), query_args, interpreted, len(hits))
+    return page
 
 
 async def with_facets(
@@ -120,6 +131,7 @@ async def search_stream(query_args: TextSearch) -> Response:
     and carries the facet counts when they were asked for.
     """
     svc = services()
+    watch = SearchWatch(query_args.session_id)
     version = await catalog_version(svc)
     request, interpreted = await to_request(svc, query_args, version)
     stages = search_stages(svc, request, version)
@@ -133,10 +145,11 @@ async def search_stream(query_args: TextSearch) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         stage, hits = first
         while True:
-            page = await page_out(svc, hits, query_args, interpreted)
+            page = await page_out(svc, hits, query_args, interpreted, watch.search_id)
             if stage == "final":
                 _learn(svc, query_args, hits, current_client())
                 page = await with_facets(svc, page, request, query_args, version)
+                watch.text(search_log_of(svc), query_args, interpreted, len(hits))
             yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":
                 return
@@ -150,15 +163,18 @@ async def search_stream(query_args: TextSearch) -> Response:
 
 @blueprint.post("/api/search/image")
 @rate_limited("photo_search")
-@validate_querystring(Page)
+@validate_querystring(PhotoPage)
 @validate_request(PhotoSearch, source=DataSource.FORM_MULTIPART)
 @validate_response(SearchPageOut)
 @document_errors(413, 415, 422, 503)
-async def search_by_photo(query_args: Page, data: PhotoSearch) -> SearchPageOut:
+async def search_by_photo(query_args: PhotoPage, data: PhotoSearch) -> SearchPageOut:
     """Find garments that look like an uploaded photo."""
     svc = services()
+    watch = SearchWatch(query_args.session_id)
     hits = await search_image(svc, data.image.read(), query_args.limit, query_args.offset)
-    return await page_out(svc, hits, query_args)
+    page = await page_out(svc, hits, query_args, search_id=watch.search_id)
+    watch.photo(search_log_of(svc), query_args, len(hits))
+    return page
 
 
 @blueprint.get("/api/items/<raw_id>/similar")

@@ -19,6 +19,19 @@ const CONDITIONS = { new_with_tags: "New with tags", like_new: "Like new", good:
 const FILTER_NAMES = ["category", "size", "colour", "brand", "condition", "price_min", "price_max"];
 
 const PAGE = 24;
+// An anonymous id for this tab, random and kept only while the tab lives: the search log groups
+// a shopper's searches and clicks by it, and it says nothing about who they are.
+const SESSION = (() => {
+  try {
+    const kept = sessionStorage.getItem("prethrift-session");
+    if (kept) return kept;
+    const made = crypto.randomUUID();
+    sessionStorage.setItem("prethrift-session", made);
+    return made;
+  } catch {
+    return crypto.randomUUID();
+  }
+})();
 let nextOffset = null;
 let lastParams = null;
 let searchToken = 0;
@@ -37,7 +50,14 @@ function money(item) {
   }
 }
 
-function card(item) {
+// Tells the service which result of which search was opened (for the console's demand figures).
+function reportClick(searchId, itemId, position) {
+  const body = JSON.stringify({ type: "click", search_id: searchId, item_id: itemId, position, session_id: SESSION });
+  fetch("/api/events", { method: "POST", headers: { "Content-Type": "application/json" }, body, keepalive: true })
+    .catch(() => {});
+}
+
+function card(item, searchId = null, position = null) {
   const el = document.createElement("article");
   el.className = "card";
   el.dataset.id = item.id;
@@ -45,7 +65,10 @@ function card(item) {
   img.src = item.image_url;
   img.alt = item.title;
   img.loading = "lazy";
-  el.addEventListener("click", () => openItem(item.id).catch((e) => setStatus(String(e), true)));
+  el.addEventListener("click", () => {
+    if (searchId) reportClick(searchId, item.id, position);
+    openItem(item.id).catch((e) => setStatus(String(e), true));
+  });
   const body = document.createElement("div");
   body.className = "body";
   const title = document.createElement("div");
@@ -71,9 +94,9 @@ function card(item) {
   return el;
 }
 
-function render(items, append) {
+function render(items, append, searchId = null) {
   if (!append) results.replaceChildren();
-  for (const item of items) results.append(card(item));
+  for (const item of items) results.append(card(item, searchId, results.children.length));
 }
 
 function params(offset) {
@@ -87,6 +110,7 @@ function params(offset) {
   out.set("limit", String(PAGE));
   out.set("offset", String(offset));
   out.set("facets", "all");
+  out.set("session_id", SESSION);
   return out;
 }
 
@@ -121,7 +145,7 @@ async function streamSearch(query, append) {
       buffered = buffered.slice(newline + 1);
       if (!line) continue;
       const page = JSON.parse(line);
-      render(page.items, append);
+      render(page.items, append, page.search_id);
       if (page.stage === "final") {
         if (!append) {
           renderFacets(page.facets || {});
@@ -328,13 +352,13 @@ photo.addEventListener("change", async () => {
   setStatus("Looking for similar items…");
   const body = new FormData();
   body.append("image", file);
-  const response = await fetch(`/api/search/image?limit=${PAGE}`, { method: "POST", body });
+  const response = await fetch(`/api/search/image?limit=${PAGE}&session_id=${SESSION}`, { method: "POST", body });
   if (!response.ok) {
     setStatus(await errorText(response), true);
     return;
   }
   const page = await response.json();
-  render(page.items, false);
+  render(page.items, false, page.search_id);
   more.hidden = true;
   setStatus(`${page.items.length} look-alike item${page.items.length === 1 ? "" : "s"}`);
 });
@@ -395,3 +419,20 @@ input.addEventListener("input", () => {
 input.addEventListener("blur", () => setTimeout(() => (suggestBox.hidden = true), 150));
 
 connect();
+
+// A link with q and filters (the console's "reproduce this search") runs that search on arrival.
+(() => {
+  const given = new URLSearchParams(location.search);
+  let any = false;
+  if (given.get("q")) {
+    input.value = given.get("q");
+    any = true;
+  }
+  for (const name of FILTER_NAMES) {
+    if (given.get(name)) {
+      filterInput(name).value = given.get(name);
+      any = true;
+    }
+  }
+  if (any) search();
+})();

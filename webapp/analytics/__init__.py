@@ -1,0 +1,1 @@
+"""What shoppers search for and pick: the search log, click events, rollups and demand gaps."""
