@@ -18,6 +18,7 @@ from infra.ports import API_PORT, CONSOLE_PORT
 def _args(**extra_env: str) -> ContainerArgs:
     names = (
         "DATABASE_URL",
+        "DATABASE_READ_URL",
         "REDIS_URL",
         "PRETHRIFT_ADMIN_TOKEN",
         "PRETHRIFT_CONSOLE_PASSWORD",
