@@ -5,6 +5,7 @@ admin routes."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,10 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
             (sites.ids["Camel wool coat"], "SR-coat-1042", True)
         ]
         await expect(dialog.get_by_role("heading", name="Camel wool coat")).to_be_visible()
+        # The pick is reported across origins to the click log, with the search it came from and
+        # the tab's session, and nothing that names the shopper.
+        clicked = await _recorded_click(sites, sites.ids["Camel wool coat"])
+        assert clicked["search_id"] == picks[0]["search_id"] and clicked["session_id"] in sent[-1] + "".join(sent)
         shot = dialog.locator("img.shot")
         cover, second = (p["image_url"].split("?")[0] for p in picks[0]["item"]["photos"])
         await expect(shot).to_have_attribute("src", re.compile(re.escape(cover)))
@@ -125,6 +130,20 @@ async def test_a_shop_embeds_the_widget_from_another_origin(
         assert kept.json()["price"] == "12.00"
         assert errors == []
         await browser.close()
+
+
+async def _recorded_click(sites: Sites, item_id: int) -> dict[str, Any]:
+    """The click row the API logged for ``item_id`` (clicks are written off the request path)."""
+    pool = sites.app.extensions["prethrift"].pool
+    for _ in range(100):
+        async with pool.acquire() as connection:
+            row = await connection.fetchrow(
+                "SELECT search_id, session_id, position FROM search_clicks WHERE item_id = $1", item_id
+            )
+        if row is not None:
+            return dict(row)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no click was recorded for item {item_id}")
 
 
 async def test_a_storefront_not_on_the_list_gets_nothing(sites: Sites, chromium: str) -> None:
