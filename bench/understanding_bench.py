@@ -25,8 +25,9 @@ import asyncpg
 from bench import catalog
 from bench.services import DATA
 from webapp.adapters.db import EmbeddedPostgres, migrate
-from webapp.catalog.filters import SearchFilters
-from webapp.search.facets import NAMES, count_facets
+from webapp.catalog.filters import FACET_NAMES, SearchFilters
+from webapp.config import DatabaseSettings
+from webapp.search.facets import count_facets
 from webapp.search.forgive import load_synonyms
 from webapp.search.parse import ALIASES_FILE, Vocabulary, load_aliases, parse_query
 from webapp.search.repo import VectorQueries, catalog_names, search_words
@@ -88,7 +89,7 @@ async def run(items: int, rounds: int) -> None:
     try:
         print(await _load(dsn, items))
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-        queries = VectorQueries("bench/none", 8)
+        queries = VectorQueries("bench/none", 8, DatabaseSettings())
         async with pool.acquire() as connection:
             started = time.perf_counter()
             brands, colours = await catalog_names(connection)
@@ -126,12 +127,12 @@ async def run(items: int, rounds: int) -> None:
                     for wanted in (filters, SearchFilters()):
                         ranked = await queries.keyword(connection, text, limit=CANDIDATES, filters=wanted)
                         ids.update(dict.fromkeys(h.id for h in ranked))
-                    await count_facets(connection, NAMES, filters, list(ids))
+                    await count_facets(connection, FACET_NAMES, filters, list(ids))
 
         async def facets_browse(filters: SearchFilters) -> Callable[[], Awaitable[object]]:
             async def work() -> None:
                 async with pool.acquire() as connection:
-                    await count_facets(connection, NAMES, filters)
+                    await count_facets(connection, FACET_NAMES, filters)
 
             return work
 

@@ -25,8 +25,6 @@ class ModelQueries(Protocol):
 
     model_key: str
 
-    async def ensure_graphs(self, connection: asyncpg.Connection) -> object: ...
-
 
 class QueryRecorder(Protocol):
     """Searches shoppers ran, recorded off the request path (suggest.repo.QueryLog)."""

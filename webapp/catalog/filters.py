@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import Any
 
 
 class Mode(enum.StrEnum):
@@ -56,3 +57,26 @@ class SearchFilters:
 
     def cache_key(self) -> tuple[object, ...]:
         return tuple(str(getattr(self, f.name)) for f in fields(self))
+
+
+def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.status = 'ready'") -> str:
+    """SQL conditions on ``items i`` for the active filters; appends their parameters.
+
+    Search sees only ready items; the seller's listing passes its own ``status`` condition.
+    """
+    clauses = [status]
+    for column in ("category", "size", "colour", "brand"):
+        value = getattr(filters, column)
+        if value is not None:
+            params.append(value.lower())
+            clauses.append(f"lower(i.{column}) = ${len(params)}")
+    if filters.condition is not None:
+        params.append(filters.condition)
+        clauses.append(f"i.condition = ${len(params)}")
+    if filters.price_min is not None:
+        params.append(filters.price_min)
+        clauses.append(f"i.price >= ${len(params)}")
+    if filters.price_max is not None:
+        params.append(filters.price_max)
+        clauses.append(f"i.price <= ${len(params)}")
+    return " AND ".join(clauses)

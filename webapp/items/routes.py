@@ -14,6 +14,7 @@ from quart_schema import (
     validate_response,
 )
 
+from webapp.catalog.filters import filter_sql
 from webapp.embedding.model_keys import pending_reason
 from webapp.http.auth import is_admin, require_admin
 from webapp.http.errors import ApiError
@@ -30,7 +31,6 @@ from webapp.http.schemas import (
 from webapp.items.edit import ItemPatch, edit_item, parse_patch
 from webapp.items.repo import Item, delete_item, list_items, select_item
 from webapp.items.service import ItemUpload, create_item
-from webapp.search.repo import filter_sql
 from webapp.services import services
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")
