@@ -279,7 +279,8 @@ class Suggester:
     """Answers for a typed prefix, shared by every socket of the process for a few seconds.
 
     Shoppers type the same first letters; without this each keystroke of each socket costs two
-    queries (bench: p99 137 ms at 200 sockets, from waiting for pooled connections).
+    queries, and many sockets at once queue for pooled connections (bench/README.md,
+    search_bench's suggestion round trip).
     """
 
     PREVIEW_ITEMS = 4
