@@ -23,7 +23,7 @@ from webapp.adapters.storage import ImageNotFound, LocalStorage
 from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
-from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.embedding.processes import return_freed_pixels_to_the_os
 from webapp.http.auth import ADMIN_TOKEN
 from webapp.http.errors import DATABASE_RETRY_AFTER_S, ApiError, database_unavailable, register_error_handlers
 from webapp.http.jsonio import OrjsonProvider

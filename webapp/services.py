@@ -13,7 +13,7 @@ from webapp.adapters.cache import Cache
 from webapp.adapters.storage import Storage
 from webapp.config import Settings
 from webapp.embedding.embedder import Embedder
-from webapp.embedding.images import DecodeBudget, PhotoDecoder
+from webapp.embedding.photo_decoder import DecodeBudget, PhotoDecoder
 from webapp.http.errors import DatabaseOutage
 
 

@@ -43,7 +43,7 @@ from tests.webapp.conftest import (
 from webapp.app import create_app
 from webapp.config import LimitsSettings, Settings
 from webapp.embedding.embedder import ClipModel
-from webapp.embedding.images import jpeg_scans, png_chunks
+from webapp.embedding.structure import jpeg_scans, png_chunks
 
 log = structlog.get_logger(__name__)
 # "Answered" means within this on a busy shared machine; the bench measures latency itself.
