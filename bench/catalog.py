@@ -26,6 +26,7 @@ from pgvector.asyncpg import register_vector
 
 from webapp.adapters.db import migrate, vector_index_name
 from webapp.catalog.garment import CONDITIONS as APP_CONDITIONS
+from webapp.catalog.version import bump_catalog_version
 from webapp.config import DatabaseSettings
 from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
@@ -327,7 +328,7 @@ async def _load(
     report["copy_vectors_s"] = round(time.perf_counter() - started, 1)
     log(f"catalog: vectors copied in {report['copy_vectors_s']} s")
     # Result caches are keyed by the catalog version; a new catalog is a new version.
-    await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
+    await bump_catalog_version(connection)
     await connection.execute(f"CREATE TABLE {_MARKER} (id integer PRIMARY KEY, spec text NOT NULL)")
     await connection.execute(f"INSERT INTO {_MARKER} VALUES (1, $1)", spec.to_json())
 

@@ -14,27 +14,16 @@ import structlog
 
 from webapp.adapters.cache import Cache, LocalBackend, RedisBackend
 from webapp.adapters.db import create_pool, run_migrations
-from webapp.adapters.embedded import development_token, embedded_defaults
 from webapp.adapters.storage import LocalStorage, S3Storage, Storage
 from webapp.config import Settings
-from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
+from webapp.embedding.embedder import ClipModel, Embedder
+from webapp.embedding.model_keys import model_key_for
 from webapp.embedding.worker import EmbeddingWorker
 from webapp.observability.metrics_store import MetricsRecorder
 from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
 from webapp.services import Readiness, Services
 from webapp.suggest.repo import QueryLog, Suggester
-
-__all__ = [
-    "development_token",
-    "embedded_defaults",
-    "make_cache",
-    "make_storage",
-    "open_services",
-    "prepare_model",
-    "run_migrations",
-    "run_worker",
-]
 
 log = structlog.get_logger(__name__)
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from webapp.config import ClipSettings
 from webapp.embedding.batcher import MicroBatcher
-from webapp.embedding.model_keys import model_key_for as model_key_for  # where callers found it
+from webapp.embedding.model_keys import model_key_for
 from webapp.embedding.pixels import model_view
 from webapp.http.errors import ModelNotReady
 from webapp.observability.tracing import tracer
