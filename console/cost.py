@@ -1,4 +1,4 @@
-"""Costs per stack: the plan recorded at deploy time (infra/plan.py's JSON, written by the
+"""Costs per stack: the plan recorded at deploy time (infra/plan's JSON, written by the
 deploy workflow to ``s3://<IMAGES_BUCKET>/deploy/plan-<stack>.json``), and actual spend from
 AWS Cost Explorer when connected.
 

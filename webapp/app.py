@@ -56,7 +56,8 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
         raise ValueError("create_app needs DATABASE_URL; the CLI starts the embedded database")
     app = Quart(__name__)
     app.json = OrjsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = settings.storage.max_image_bytes + 64 * 1024
+    storage = settings.storage
+    app.config["MAX_CONTENT_LENGTH"] = max(storage.max_upload_bytes, storage.max_image_bytes) + 64 * 1024
     init_sentry(settings)
     configure_tracing(settings.telemetry)
     app.asgi_app = TracingMiddleware(app.asgi_app)  # type: ignore[method-assign,assignment]

@@ -143,6 +143,9 @@ class StorageSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("PRETHRIFT_IMAGES_CDN_URL", "PRETHRIFT_STORAGE_CDN_URL")
     )
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # One request's body: an item's photos together (each still at most max_image_bytes). Photos
+    # are decoded one at a time under the decode budget, so this bounds the body, not the work.
+    max_upload_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
 
     @field_validator("cdn_url")
     @classmethod
@@ -270,6 +273,9 @@ class LimitsSettings(BaseSettings):
     search_burst: int = Field(default=60, ge=1)
     photo_search_per_s: float = Field(default=2.0, gt=0)
     photo_search_burst: int = Field(default=10, ge=1)
+    # Photos one item may have (front, back, label, flaws): marketplaces allow 16 to 24; each
+    # costs a decode on upload, an embedding per model key and a row in every vector graph.
+    max_photos_per_item: int = Field(default=12, ge=1, le=100)
     similar_per_s: float = Field(default=10.0, gt=0)
     similar_burst: int = Field(default=30, ge=1)
     # Fair share: uncached work one client may have in flight at once (text search and facets,

@@ -3,8 +3,11 @@ stack, and the cost difference against another git revision."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import datetime
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+import infra.plan as plan_package
 from infra import pricing
+from infra import resource_types as T
 from infra.plan import (
     StackPlan,
     compare_plans,
@@ -24,21 +29,56 @@ from infra.plan import (
     plan_stack,
     price_resources,
 )
+from infra.plan.rules import PRICE_RULES
 from tests.infra.conftest import Record, containers
 
 REPO = Path(__file__).resolve().parents[2]
 HOURS = pricing.HOURS_PER_MONTH
 
 
-def test_price_table_states_source_and_date() -> None:
-    assert "aws.amazon.com/pricing" in pricing.SOURCE and "us-east-1" in pricing.SOURCE
-    assert pricing.AS_OF.startswith("20")
-    assert "Source:" in (pricing.__doc__ or "")
-    # Every price cites its public page in the module (no file outside the repository).
-    text = Path(pricing.__file__).read_text()
-    assert text.count("https://aws.amazon.com/") >= 10
-    assert pricing.RDS_POSTGRES_HOUR["db.t4g.medium"] == 0.065
-    assert pricing.FARGATE_VCPU_HOUR == 0.04048 and pricing.NAT_HOUR == 0.045
+def _prices_the_plan_reads() -> dict[str, Any]:
+    """Every `pricing.NAME` the plan's modules read, and the constants pricing's own functions
+    read for them, with their values."""
+    names: set[str] = set()
+    for module in Path(plan_package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                names |= {node.attr} if node.value.id == "pricing" else set()
+    for function in ast.walk(ast.parse(Path(pricing.__file__).read_text())):
+        if isinstance(function, ast.FunctionDef) and function.name in names:
+            names |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and n.id.isupper()}
+    return {name: getattr(pricing, name) for name in sorted(names)}
+
+
+def test_every_price_the_plan_reads_has_a_public_source_and_a_past_date() -> None:
+    numbers = {
+        name: value
+        for name, value in _prices_the_plan_reads().items()
+        if isinstance(value, int | float | dict) and name not in pricing.NOT_PRICES
+    }
+    assert {"FARGATE_VCPU_HOUR", "RDS_POSTGRES_HOUR", "NAT_HOUR", "CLOUDFRONT_GB"} <= set(numbers)
+    this_month = datetime.date.today().strftime("%Y-%m")
+    for name, value in numbers.items():
+        for price in value.values() if isinstance(value, dict) else [value]:
+            assert isinstance(price, pricing.Price), f"pricing.{name} has no stated source"
+            assert price.source.startswith("https://aws.amazon.com/"), name
+            assert re.fullmatch(r"20\d\d-(0[1-9]|1[0-2])", price.as_of) and price.as_of <= this_month, name
+
+
+def test_every_row_the_plan_prints_comes_from_the_table(records: dict[str, Record]) -> None:
+    for stack in ("dev", "prod", "gpu"):
+        plan = price_resources("prod" if stack == "gpu" else stack, records[stack])
+        for row in plan.rows:
+            # A resource is priced by its rule or listed free; anything else would print a guess.
+            assert row.is_usage or row.type in PRICE_RULES or row.type in pricing.FREE_TYPES, row.type
+            assert row.monthly_usd == 0 or row.is_usage or row.type in PRICE_RULES, row.type
+        printed = format_plan(plan).splitlines()
+        table = printed[printed.index("") + 2 : len(printed) - 4]
+        assert len(table) == len(plan.rows)
+        for row in plan.rows:
+            assert any(f" {row.name} " in line and f"{row.monthly_usd:,.2f}" in line for line in table), (
+                row.name
+            )
 
 
 def test_every_resource_is_listed_and_the_big_ones_priced(records: dict[str, Record]) -> None:
@@ -49,11 +89,11 @@ def test_every_resource_is_listed_and_the_big_ones_priced(records: dict[str, Rec
         assert not [r for r in plan.rows if "no price rule" in r.note]
         priced = {r.type for r in plan.rows if r.monthly_usd > 0}
         assert {
-            "aws:ecs/service:Service",
-            "aws:rds/instance:Instance",
-            "aws:elasticache/replicationGroup:ReplicationGroup",
-            "aws:lb/loadBalancer:LoadBalancer",
-            "aws:ec2/natGateway:NatGateway",
+            T.ECS_SERVICE,
+            T.RDS_INSTANCE,
+            T.ELASTICACHE_REPLICATION_GROUP,
+            T.LB_LOAD_BALANCER,
+            T.EC2_NAT_GATEWAY,
         } <= priced
         assert set(plan.by_service()) >= {"compute", "database", "cache", "network", "storage", "observability"}
         assert plan.total == pytest.approx(sum(plan.by_service().values()), abs=0.05)
@@ -212,11 +252,13 @@ def test_plan_bills_what_aws_bills_and_the_cdn_halves_photo_downloads(
     requests = usage["searchesPerMonth"] * usage["requestsPerSearch"]
     assert rows["waf-acl"].monthly_usd == pytest.approx(5 + 5 * 1 + requests / 1e6 * 0.60, abs=0.01)
     assert rows["services-cluster"].monthly_usd > 0 and "enhanced" in rows["services-cluster"].note
-    assert not [r for r in plan.rows if "not modelled" in r.note and r.type != "aws:s3/bucket:Bucket"]
+    assert not [r for r in plan.rows if "not modelled" in r.note and r.type != T.S3_BUCKET]
 
     # Without the distribution the same photos go out presigned from S3 at S3's internet rate:
     # the CDN line is at most half of that.
-    direct = {r.name: r for r in price_resources("prod", _without(records["prod"], CLOUDFRONT)).rows}
+    direct = {
+        r.name: r for r in price_resources("prod", _without(records["prod"], T.CLOUDFRONT_DISTRIBUTION)).rows
+    }
     downloads_gb = usage["searchesPerMonth"] / 1000 * usage["downloadGbPer1000Searches"]
     assert direct["image-downloads"].monthly_usd == pytest.approx(downloads_gb * 0.09, abs=0.01)
     assert rows["image-downloads"].monthly_usd <= direct["image-downloads"].monthly_usd / 2
@@ -225,7 +267,7 @@ def test_plan_bills_what_aws_bills_and_the_cdn_halves_photo_downloads(
 
     # A collector without an allow-list sends every Prometheus series: ~150 custom metrics.
     unfiltered = copy.deepcopy(records["prod"])
-    for task in (r for r in unfiltered["resources"] if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"):
+    for task in (r for r in unfiltered["resources"] if r["type"] == T.ECS_TASK_DEFINITION):
         defs = list(containers(task).values())
         collector = next(c for c in defs if c["name"] == "otel-collector")
         config = json.loads(collector["environment"][0]["value"])
@@ -241,11 +283,9 @@ def test_plan_bills_what_aws_bills_and_the_cdn_halves_photo_downloads(
 
 
 def test_a_diff_names_what_was_added(records: dict[str, Record]) -> None:
-    without_waf = price_resources("prod", _without(records["prod"], "aws:wafv2/webAcl:WebAcl", ASSOCIATION))
+    without_waf = price_resources(
+        "prod", _without(records["prod"], T.WAFV2_WEB_ACL, T.WAFV2_WEB_ACL_ASSOCIATION)
+    )
     text = format_diff(compare_plans(without_waf, price_resources("prod", records["prod"]), "base"))
     assert "added    aws:wafv2/webAcl:WebAcl waf-acl" in text
-    assert f"added    {ASSOCIATION} waf-alb: 0.00 -> 0.00" in text
-
-
-CLOUDFRONT = "aws:cloudfront/distribution:Distribution"
-ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+    assert f"added    {T.WAFV2_WEB_ACL_ASSOCIATION} waf-alb: 0.00 -> 0.00" in text

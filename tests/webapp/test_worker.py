@@ -123,7 +123,9 @@ async def test_backoff_delays_the_retry(
 ) -> None:
     item = (await (await upload(client, photo(5), auth)).get_json())["id"]
     async with services_of(app).pool.acquire() as connection:
-        await connection.execute("UPDATE items SET image_key = 'items/missing.jpg' WHERE id = $1", item)
+        await connection.execute(
+            "UPDATE item_photos SET image_key = 'items/missing.jpg' WHERE item_id = $1", item
+        )
     s = services_of(app)
     slow = EmbeddingWorker(
         s.pool, s.embedder, s.storage, settings.worker.model_copy(update={"backoff_base_s": 60})

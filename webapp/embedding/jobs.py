@@ -1,8 +1,9 @@
 """The embedding queue: every statement that reads or writes ``embedding_jobs``.
 
-A job is one item to embed under one model key. Its life:
+A job is one photo of an item to embed under one model key. Its life:
 
-1. queued, by an upload (one job per registered key) or by ``prethrift reembed`` (a backfill);
+1. queued, by an upload (one job per photo and registered key) or by ``prethrift reembed`` (a
+   backfill);
 2. claimed: the claim commits ``attempts + 1`` and a lease (``run_after`` moves to the lease's
    end) *before* any work, so a worker that dies mid-batch still spends an attempt;
 3. done, in the same transaction that writes its embedding, and only while the claim's lease
@@ -30,6 +31,7 @@ JOBS_CHANNEL = "embedding_jobs"
 class ClaimedJob:
     job_id: int
     item_id: int
+    photo: int
     attempts: int  # including this one
     image_key: str
 
@@ -45,11 +47,16 @@ async def notify(connection: asyncpg.Connection, model_key: str) -> None:
     await connection.execute("SELECT pg_notify($1, $2)", JOBS_CHANNEL, model_key)
 
 
-async def queue_for_new_item(connection: asyncpg.Connection, item_id: int, fallback_key: str) -> list[str]:
-    """Queue a new item for every registered, unretired key (call inside the item's transaction).
+async def queue_photos(
+    connection: asyncpg.Connection, item_id: int, photos: list[int], fallback_key: str
+) -> list[str]:
+    """Queue photos of an item for every registered, unretired key (call inside the transaction
+    that records them): fresh jobs, fresh attempts. Returns the keys queued.
 
-    ``fallback_key`` is registered first when no key is (a fresh catalog). Returns the keys queued.
+    ``fallback_key`` is registered first when no key is (a fresh catalog).
     """
+    if not photos:
+        return []
     await connection.execute(
         """INSERT INTO embedding_models (model_key)
            SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM embedding_models WHERE retired_at IS NULL)
@@ -57,47 +64,33 @@ async def queue_for_new_item(connection: asyncpg.Connection, item_id: int, fallb
         fallback_key,
     )
     rows = await connection.fetch(
-        """INSERT INTO embedding_jobs (item_id, model_key)
-           SELECT $1, model_key FROM embedding_models WHERE retired_at IS NULL
-           ON CONFLICT (item_id, model_key) DO NOTHING
-           RETURNING model_key""",
-        item_id,
-    )
-    keys = [r["model_key"] for r in rows]
-    for key in keys:
-        await notify(connection, key)
-    return keys
-
-
-async def requeue_item(connection: asyncpg.Connection, item_id: int, fallback_key: str) -> list[str]:
-    """Queue an item again for every unretired key (its photo changed): a fresh job, fresh attempts."""
-    rows = await connection.fetch(
-        """INSERT INTO embedding_jobs (item_id, model_key)
-           SELECT $1::bigint, model_key FROM embedding_models WHERE retired_at IS NULL
-           UNION SELECT $1::bigint, $2::text
-           ON CONFLICT (item_id, model_key) DO UPDATE
+        """INSERT INTO embedding_jobs (item_id, photo, model_key)
+           SELECT $1, p, model_key FROM embedding_models, unnest($2::integer[]) AS p
+           WHERE retired_at IS NULL
+           ON CONFLICT (item_id, photo, model_key) DO UPDATE
            SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL, lease = NULL,
                updated_at = now()
            RETURNING model_key""",
         item_id,
-        fallback_key,
+        photos,
     )
-    keys = [r["model_key"] for r in rows]
+    keys = sorted({r["model_key"] for r in rows})
     for key in keys:
         await notify(connection, key)
     return keys
 
 
 async def queue_backfill(connection: asyncpg.Connection, model_key: str) -> int:
-    """Queue ``model_key`` for every live item it has not embedded; idempotent. Returns how many."""
+    """Queue ``model_key`` for every photo of a live item it has not embedded; idempotent. Returns
+    how many photos."""
     async with connection.transaction():
         status = await connection.execute(
-            """INSERT INTO embedding_jobs (item_id, model_key)
-               SELECT i.id, $1 FROM items i
+            """INSERT INTO embedding_jobs (item_id, photo, model_key)
+               SELECT p.item_id, p.photo, $1 FROM items i JOIN item_photos p ON p.item_id = i.id
                WHERE i.status IN ('pending', 'ready')
                  AND NOT EXISTS (SELECT 1 FROM item_embeddings e
-                                 WHERE e.item_id = i.id AND e.model_key = $1)
-               ON CONFLICT (item_id, model_key) DO NOTHING""",
+                                 WHERE e.item_id = p.item_id AND e.photo = p.photo AND e.model_key = $1)
+               ON CONFLICT (item_id, photo, model_key) DO NOTHING""",
             model_key,
         )
         queued = int(status.split()[-1])
@@ -110,6 +103,13 @@ async def delete_for_item(connection: asyncpg.Connection, item_id: int) -> None:
     """Drop an item's jobs. A worker committing one of them finishes first (row lock), and one
     that commits later finds its lease gone and writes nothing."""
     await connection.execute("DELETE FROM embedding_jobs WHERE item_id = $1", item_id)
+
+
+async def delete_for_photos(connection: asyncpg.Connection, item_id: int, photos: list[int]) -> None:
+    """Drop the jobs of photos being removed (as ``delete_for_item`` does for a whole item)."""
+    await connection.execute(
+        "DELETE FROM embedding_jobs WHERE item_id = $1 AND photo = ANY($2::integer[])", item_id, photos
+    )
 
 
 async def delete_for_key(connection: asyncpg.Connection, model_key: str) -> int:
@@ -126,19 +126,30 @@ async def _fail_exhausted(connection: asyncpg.Connection, model_key: str, max_at
                         WHERE status = 'queued' AND model_key = $1 AND run_after <= now()
                           AND attempts >= $2
                         FOR UPDATE SKIP LOCKED)
-           RETURNING item_id, last_error""",
+           RETURNING item_id, photo, last_error""",
         model_key,
         max_attempts,
     )
     for row in rows:
-        await connection.execute(
-            """UPDATE items SET status = 'failed', updated_at = now(),
-                      failure_reason = 'embedding failed: ' || $2
-               WHERE id = $1 AND status = 'pending'""",
-            row["item_id"],
-            row["last_error"],
-        )
+        await _photo_failed(connection, row["item_id"], row["photo"], "embedding failed: " + row["last_error"])
     return len(rows)
+
+
+async def _photo_failed(connection: asyncpg.Connection, item_id: int, photo: int, reason: str) -> None:
+    """A photo that could not be embedded; its item fails with it only while that photo is the
+    cover of an item not yet searchable (other photos never hold an item back)."""
+    await connection.execute(
+        """WITH p AS (
+               UPDATE item_photos SET status = 'failed', failure_reason = $3
+               WHERE item_id = $1 AND photo = $2 AND status <> 'ready'
+               RETURNING position
+           )
+           UPDATE items SET status = 'failed', failure_reason = $3, updated_at = now()
+           WHERE id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM p WHERE position = 1)""",
+        item_id,
+        photo,
+        reason,
+    )
 
 
 async def _lease(
@@ -162,9 +173,9 @@ async def _lease(
            UPDATE embedding_jobs j
            SET attempts = j.attempts + 1, lease = $3, updated_at = now(),
                run_after = now() + make_interval(secs => $4)
-           FROM picked, items i
-           WHERE j.id = picked.id AND i.id = j.item_id
-           RETURNING j.id AS job_id, j.item_id, j.attempts, i.image_key""",
+           FROM picked, item_photos p
+           WHERE j.id = picked.id AND p.item_id = j.item_id AND p.photo = j.photo
+           RETURNING j.id AS job_id, j.item_id, j.photo, j.attempts, p.image_key""",
         model_key,
         limit,
         lease,
@@ -207,7 +218,10 @@ async def complete(
     connection: asyncpg.Connection, claim: Claim, jobs: list[ClaimedJob], vectors: np.ndarray
 ) -> list[int]:
     """Write the embeddings of ``jobs`` and mark them done, in one multi-row statement, for the
-    jobs that still hold the claim's lease; returns their item ids. Call inside a transaction."""
+    jobs that still hold the claim's lease; returns their item ids. Call inside a transaction.
+
+    An item becomes searchable once its cover is embedded; its other photos join as they finish.
+    """
     if not jobs:
         return []
     flat = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -217,27 +231,35 @@ async def complete(
                UPDATE embedding_jobs SET status = 'done', lease = NULL, last_error = NULL,
                       updated_at = now()
                WHERE lease = $1 AND status = 'queued' AND id = ANY($3::bigint[])
-               RETURNING item_id
+               RETURNING item_id, photo
            )
-           INSERT INTO item_embeddings (item_id, model_key, embedding)
-           SELECT v.item_id, $2, (($4::real[])[(v.o - 1) * $5 + 1 : v.o * $5])::halfvec
-           FROM unnest($6::bigint[]) WITH ORDINALITY AS v(item_id, o)
-           JOIN done d ON d.item_id = v.item_id
-           ON CONFLICT (item_id, model_key)
+           INSERT INTO item_embeddings (item_id, photo, model_key, embedding)
+           SELECT v.item_id, v.photo, $2, (($4::real[])[(v.o - 1) * $5 + 1 : v.o * $5])::halfvec
+           FROM unnest($6::bigint[], $7::integer[]) WITH ORDINALITY AS v(item_id, photo, o)
+           JOIN done d ON d.item_id = v.item_id AND d.photo = v.photo
+           ON CONFLICT (item_id, photo, model_key)
            DO UPDATE SET embedding = EXCLUDED.embedding, created_at = now()
-           RETURNING item_id""",
+           RETURNING item_id, photo""",
         claim.lease,
         claim.model_key,
         [job.job_id for job in jobs],
         flat.reshape(-1).tolist(),
         dim,
         [job.item_id for job in jobs],
+        [job.photo for job in jobs],
     )
     item_ids = [r["item_id"] for r in rows]
     await connection.execute(
-        """UPDATE items SET status = 'ready', failure_reason = NULL, updated_at = now()
-           WHERE id = ANY($1::bigint[]) AND status IN ('pending', 'failed')""",
+        """WITH p AS (
+               UPDATE item_photos p SET status = 'ready', failure_reason = NULL
+               FROM unnest($1::bigint[], $2::integer[]) AS d(item_id, photo)
+               WHERE p.item_id = d.item_id AND p.photo = d.photo
+               RETURNING p.item_id, p.position
+           )
+           UPDATE items SET status = 'ready', failure_reason = NULL, updated_at = now()
+           WHERE id IN (SELECT item_id FROM p WHERE position = 1) AND status IN ('pending', 'failed')""",
         item_ids,
+        [r["photo"] for r in rows],
     )
     return item_ids
 
@@ -261,11 +283,8 @@ async def record_failure(
             claim.lease,
             reason,
         )
-        await connection.execute(
-            """UPDATE items SET status = 'failed', failure_reason = $2, updated_at = now()
-               WHERE id = $1 AND status = 'pending'""",
-            job.item_id,
-            f"embedding failed after {job.attempts} attempts: {reason}",
+        await _photo_failed(
+            connection, job.item_id, job.photo, f"embedding failed after {job.attempts} attempts: {reason}"
         )
         return True
     await connection.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import fields
 from decimal import Decimal
@@ -56,6 +57,30 @@ Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Printable]
 SizeLabel = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20), Printable]
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), Printable]
+# A shop's own id for a listing (a Shopify handle, a SKU, a marketplace listing id): opaque to us,
+# 1 to 128 characters, ASCII letters, digits and - _ . ~ : @, starting with a letter or digit, so
+# that it is one URL path segment as written. The database checks the same pattern.
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}$"
+_EXTERNAL_ID = re.compile(EXTERNAL_ID_PATTERN)
+ExternalId = Annotated[
+    str,
+    StringConstraints(pattern=EXTERNAL_ID_PATTERN),
+    Field(description="The shop's own id: 1-128 of A-Z a-z 0-9 - _ . ~ : @, starting with a letter or digit"),
+]
+
+
+def parse_external_id(raw: str) -> str:
+    """A shop's id from a URL path; anything outside the documented pattern is a 400."""
+    if not _EXTERNAL_ID.fullmatch(raw):
+        raise ApiError(
+            400,
+            "invalid_external_id",
+            f"{raw[:40]!r} is not an external id: use 1-128 ASCII letters, digits and - _ . ~ : @, "
+            "starting with a letter or digit.",
+        )
+    return raw
+
+
 # Prices are stored as numeric(12, 2): whole cents, and the API takes up to a million.
 MAX_PRICE = Decimal(1_000_000)
 CENT = Decimal("0.01")
@@ -231,7 +256,22 @@ class NoContent(BaseModel):
     NO_BODY: ClassVar[bool] = True
 
 
+class PhotoOut(BaseModel):
+    """One photo of an item, in gallery order (position 1 is the cover)."""
+
+    id: int = Field(description="The photo's id within its item (PATCH photos lists these to reorder)")
+    position: int
+    image_url: str
+    sha256: str = Field(description="SHA-256 of the photo as stored (metadata removed)")
+    status: Literal["pending", "ready", "failed"] = Field(
+        description="ready once embedded (then search finds the item by it); failed with the reason"
+    )
+    failure_reason: str | None
+
+
 class ItemOut(GarmentOut):
+    external_id: str | None = Field(default=None, description="The shop's own id, when it gave one")
+    photos: list[PhotoOut] = Field(default_factory=list, description="Every photo, the cover first")
     status: str = Field(
         description="pending, ready (searchable) or failed, as the photo is embedded; reserved or sold "
         "once the seller says so (out of search)"
@@ -261,6 +301,7 @@ class ItemListQuery(FilterParams):
     limit: int = Field(default=20, ge=1, le=100)
     cursor: Cursor | None = Field(default=None, description="next_cursor of the previous page")
     status: ListedStatus | None = None
+    external_id: ExternalId | None = Field(default=None, description="Only the item the shop knows by this id")
 
 
 class ItemListOut(BaseModel):
@@ -271,6 +312,16 @@ class ItemListOut(BaseModel):
 class ItemAccepted(BaseModel):
     id: int
     status: str
+    url: str
+
+
+class ItemUpserted(BaseModel):
+    """What PUT /api/items/external/{external_id} did."""
+
+    id: int
+    external_id: str
+    outcome: Literal["created", "updated", "unchanged"]
+    photos_queued: int = Field(description="New photos queued for embedding (0 on a repeat)")
     url: str
 
 

@@ -1,19 +1,26 @@
-"""Changing a listing: its fields, its photo (re-embedded through the queue) and its sale status."""
+"""Changing a listing: its fields, its photos (new ones embedded through the queue) and its sale status."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from webapp.catalog.garment import SaleStatus
-from webapp.embedding import jobs
 from webapp.http.errors import ApiError
-from webapp.items.repo import Item, select_live_by_image, update_item
-from webapp.items.service import ItemFields, accept_photo, invalid_fields, recording_photo
+from webapp.items.photos import Entry, NewPhoto, duplicate_photo, owner_of, write_photos
+from webapp.items.repo import Item, update_item
+from webapp.items.service import (
+    ItemFields,
+    accept_photos,
+    check_photo_count,
+    invalid_fields,
+    recording_photos,
+    unique_conflict,
+)
 from webapp.services import Services
 
 
@@ -25,7 +32,14 @@ class _PatchRules(BaseModel):
     def _blank_clears(cls, data: object) -> object:
         # HTML forms send "" for a field emptied; for an optional field that means "clear it".
         if isinstance(data, dict):
-            return {k: (None if isinstance(v, str) and v.strip() == "" else v) for k, v in data.items()}
+            data = {k: (None if isinstance(v, str) and v.strip() == "" else v) for k, v in data.items()}
+            order = data.get("photos")
+            if isinstance(order, str):
+                # A form carries the gallery order as JSON text.
+                try:
+                    data["photos"] = json.loads(order)
+                except ValueError:
+                    raise ValueError('photos must be a JSON array of photo ids and "new"') from None
         return data
 
     @model_validator(mode="after")
@@ -50,6 +64,14 @@ _PATCH_FIELDS["status"] = (
     SaleStatus | None,
     Field(default=None, description="Sale status; reserved and sold items leave search at once"),
 )
+_PATCH_FIELDS["photos"] = (
+    list[Annotated[int, Field(ge=1, le=2**31 - 1)] | Literal["new"]] | None,
+    Field(
+        default=None,
+        description='The gallery in its new order: existing photo ids, and "new" where each uploaded '
+        "image part goes (in the order sent). Photos left out are removed; the first is the cover",
+    ),
+)
 ItemPatch: type[_PatchRules] = create_model("ItemPatch", __base__=_PatchRules, **_PATCH_FIELDS)
 
 
@@ -60,45 +82,64 @@ def parse_patch(data: dict[str, Any]) -> _PatchRules:
         raise invalid_fields(error) from None
 
 
-async def edit_item(services: Services, item_id: int, patch: _PatchRules, photo: bytes | None) -> Item:
-    """Apply the change; a new photo is accepted as an upload's is, stored with the change and
-    queued for embedding with it."""
-    changes = patch.model_dump(exclude_unset=True, exclude={"status"})
+def _check_placement(order: list[int | str] | None, sent: int) -> None:
+    placed = sum(1 for entry in order or [] if entry == "new")
+    if order is not None and placed != sent:
+        raise ApiError(
+            422,
+            "unplaced_photos",
+            f'photos places {placed} new photo(s) with "new" but {sent} image part(s) were sent.',
+        )
+
+
+def gallery_entries(order: list[int | str] | None, photos: list[NewPhoto]) -> list[Entry] | None:
+    """The gallery an edit asks for: ``order`` names existing photos by id and places each new
+    one with "new" (in the order they were sent); without it the new photos are the gallery."""
+    if order is None:
+        return list(photos) if photos else None
+    _check_placement(order, len(photos))
+    sent = iter(photos)
+    return [next(sent) if entry == "new" else int(entry) for entry in order]
+
+
+async def edit_item(
+    services: Services,
+    item_id: int,
+    patch: _PatchRules,
+    photos: bytes | list[bytes] | None = None,
+) -> Item:
+    """Apply the change. New photos are accepted as an upload's are, stored with the change and
+    queued for embedding; kept photos are neither stored nor embedded again."""
+    photos = [photos] if isinstance(photos, bytes) else (photos or [])
+    changes = patch.model_dump(exclude_unset=True, exclude={"status", "photos"})
     sale_status: str | None = getattr(patch, "status", None)
-    if not changes and sale_status is None and photo is None:
+    order: list[int | str] | None = getattr(patch, "photos", None)
+    if not changes and sale_status is None and not photos and order is None:
         raise ApiError(
             422, "invalid_fields", "Nothing to change: send at least one field, a photo or a status."
         )
-    image = await accept_photo(services, photo) if photo is not None else None
+    if photos or order is not None:
+        # Before any photo is decoded.
+        check_photo_count(services, len(order) if order is not None else len(photos))
+        _check_placement(order, len(photos))
+    accepted = await accept_photos(services, photos)
+    entries = gallery_entries(order, accepted)
+    hashes = [p.image.sha256 for p in accepted]
     async with services.pool.acquire() as connection:
-        if image is not None:
-            existing = await select_live_by_image(connection, image.sha256)
-            if existing is not None and existing != item_id:
-                raise _duplicate(existing)
-            if existing == item_id:
-                image = None  # the photo it already has: nothing to store or embed again
+        existing = await owner_of(connection, hashes, besides=item_id) if hashes else None
+        if existing is not None:
+            raise duplicate_photo(existing)
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                if image is not None:
-                    key = await stack.enter_async_context(recording_photo(services, connection, image))
-                    changes.update(image_key=key, image_sha256=image.sha256)
-                async with connection.transaction():
-                    item = await update_item(connection, item_id, changes, sale_status)
-                    if item is not None and image is not None:
-                        # Text alone changes no vector; a new photo does, through the durable queue.
-                        await jobs.requeue_item(connection, item_id, services.model_key)
+            async with recording_photos(services, connection) as writes:
+                if entries is not None:
+                    # Photos before the item's row: the embedding worker locks jobs, photos, item.
+                    await write_photos(connection, item_id, entries, services.model_key, writes)
+                item = await update_item(connection, item_id, changes, sale_status)
                 if item is None:
-                    # Inside the photo's transaction: no photo is stored for an item that is not there.
+                    # Inside the photos' transaction: no photo is stored for an item that is not there.
                     raise ApiError(404, "not_found", f"There is no item {item_id}.")
-        except asyncpg.UniqueViolationError:
-            raise _duplicate(await select_live_by_image(connection, changes["image_sha256"])) from None
+        except asyncpg.UniqueViolationError as error:
+            raise await unique_conflict(
+                connection, error, hashes, changes.get("external_id"), besides=item_id
+            ) from None
     return item
-
-
-def _duplicate(existing: int | None) -> ApiError:
-    return ApiError(
-        409,
-        "duplicate_image",
-        f"This photo is already listed as item {existing}; upload a different photo.",
-        {"existing_id": existing},
-    )

@@ -10,6 +10,7 @@ import asyncpg
 from webapp.catalog.garment import GARMENT_COLUMNS, Garment
 from webapp.catalog.version import bump_catalog_version
 from webapp.embedding import jobs
+from webapp.items.photos import lock_gallery, photo_keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,9 +18,10 @@ class Item(Garment):
     """A stored listing: the seller's fields plus what the service keeps about it."""
 
     id: int
+    external_id: str | None  # the shop's own id for the listing
     status: str
     failure_reason: str | None
-    image_key: str
+    image_key: str  # the cover's (item_photos position 1)
     image_sha256: str
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -40,43 +42,33 @@ async def select_item(connection: asyncpg.Connection, item_id: int) -> Item | No
     return _item(row) if row else None
 
 
-async def select_live_by_image(connection: asyncpg.Connection, sha256: str) -> int | None:
-    item_id: int | None = await connection.fetchval(
-        "SELECT id FROM items WHERE image_sha256 = $1 AND status <> 'deleted'", sha256
+async def select_by_external_id(connection: asyncpg.Connection, external_id: str) -> Item | None:
+    """The live item a shop knows by ``external_id``, or None."""
+    row = await connection.fetchrow(
+        f"SELECT {_ITEM_COLUMNS} FROM items WHERE external_id = $1 AND status <> 'deleted'", external_id
+    )
+    return _item(row) if row else None
+
+
+async def insert_item(connection: asyncpg.Connection, item: Garment, *, external_id: str | None = None) -> int:
+    """Record a new item (call inside the transaction that then records its photos, which fill in
+    its cover). Raises asyncpg.UniqueViolationError when a live item has ``external_id``."""
+    values = astuple(item)
+    item_id: int = await connection.fetchval(
+        f"""INSERT INTO items ({", ".join(GARMENT_COLUMNS)}, external_id, image_key, image_sha256)
+            VALUES ({", ".join(f"${n}" for n in range(1, len(values) + 2))}, '', '')
+            RETURNING id""",
+        *values,
+        external_id,
     )
     return item_id
 
 
-async def insert_item_with_job(
-    connection: asyncpg.Connection,
-    item: Garment,
-    *,
-    image_key: str,
-    image_sha256: str,
-    model_key: str,
-) -> int:
-    """Record the item and its embedding jobs (one per registered model key, ``model_key`` when
-    none is registered) atomically, and wake the workers on commit.
-
-    Raises asyncpg.UniqueViolationError when a live item already has these image bytes.
-    """
+async def delete_item(connection: asyncpg.Connection, item_id: int) -> list[str] | None:
+    """Take an item out of the catalog and out of search; returns its photos' keys (for the caller
+    to delete the objects once this commits), None when there was no such item."""
     async with connection.transaction():
-        values = astuple(item)
-        item_id: int = await connection.fetchval(
-            f"""INSERT INTO items ({", ".join(GARMENT_COLUMNS)}, image_key, image_sha256)
-                VALUES ({", ".join(f"${n}" for n in range(1, len(values) + 3))})
-                RETURNING id""",
-            *values,
-            image_key,
-            image_sha256,
-        )
-        await jobs.queue_for_new_item(connection, item_id, model_key)
-    return item_id
-
-
-async def delete_item(connection: asyncpg.Connection, item_id: int) -> bool:
-    """Take an item out of the catalog and out of search; False when there was none."""
-    async with connection.transaction():
+        await lock_gallery(connection, item_id)
         # Jobs first: a worker committing one finishes before we touch the item, so the
         # embedding it writes is seen and removed below (and no lock-order deadlock); a worker
         # that commits later finds its leased job gone and writes nothing.
@@ -87,10 +79,12 @@ async def delete_item(connection: asyncpg.Connection, item_id: int) -> bool:
             item_id,
         )
         if status is None:
-            return False
-        await connection.execute("DELETE FROM item_embeddings WHERE item_id = $1", item_id)
+            return None
+        keys = await photo_keys(connection, item_id)
+        # The photos' vectors go with them (ON DELETE CASCADE), and their hashes are free again.
+        await connection.execute("DELETE FROM item_photos WHERE item_id = $1", item_id)
         await bump_catalog_version(connection)
-    return True
+    return keys
 
 
 async def count_items(connection: asyncpg.Connection) -> int:
@@ -109,7 +103,7 @@ async def update_item(
     assignments: list[str] = []
     params: list[object] = [item_id]
     for column, value in changes.items():
-        if column not in GARMENT_COLUMNS and column not in ("image_key", "image_sha256"):
+        if column not in GARMENT_COLUMNS and column != "external_id":
             raise ValueError(f"not an item field: {column}")
         params.append(value)
         assignments.append(f"{column} = ${len(params)}")

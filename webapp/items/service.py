@@ -1,17 +1,20 @@
-"""Listing an item: validate, accept the photo, then record item and job with the photo stored."""
+"""Listing an item: validate, accept the photos, then record item, photos and jobs with the photos stored."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import hashlib
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import asyncpg
 import structlog
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Field,
     ValidationError,
     model_validator,
 )
@@ -20,8 +23,9 @@ from quart_schema.pydantic import File
 from webapp.catalog.garment import Condition, Garment
 from webapp.embedding.images import CheckedImage
 from webapp.http.errors import ApiError
-from webapp.http.schemas import Currency, Description, Facet, Price, SizeLabel, Title
-from webapp.items.repo import insert_item_with_job, select_live_by_image
+from webapp.http.schemas import Currency, Description, ExternalId, Facet, Price, SizeLabel, Title
+from webapp.items.photos import NewPhoto, PhotoWrites, duplicate_photo, owner_of, write_photos
+from webapp.items.repo import insert_item
 from webapp.services import Services
 
 log = structlog.get_logger(__name__)
@@ -41,6 +45,7 @@ class ItemFields(BaseModel):
     condition: Condition | None = None
     price: Price
     currency: Currency = "USD"
+    external_id: ExternalId | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -51,13 +56,22 @@ class ItemFields(BaseModel):
         return data
 
     def to_new_item(self) -> Garment:
-        return Garment(**self.model_dump(exclude={"image"}))
+        return Garment(**self.model_dump(exclude={"image", "external_id"}))
+
+
+def _as_list(value: object) -> object:
+    # One part arrives as itself, several as a list (quart-schema's form reading).
+    return value if isinstance(value, list) else [value]
 
 
 class ItemUpload(ItemFields):
-    """A listing as uploaded: the fields plus the photo (multipart/form-data)."""
+    """A listing as uploaded: the fields plus its photos (multipart/form-data), the cover first."""
 
-    image: File
+    image: Annotated[
+        list[File],
+        BeforeValidator(_as_list),
+        Field(min_length=1, description="One part per photo, in gallery order; the first is the cover"),
+    ]
 
 
 def parse_fields(form: dict[str, str]) -> ItemFields:
@@ -75,13 +89,6 @@ def invalid_fields(error: ValidationError) -> ApiError:
     return ApiError(422, "invalid_fields", f"Invalid item fields: {text}", {"problems": problems})
 
 
-def image_key_for(image: CheckedImage) -> str:
-    # A key of its own for each accepted photo: the object belongs to the one row that records
-    # it, so deleting it when that row does not commit never takes another item's photo
-    # (identical photos share a hash, never a key).
-    return f"items/{image.sha256[:2]}/{image.sha256}-{secrets.token_hex(6)}.{image.extension}"
-
-
 async def accept_photo(services: Services, data: bytes) -> CheckedImage:
     """A seller's photo, checked the one way every way in shares (upload, edit, catalog file).
 
@@ -92,64 +99,101 @@ async def accept_photo(services: Services, data: bytes) -> CheckedImage:
     return await services.photos.checked(data)
 
 
+def check_photo_count(services: Services, count: int) -> None:
+    """Refuse a gallery of no photos or more than the setting allows, before decoding any."""
+    most = services.settings.limits.max_photos_per_item
+    if not 1 <= count <= most:
+        raise ApiError(
+            422,
+            "photo_count",
+            f"An item has 1 to {most} photos; this request would give it {count}.",
+            {"max_photos": most},
+        )
+
+
+async def accept_photos(services: Services, photos: list[bytes]) -> list[NewPhoto]:
+    """Each photo accepted by ``accept_photo``, one after another (each holds the decode budget)."""
+    return [NewPhoto(await accept_photo(services, data), hashlib.sha256(data).hexdigest()) for data in photos]
+
+
 @contextlib.asynccontextmanager
-async def recording_photo(
-    services: Services, connection: asyncpg.Connection, image: CheckedImage
-) -> AsyncIterator[str]:
-    """A transaction in which the caller records the rows that point at the photo (under the key
-    yielded); the photo is stored after them, before the commit.
+async def recording_photos(services: Services, connection: asyncpg.Connection) -> AsyncIterator[PhotoWrites]:
+    """A transaction in which the caller records rows and photos (``write_photos``, whose writes it
+    passes back through the yielded object); new photos are stored after the rows, before the
+    commit, and removed photos' objects are deleted after it.
 
     Nothing is left behind on failure: rows that fail (a constraint, a duplicate) fail before
-    anything is stored, and a photo stored for a transaction that then does not commit is
-    deleted. Workers see the rows only once they commit, with the photo already stored.
+    anything is stored, and photos stored for a transaction that then does not commit are
+    deleted. Workers see the rows only once they commit, with the photos already stored.
     """
-    key = image_key_for(image)
+    writes = PhotoWrites()
     storing = False
     try:
         async with connection.transaction():
-            yield key
-            storing = True  # set before the put: one that fails part way may still have written
-            await services.storage.put(key, image.data, image.content_type)
+            yield writes
+            storing = True  # set before the puts: one that fails part way may still have written
+            async with asyncio.TaskGroup() as group:
+                for key, image in writes.store:
+                    group.create_task(services.storage.put(key, image.data, image.content_type))
     except BaseException:
         if storing:
-            await _forget(services, key)
+            for key, _ in writes.store:
+                await forget_photo(services, key)
         raise
+    for key in writes.removed:
+        await forget_photo(services, key)
 
 
-async def _forget(services: Services, key: str) -> None:
+async def forget_photo(services: Services, key: str) -> None:
+    """Delete a stored photo nothing points at any more; logged, not raised, when storage fails."""
     try:
         # Shielded: a request cancelled again meanwhile still removes what it stored.
         await asyncio.shield(services.storage.delete(key))
     except Exception:  # storage unreachable: the object stays, unreferenced, and is logged
-        log.exception("could not delete a photo whose item was not recorded", image_key=key)
+        log.exception("could not delete a photo no item points at", image_key=key)
 
 
-async def create_item(services: Services, fields: ItemFields, data: bytes) -> int:
-    """Accept the photo, then record the item and its embedding job with it; returns its id."""
-    image = await accept_photo(services, data)
+async def create_item(
+    services: Services, fields: ItemFields, photos: bytes | list[bytes], *, external_id: str | None = None
+) -> int:
+    """Accept the photos, then record the item, its photos and their embedding jobs; returns its id."""
+    photos = [photos] if isinstance(photos, bytes) else photos
+    check_photo_count(services, len(photos))
+    accepted = await accept_photos(services, photos)
+    hashes = [p.image.sha256 for p in accepted]
+    external_id = external_id or fields.external_id
     async with services.pool.acquire() as connection:
-        existing = await select_live_by_image(connection, image.sha256)
+        existing = await owner_of(connection, hashes)
         if existing is not None:
-            raise _duplicate(existing)
+            raise duplicate_photo(existing)
         try:
-            async with recording_photo(services, connection, image) as key:
-                return await insert_item_with_job(
-                    connection,
-                    fields.to_new_item(),
-                    image_key=key,
-                    image_sha256=image.sha256,
-                    model_key=services.model_key,
-                )
-        except asyncpg.UniqueViolationError:
-            # Lost a race with an identical upload.
-            existing = await select_live_by_image(connection, image.sha256)
-            raise _duplicate(existing) from None
+            async with recording_photos(services, connection) as writes:
+                item_id = await insert_item(connection, fields.to_new_item(), external_id=external_id)
+                await write_photos(connection, item_id, accepted, services.model_key, writes)
+                return item_id
+        except asyncpg.UniqueViolationError as error:
+            raise await unique_conflict(connection, error, hashes, external_id) from None
 
 
-def _duplicate(existing: int | None) -> ApiError:
+async def unique_conflict(
+    connection: asyncpg.Connection,
+    error: asyncpg.UniqueViolationError,
+    hashes: list[str],
+    external_id: str | None,
+    *,
+    besides: int = 0,
+) -> ApiError:
+    """The 409 for a race lost to another write of the same photo or the same shop id."""
+    if error.constraint_name == "items_external_id_live":
+        return external_id_taken(external_id)
+    return duplicate_photo(await owner_of(connection, hashes, besides=besides))
+
+
+def external_id_taken(external_id: str | None) -> ApiError:
     return ApiError(
         409,
-        "duplicate_image",
-        f"This photo is already listed as item {existing}; upload a different photo.",
-        {"existing_id": existing},
+        "duplicate_external_id",
+        f"A live item already has external_id {external_id!r}; "
+        f"update it with PUT /api/items/external/{external_id}.",
+        {"external_id": external_id},
     )

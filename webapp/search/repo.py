@@ -17,6 +17,12 @@ from webapp.search.forgive import WordGroup
 from webapp.search.graphs import PartialGraphs, Plan, graph_predicate
 from webapp.services import Services
 
+# Photos ranked per item of a page before folding them into items: items have a few photos each,
+# and a query near one of them is usually near its others. When that is too few the fold grows
+# fourfold, up to MAX_FOLD photos per item (beyond the most photos an item may have).
+PHOTOS_PER_ITEM = 3
+MAX_FOLD = 128
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -106,37 +112,76 @@ class VectorQueries:
         exclude_id: int = 0,
         filters: SearchFilters | None = None,
     ) -> list[Hit]:
-        """The ``limit`` items closest to ``vector`` after ``offset``, best first."""
+        """The ``limit`` items closest to ``vector`` after ``offset``, best first.
+
+        An item scores by its best-matching photo. The index ranks photos; the nearest of them
+        are folded into items, and when they hold fewer items than the page reaches (one item's
+        photos crowding the top) the fold runs again over more. Any item outside the photos
+        folded is farther than all of them, so the page is exactly the items ranked
+        ``offset`` to ``offset + limit`` by their best photo: none twice, none skipped.
+        """
+        depth = offset + limit
         params: list[Any] = [vector, limit, offset, exclude_id]
         where = filter_sql(filters or SearchFilters(), params)
+        params.append(depth * PHOTOS_PER_ITEM)
+        candidates = len(params)
         plan = Plan()
         if filters is not None and filters.active:
-            plan = await self.graphs.plan(connection, filters, offset + limit)
+            plan = await self.graphs.plan(connection, filters, depth * PHOTOS_PER_ITEM)
             if plan.graph is not None:
                 # Named with a literal so that the planner can prove the partial index applies.
                 where += f" AND e.{graph_predicate(*plan.graph)}"
         # The index serves only its own expression; the uncast column is the exact path.
         distance = "e.embedding <=> $1" if plan.exact else self._index_distance
         sql = f"""
-            SELECT {_HIT_COLUMNS}, 1 - ({distance}) AS score
-            FROM item_embeddings e JOIN items i ON i.id = e.item_id
-            WHERE e.model_key = {self._model} AND e.item_id <> $4 AND {where}
-            ORDER BY {distance}
-            LIMIT $2 OFFSET $3"""
+            WITH photos AS MATERIALIZED (
+                SELECT e.item_id, {distance} AS distance
+                FROM item_embeddings e JOIN items i ON i.id = e.item_id
+                WHERE e.model_key = {self._model} AND e.item_id <> $4 AND {where}
+                ORDER BY {distance}
+                LIMIT ${candidates}
+            ), best AS (
+                SELECT item_id, min(distance) AS distance FROM photos GROUP BY item_id
+            )
+            SELECT h.*, c.photos_seen, c.items_seen
+            FROM (SELECT (SELECT count(*) FROM photos) AS photos_seen,
+                         (SELECT count(*) FROM best) AS items_seen) c
+            LEFT JOIN LATERAL (
+                SELECT {_HIT_COLUMNS}, 1 - b.distance AS score
+                FROM best b JOIN items i ON i.id = b.item_id
+                ORDER BY b.distance, i.id
+                LIMIT $2 OFFSET $3
+            ) h ON true"""
         if filters is None or not filters.active:
-            rows = await connection.fetch(sql, *params)
-            return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in rows]
-        async with connection.transaction():
-            # Left alone, the planner guesses: a full scan of every vector for mid-selectivity
-            # filters, a hash join over all of item_embeddings for small ones. Both are slower
-            # than the plan the filter's measured size calls for.
-            # One round trip for all of them (a simple-protocol execute may hold several).
-            settings = [f"SET LOCAL {s} = off" for s in (_EXACT_SETTINGS if plan.exact else _INDEX_SETTINGS)]
-            if not plan.exact:
-                settings.append(f"SET LOCAL hnsw.ef_search = {int(plan.ef_search)}")
-            await connection.execute("; ".join(settings))
-            rows = await connection.fetch(sql, *params)
-        return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in rows]
+            rows = await self._folded(connection, sql, params, candidates, depth)
+        else:
+            async with connection.transaction():
+                # Left alone, the planner guesses: a full scan of every vector for mid-selectivity
+                # filters, a hash join over all of item_embeddings for small ones. Both are slower
+                # than the plan the filter's measured size calls for.
+                # One round trip for all of them (a simple-protocol execute may hold several).
+                settings = [
+                    f"SET LOCAL {s} = off" for s in (_EXACT_SETTINGS if plan.exact else _INDEX_SETTINGS)
+                ]
+                if not plan.exact:
+                    settings.append(f"SET LOCAL hnsw.ef_search = {int(plan.ef_search)}")
+                await connection.execute("; ".join(settings))
+                rows = await self._folded(connection, sql, params, candidates, depth)
+        found = [r for r in rows if r["id"] is not None]  # an empty page still carries the counts
+        return [_hit(r, score=float(r["score"]), relevance=float(r["score"])) for r in found]
+
+    @staticmethod
+    async def _folded(
+        connection: asyncpg.Connection, sql: str, params: list[Any], candidates: int, depth: int
+    ) -> list[asyncpg.Record]:
+        """Run the fold over more photos until it holds ``depth`` items or every matching photo."""
+        while True:
+            rows: list[asyncpg.Record] = await connection.fetch(sql, *params)
+            seen = rows[0]
+            wanted = params[candidates - 1]
+            if seen["items_seen"] >= depth or seen["photos_seen"] < wanted or wanted >= depth * MAX_FOLD:
+                return rows
+            params[candidates - 1] = wanted * 4
 
     async def keyword(
         self,
@@ -211,12 +256,14 @@ class VectorQueries:
     async def scores(
         self, connection: asyncpg.Connection, vector: np.ndarray, ids: list[int]
     ) -> dict[int, float]:
-        """Cosine similarity of given items to the query (for keyword-only hits in hybrid)."""
+        """Cosine similarity of given items (their best photo) to the query (for keyword-only hits
+        in hybrid)."""
         if not ids:
             return {}
         rows = await connection.fetch(
-            f"""SELECT e.item_id, 1 - ({self._index_distance}) AS score FROM item_embeddings e
-                WHERE e.model_key = {self._model} AND e.item_id = ANY($2::bigint[])""",
+            f"""SELECT e.item_id, 1 - min({self._index_distance}) AS score FROM item_embeddings e
+                WHERE e.model_key = {self._model} AND e.item_id = ANY($2::bigint[])
+                GROUP BY e.item_id""",
             vector,
             ids,
         )
@@ -241,12 +288,17 @@ class VectorQueries:
         return [_hit(r) for r in rows]
 
     async def item_vector(self, connection: asyncpg.Connection, item_id: int) -> np.ndarray | None:
-        value = await connection.fetchval(self._vector, item_id)
-        if value is None:
+        """What "more like this" searches with: the normalised mean of the item's photos' vectors
+        (the garment seen from every side it was photographed), None before any is embedded."""
+        values = [r["embedding"] for r in await connection.fetch(self._vector, item_id)]
+        if not values:
             return None
-        if hasattr(value, "to_numpy"):  # pgvector.Vector
-            value = value.to_numpy()
-        return np.asarray(value, dtype=np.float32)
+        vectors = np.stack(
+            [np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32) for v in values]
+        )
+        mean: np.ndarray = vectors.mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else vectors[0]
 
 
 async def catalog_names(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
