@@ -292,7 +292,7 @@ class LimitsSettings(BaseSettings):
     # 0 (use the socket's peer address) when clients connect directly.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
     # Memory that concurrent image decodes may hold together, and how long a decode may wait
-    # for room before the request gets 503. A production API task has 3 GiB.
+    # for room before the request gets 503: a share of the API task's memory, which infra sizes.
     decode_budget_mb: int = Field(default=384, ge=16)
     decode_wait_s: float = Field(default=30.0, ge=0)
     # Work a photo may ask for, refused (422) from its structure before any decoding: each
