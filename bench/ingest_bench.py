@@ -3,6 +3,7 @@ alone at the same batch size, in the same run.
 
     .venv/bin/python -m bench.ingest_bench                 # 160 photos x 2 rounds, ViT-B-32, random weights
     .venv/bin/python -m bench.ingest_bench --images 4096   # on a GPU machine
+    .venv/bin/python -m bench.ingest_bench --urls          # photos behind a slow local HTTP server
 
 It uses the device it finds: CUDA when ``torch.cuda.is_available()`` (fp16 autocast, nvJPEG
 decoding, the GPU batch size), else the CPU. Phases:
@@ -183,8 +184,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=480, help="photo width and height in pixels")
     parser.add_argument("--batch", type=int, default=WorkerSettings().batch_size, help="CPU batch size")
     parser.add_argument("--gpu-batch", type=int, default=WorkerSettings().gpu_batch_size)
+    parser.add_argument(
+        "--urls", action="store_true", help="URL mode: photos behind a local HTTP server (ingest_urls.py)"
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=50.0, help="URL mode: added to every photo's answer"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="URL mode: photo fetches at once")
     args = parser.parse_args()
-    report = asyncio.run(run(args))
+    if args.urls:
+        from bench.ingest_urls import run_urls
+
+        report = asyncio.run(run_urls(args, photos(args.images, args.size)))
+    else:
+        report = asyncio.run(run(args))
     print(json.dumps(report, indent=2))
     results = ROOT / "results"
     results.mkdir(exist_ok=True)

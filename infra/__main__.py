@@ -61,7 +61,14 @@ def main() -> None:
     cache = Cache("cache", CacheArgs(cfg.cache, prefix, network.private_subnet_ids, network.cache_sg_id))
     secrets = Parameters(
         "secrets",
-        ParametersArgs(f"/prethrift/{cfg.stack}/", database.url, cache.url, stack_config.sentry_dsn()),
+        ParametersArgs(
+            f"/prethrift/{cfg.stack}/",
+            database.url,
+            cache.url,
+            sentry_dsn=stack_config.sentry_dsn(),
+            shopify_webhook_secret=stack_config.shopify_webhook_secret(),
+            database_read_url=database.read_url,
+        ),
     )
     registry = Registry(
         "registry",

@@ -61,6 +61,10 @@ class DatabaseConfig:
     deletion_protection: bool = True
     backup_retention_days: int = 7
     skip_final_snapshot: bool = False
+    read_replicas: int = 0
+    """Streaming read replicas (same class, single-AZ) that searches, suggestions, facets and
+    listings read from through DATABASE_READ_URL: the way to add database capacity for reads
+    (infra/README.md, capacity notes)."""
 
 
 @dataclass(frozen=True)
@@ -230,3 +234,9 @@ def load(stack: str | None = None) -> StackConfig:
 def sentry_dsn() -> pulumi.Output[str] | None:
     """The Sentry DSN, set with `pulumi config set --secret sentryDsn ...`; None if unset."""
     return pulumi.Config("prethrift").get_secret("sentryDsn")
+
+
+def shopify_webhook_secret() -> pulumi.Output[str] | None:
+    """The shop's webhook signing secret, set with `pulumi config set --secret
+    shopifyWebhookSecret ...`; None if unset (the API then answers its webhook route 404)."""
+    return pulumi.Config("prethrift").get_secret("shopifyWebhookSecret")

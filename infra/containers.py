@@ -21,7 +21,14 @@ OTLP_HTTP = "http://127.0.0.1:4318"
 # per-program requirements are webapp.cli.programs.REQUIRED_SETTINGS). The worker never touches the
 # cache, and migrate only the database.
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
-    "api": ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
+    "api": (
+        "DATABASE_URL",
+        "DATABASE_READ_URL",
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+        "SENTRY_DSN",
+        "PRETHRIFT_SHOPIFY_WEBHOOK_SECRET",
+    ),
     "worker": ("DATABASE_URL", "SENTRY_DSN"),
     "console": ("DATABASE_URL", "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),
     "migrate": ("DATABASE_URL",),

@@ -26,6 +26,8 @@ class Database(pulumi.ComponentResource):
 
     url: pulumi.Output[str]
     """DATABASE_URL, a secret: it carries the password."""
+    read_url: pulumi.Output[str] | None
+    """DATABASE_READ_URL (a secret), every read replica's host in one DSN; None without replicas."""
     instance_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -84,6 +86,43 @@ class Database(pulumi.ComponentResource):
             apply_immediately=False,
             opts=child,
         )
+        replicas = [
+            aws.rds.Instance(
+                f"{name}-replica-{index + 1}",
+                # A replica takes its engine, database, credentials and encryption from the source.
+                replicate_source_db=instance.identifier,
+                instance_class=cfg.instance_class,
+                allocated_storage=cfg.allocated_storage_gb,
+                max_allocated_storage=cfg.max_allocated_storage_gb,
+                storage_type="gp3",
+                storage_encrypted=True,
+                parameter_group_name=parameters.name,
+                vpc_security_group_ids=[args.security_group_id],
+                publicly_accessible=False,
+                multi_az=False,
+                # Backups come from the source; a replica is rebuilt from it, never restored.
+                backup_retention_period=0,
+                skip_final_snapshot=True,
+                auto_minor_version_upgrade=True,
+                performance_insights_enabled=True,
+                performance_insights_retention_period=7,
+                enabled_cloudwatch_logs_exports=["postgresql"],
+                deletion_protection=cfg.deletion_protection,
+                apply_immediately=False,
+                opts=child,
+            )
+            for index in range(cfg.read_replicas)
+        ]
+        self.read_url = None
+        if replicas:
+            hosts = pulumi.Output.all(*[pulumi.Output.format("{0}:{1}", r.address, r.port) for r in replicas])
+            self.read_url = pulumi.Output.secret(
+                pulumi.Output.format(
+                    "postgresql://prethrift:{0}@{1}/prethrift?sslmode=require",
+                    password.result,
+                    hosts.apply(",".join),
+                )
+            )
         self.instance_id = instance.identifier
         self.url = pulumi.Output.secret(
             pulumi.Output.format(

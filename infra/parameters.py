@@ -18,7 +18,9 @@ class ParametersArgs:
     """Path prefix for every parameter, e.g. `/prethrift/dev/` (PRETHRIFT_SSM_PREFIX)."""
     database_url: pulumi.Output[str]
     redis_url: pulumi.Output[str]
+    database_read_url: pulumi.Output[str] | None = None
     sentry_dsn: pulumi.Output[str] | None = None
+    shopify_webhook_secret: pulumi.Output[str] | None = None
 
 
 class Parameters(pulumi.ComponentResource):
@@ -42,8 +44,12 @@ class Parameters(pulumi.ComponentResource):
             "PRETHRIFT_ADMIN_TOKEN": admin_token.result,
             "PRETHRIFT_CONSOLE_PASSWORD": console_password.result,
         }
+        if args.database_read_url is not None:
+            values["DATABASE_READ_URL"] = args.database_read_url
         if args.sentry_dsn is not None:
             values["SENTRY_DSN"] = args.sentry_dsn
+        if args.shopify_webhook_secret is not None:
+            values["PRETHRIFT_SHOPIFY_WEBHOOK_SECRET"] = args.shopify_webhook_secret
 
         self.parameter_arns = {}
         for env_name, value in values.items():

@@ -15,6 +15,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import boto3
@@ -212,3 +213,77 @@ def _chromium() -> str:
             pytrace=False,
         )
     return executable
+
+
+# -- The network safety net -------------------------------------------------------------------
+# No test may open a connection to anything but this machine, even with the import address
+# guard broken: every socket connect in the test process (asyncio's included, which ends in
+# socket.connect) is checked here and refused unless it goes to loopback or a local socket. A
+# refusal raises in the code under test and also fails the test at teardown, because the code
+# may swallow the error (a fetch that "could not connect" would otherwise pass).
+_net_violations: list[str] = []
+
+
+def _extra_allowed_hosts() -> set[str]:
+    """Hosts of test services named in the environment (a non-loopback TEST_DATABASE_URL)."""
+    from urllib.parse import urlsplit
+
+    hosts = {"localhost"}
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured and urlsplit(configured).hostname:
+        hosts.add(str(urlsplit(configured).hostname))
+    return hosts
+
+
+def _connect_allowed(family: int, address: object, extra: set[str]) -> bool:
+    import ipaddress
+    import socket
+
+    if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+        return True  # a Unix socket (PostgreSQL's embedded server, redis) stays on this machine
+    host = str(address[0])
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host in extra
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
+    return ip.is_loopback or host in extra
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _network_safety_net() -> Iterator[None]:
+    import socket
+
+    extra = _extra_allowed_hosts()
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+
+    def refuse(sock: socket.socket, address: object) -> None:
+        if not _connect_allowed(sock.family, address, extra):
+            _net_violations.append(repr(address))
+            raise ConnectionRefusedError(f"the test network safety net refused a connect to {address!r}")
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        refuse(sock, address)
+        original_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        refuse(sock, address)
+        return original_connect_ex(sock, address)
+
+    setattr(socket.socket, "connect", connect)  # noqa: B010 (a method replaced on the class)
+    setattr(socket.socket, "connect_ex", connect_ex)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(socket.socket, "connect", original_connect)  # noqa: B010
+        setattr(socket.socket, "connect_ex", original_connect_ex)  # noqa: B010
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_connects(_network_safety_net: None) -> Iterator[None]:
+    _net_violations.clear()
+    yield
+    refused, _net_violations[:] = list(_net_violations), []
+    assert not refused, f"the test tried to connect outside this machine: {', '.join(refused)}"

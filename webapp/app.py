@@ -30,6 +30,7 @@ from webapp.http.jsonio import OrjsonProvider
 from webapp.http.ratelimit import EXTENSION as RATE_LIMITS
 from webapp.http.ratelimit import RateLimits
 from webapp.http.schemas import ApiDocument
+from webapp.imports.webhooks import blueprint as webhooks_blueprint
 from webapp.items.routes import blueprint as items_blueprint
 from webapp.observability.metrics_store import MetricsRecorder, MetricsWriter
 from webapp.observability.telemetry import REQUEST_LATENCY, init_sentry
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, clip: ClipModel | None = None) -> Quart:
     app.register_blueprint(items_blueprint)
     app.register_blueprint(search_blueprint)
     app.register_blueprint(suggest_blueprint)
+    app.register_blueprint(webhooks_blueprint)
 
     @app.while_serving  # type: ignore[type-var]
     async def lifespan() -> AsyncIterator[None]:

@@ -43,8 +43,18 @@ class DatabaseSettings(BaseSettings):
     )
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=10, ge=1)
+    # A streaming read replica (or several hosts, comma-separated in the DSN) for searches,
+    # suggestions, facets and listings; None: every read goes to DATABASE_URL.
+    read_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_READ_URL", "PRETHRIFT_DB_READ_URL")
+    )
+    # How often each process reads the catalog version the replica has replayed, and how long
+    # the replica may stay behind the primary before it gets no reads at all until it catches up
+    # (a read never goes to a replica behind the catalog version it serves, whatever this says).
+    replica_check_s: float = Field(default=1.0, gt=0, le=60)
+    replica_max_lag_s: float = Field(default=10.0, gt=0, le=3600)
 
-    @field_validator("url")
+    @field_validator("url", "read_url")
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _require_scheme(
@@ -334,6 +344,42 @@ class SuggestSettings(BaseSettings):
     retention_days: float = Field(default=30.0, gt=0, le=3650)
 
 
+class ImportSettings(BaseSettings):
+    """How catalog imports fetch photos from URLs and buckets (``PRETHRIFT_IMPORT_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PRETHRIFT_IMPORT_", extra="ignore", env_ignore_empty=True)
+
+    # Photos fetched at once, over all hosts.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    # Longest wait for the next bytes of an answer, and for a whole answer.
+    read_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    total_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # Tries per photo on timeouts, 429 and 5xx; waits double from backoff_base_s, and a
+    # Retry-After is honoured up to max_retry_after_s (longer asks fail the photo).
+    attempts: int = Field(default=4, ge=1, le=20)
+    backoff_base_s: float = Field(default=0.5, ge=0, le=60)
+    max_retry_after_s: float = Field(default=30.0, ge=0, le=3600)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    # Photo URLs may name loopback and private-network hosts (a local catalog server). Off,
+    # they are refused, as are link-local (cloud metadata), multicast, unspecified and reserved
+    # addresses, which stay refused either way.
+    allow_private_hosts: bool = False
+    # Exact ADDRESS:PORT pairs allowed even though private ("127.0.0.1:8080,[::1]:8080"): one
+    # local server without opening every private address.
+    allowed_hosts: str = ""
+    # Shopify's webhook signing secret (the app's API secret key, or the one shown under
+    # Settings > Notifications > Webhooks); unset, POST /api/webhooks/shopify answers 404.
+    shopify_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "PRETHRIFT_SHOPIFY_WEBHOOK_SECRET", "PRETHRIFT_IMPORT_SHOPIFY_WEBHOOK_SECRET"
+        ),
+    )
+    # How long a delivery id is remembered, so a replay within it changes nothing.
+    webhook_replay_window_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+
 class ConsoleLoginSettings(BaseSettings):
     """The brake on guessing the console's password, per client address
     (``PRETHRIFT_CONSOLE_LOGIN_*``; console/auth.py applies it)."""
@@ -401,6 +447,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     suggest: SuggestSettings = Field(default_factory=SuggestSettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings)
 
     @field_validator("admin_token")
     @classmethod

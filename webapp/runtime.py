@@ -10,15 +10,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 import structlog
 
 from webapp.adapters.cache import Cache, LocalBackend, RedisBackend
 from webapp.adapters.db import create_pool, run_migrations
+from webapp.adapters.replica import ReadPools, shuffled_hosts
 from webapp.adapters.storage import LocalStorage, S3Storage, Storage
-from webapp.config import Settings
+from webapp.config import DatabaseSettings, Settings
 from webapp.embedding.embedder import ClipModel, Embedder
 from webapp.embedding.model_keys import model_key_for
 from webapp.embedding.worker import EmbeddingWorker
+from webapp.imports.drain import run_import_loop
 from webapp.observability.metrics_store import MetricsRecorder
 from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
@@ -57,6 +60,32 @@ async def make_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.data_dir / "images")
 
 
+async def open_read_pools(db: DatabaseSettings, primary: asyncpg.Pool, cache: Cache) -> ReadPools:
+    """The primary alone, or with the read replica in ``DATABASE_READ_URL``.
+
+    The replica's pool opens no connection up front (a replica that is down at start-up only
+    means reads go to the primary), and each process shuffles the replica hosts once, so that
+    tasks spread their reads over several replicas.
+    """
+    if db.read_url is None:
+        return ReadPools(primary)
+    replica = await create_pool(
+        shuffled_hosts(db.read_url.get_secret_value()),
+        min_size=0,
+        max_size=db.pool_max,
+        ef_search=db.ef_search,
+    )
+    reads = ReadPools(
+        primary,
+        replica,
+        primary_version=lambda: cache.catalog.value,
+        check_s=db.replica_check_s,
+        max_lag_s=db.replica_max_lag_s,
+    )
+    await reads.start()
+    return reads
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings, clip: ClipModel | None = None, readiness: Readiness | None = None
@@ -77,6 +106,8 @@ async def open_services(
         cache = make_cache(settings)
         stack.push_async_callback(cache.close)
         await cache.catalog.start(dsn)
+        reads = await open_read_pools(db, pool, cache)
+        stack.push_async_callback(reads.close)
         storage = await make_storage(settings)
         stack.push_async_callback(storage.close)
         embedder = Embedder(settings.clip)
@@ -86,12 +117,13 @@ async def open_services(
         yield Services(
             settings=settings,
             pool=pool,
+            reads=reads,
             cache=cache,
             storage=storage,
             embedder=embedder,
             model_key=clip.model_key if clip is not None else model_key_for(settings.clip),
             query_log=QueryLog(pool, settings.suggest),
-            suggester=Suggester(pool, settings.suggest),
+            suggester=Suggester(pool, settings.suggest, reads=reads),
             readiness=readiness or Readiness(),
         )
 
@@ -117,4 +149,13 @@ async def run_worker(services: Services, stop: asyncio.Event, recorder: MetricsR
     worker = EmbeddingWorker(
         services.pool, services.embedder, services.storage, services.settings.worker, recorder
     )
-    await worker.run(stop)
+    # Imports that webhooks queued are applied here too: their photos are fetched off the
+    # request path, by the process that then embeds them.
+    imports = asyncio.create_task(run_import_loop(services, stop, services.settings.worker.poll_interval_s))
+    try:
+        await worker.run(stop)
+    finally:
+        # A job cut short stays queued under its lease and is applied again later.
+        imports.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await imports

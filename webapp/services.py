@@ -10,6 +10,7 @@ import asyncpg
 from quart import current_app
 
 from webapp.adapters.cache import Cache
+from webapp.adapters.replica import ReadPools
 from webapp.adapters.storage import Storage
 from webapp.config import Settings
 from webapp.embedding.embedder import Embedder
@@ -61,7 +62,10 @@ class Services:
     """Everything a feature may use, complete from the moment it is built (runtime.open_services)."""
 
     settings: Settings
+    # The primary: writes, and reads that must see the caller's own write.
     pool: asyncpg.Pool
+    # Searches, suggestions, facets and listings: a read replica when configured and current.
+    reads: ReadPools
     cache: Cache
     storage: Storage
     embedder: Embedder

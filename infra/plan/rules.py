@@ -43,9 +43,10 @@ def _rds(r: Mapping[str, Any], ctx: PriceContext) -> Cost:
     factor = pricing.RDS_MULTI_AZ_FACTOR if inputs.get("multiAz") else 1.0
     hourly = pricing.lookup(pricing.RDS_POSTGRES_HOUR, inputs["instanceClass"], "RDS class")
     storage = float(inputs.get("allocatedStorage") or 0)
+    role = "read replica, " if inputs.get("replicateSourceDb") else ""
     return Cost(
         factor * (ctx.hours * hourly + storage * pricing.RDS_GP3_GB_MONTH),
-        f"{'Multi-AZ' if factor > 1 else 'single-AZ'}, {storage:g} GB gp3",
+        f"{role}{'Multi-AZ' if factor > 1 else 'single-AZ'}, {storage:g} GB gp3",
     )
 
 

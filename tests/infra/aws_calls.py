@@ -646,7 +646,11 @@ def resource_calls(st: Stack, res: Mapping[str, Any]) -> Iterator[Call]:
     typ = res["type"]
     label = f"{typ} {res['name']}"
     values, name = _placeholders(st, res)
-    for phase, actions in actions_for(typ).items():
+    phases = actions_for(typ)
+    if typ == "aws:rds/instance:Instance" and res["inputs"].get("replicateSourceDb"):
+        # A read replica is created from its source by its own API call.
+        phases = {**phases, "create": ["rds:CreateDBInstanceReadReplica"]}
+    for phase, actions in phases.items():
         service = service_of(typ)
         extra: list[str] = []
         if phase == "create" and service in TAG_ON_CREATE and actions and actions[0] != TAG_ON_CREATE[service]:

@@ -15,7 +15,14 @@ from infra.ports import API_PORT, CONSOLE_PORT
 
 
 def _args(**extra_env: str) -> ContainerArgs:
-    names = ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN")
+    names = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+        "PRETHRIFT_CONSOLE_PASSWORD",
+        "SENTRY_DSN",
+        "PRETHRIFT_SHOPIFY_WEBHOOK_SECRET",
+    )
     return ContainerArgs(
         stack="qa",
         region="eu-west-1",

@@ -43,7 +43,8 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
     assert components == LAYERS
     counts = {
         "aws:ec2/vpc:Vpc": 1,
-        "aws:rds/instance:Instance": 1,
+        # prod: the primary and one read replica (readReplicas: 1).
+        "aws:rds/instance:Instance": 2 if stack == "prod" else 1,
         "aws:elasticache/replicationGroup:ReplicationGroup": 1,
         "aws:s3/bucket:Bucket": 2,
         "aws:lb/loadBalancer:LoadBalancer": 1,
@@ -55,7 +56,7 @@ def test_inventory_has_every_layer_and_resource(records: dict[str, Record], stac
         "aws:ecr/repository:Repository": 0,
         "aws:ecr/lifecyclePolicy:LifecyclePolicy": 0,
         "docker-build:index:Image": 0,
-        "aws:ssm/parameter:Parameter": 4,
+        "aws:ssm/parameter:Parameter": 5 if stack == "prod" else 4,  # prod's DATABASE_READ_URL
         "aws:sns/topic:Topic": 1,
         "aws:kms/key:Key": 1,
         "aws:cloudwatch/compositeAlarm:CompositeAlarm": 1,
@@ -650,3 +651,25 @@ def test_collector_sends_cloudwatch_only_what_the_alarms_read(records: dict[str,
         assert emf["metric_declarations"] == [
             {"dimensions": [[]], "metric_name_selectors": [f"^{n}$" for n in CLOUDWATCH_METRICS]}
         ]
+
+
+def test_prod_reads_from_a_replica_of_its_primary_and_only_the_api_is_given_it(
+    records: dict[str, Record],
+) -> None:
+    rec = records["prod"]
+    instances = {r["name"]: r["inputs"] for r in of_type(rec, "aws:rds/instance:Instance")}
+    replica = instances["database-replica-1"]
+    # The mocks name an instance's identifier after its resource name.
+    assert replica["replicateSourceDb"].startswith("database-postgres-")
+    assert replica["multiAz"] is False and replica["publiclyAccessible"] is False
+    assert replica["instanceClass"] == instances["database-postgres"]["instanceClass"]
+    given = {
+        r["name"]: {
+            s["name"] for c in json.loads(r["inputs"]["containerDefinitions"]) for s in c.get("secrets", [])
+        }
+        for r in of_type(rec, "aws:ecs/taskDefinition:TaskDefinition")
+    }
+    assert [name for name, secrets in given.items() if "DATABASE_READ_URL" in secrets] == [
+        name for name in given if "api" in name
+    ]
+    assert not of_type(records["dev"], "aws:rds/instance:Instance")[0]["inputs"].get("replicateSourceDb")

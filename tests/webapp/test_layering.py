@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("webapp.http",),
     ("webapp.embedding",),
     ("webapp.services",),
-    ("webapp.items", "webapp.search", "webapp.suggest"),
+    ("webapp.items", "webapp.search", "webapp.suggest", "webapp.imports"),
     ("webapp.runtime",),
     ("webapp.app",),
     ("webapp.cli",),

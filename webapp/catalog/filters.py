@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
+from webapp.catalog.sizes import accepted_keys
+
 
 class Mode(enum.StrEnum):
     SEMANTIC = "semantic"
@@ -41,7 +43,8 @@ def parse_facet_names(raw: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SearchFilters:
-    """Exact-match facets (case-insensitive) and an inclusive price range; None means any."""
+    """Exact-match facets (case-insensitive; sizes by key, however written: webapp.catalog.sizes) and an
+    inclusive price range; None means any."""
 
     category: str | None = None
     size: str | None = None
@@ -65,7 +68,11 @@ def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.st
     Search sees only ready items; the seller's listing passes its own ``status`` condition.
     """
     clauses = [status]
-    for column in ("category", "size", "colour", "brand"):
+    if filters.size is not None:
+        # However the shop wrote the size (migration 0013 stores its key beside it).
+        params.append(accepted_keys(filters.size))
+        clauses.append(f"i.size_key = ANY(${len(params)}::text[])")
+    for column in ("category", "colour", "brand"):
         value = getattr(filters, column)
         if value is not None:
             params.append(value.lower())

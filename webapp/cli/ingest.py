@@ -19,14 +19,30 @@ from webapp.config import Program, Settings
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="folder holding the photos named in the CSV's image column",
+    default=None,
+    help="folder holding the photos the CSV names by local path",
 )
-def ingest(catalog: Path, images: Path) -> None:
+@click.option(
+    "--delete-missing",
+    is_flag=True,
+    help="remove listings an earlier run of this file loaded that it no longer has",
+)
+def ingest(catalog: Path, images: Path | None, delete_missing: bool) -> None:
     """Bulk-load CATALOG.csv (columns: title, price, image, and optionally description, brand,
     category, size, colour, condition, currency). Rows stream, a few at a time; each row not
     loaded is reported with its line and why, then a summary. Exits 1 if any row failed.
-    Items are embedded by the worker."""
+    Items are embedded by the worker.
+
+    A Shopify product export, or a catalog with an external_id column (photos from local paths,
+    http(s) URLs or s3:// objects, several per row in an images column separated by |), is
+    imported instead: re-runs change only what changed (README.md, "Importing a catalog")."""
+    from webapp.imports.catalog import is_import_catalog
+
+    if is_import_catalog(catalog):
+        _import(catalog, images, delete_missing)
+        return
+    if images is None:
+        raise click.UsageError("--images is required: the folder holding the photos the CSV names")
     from webapp.adapters.embedded import embedded_defaults
     from webapp.items.ingest import CatalogFile, IngestSummary, load_rows
 
@@ -46,6 +62,27 @@ def ingest(catalog: Path, images: Path) -> None:
         warning = asyncio.run(_idle_keys_warning(settings)) if summary.loaded else None
     if warning:
         click.echo(warning, err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _import(catalog: Path, images: Path | None, delete_missing: bool) -> None:
+    """A Shopify export or a catalog with external ids, through webapp.imports."""
+    from webapp.adapters.embedded import embedded_defaults
+    from webapp.imports.pipeline import ImportSummary, import_file
+
+    summary = ImportSummary()
+    with embedded_defaults(settings_for(Program.LOADER), Program.LOADER) as settings:
+        try:
+            with database_errors():
+                load_with(
+                    settings, lambda services: import_file(services, catalog, images, delete_missing, summary)
+                )
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            for line in summary.lines():
+                click.echo(line)
     if summary.failed:
         sys.exit(1)
 

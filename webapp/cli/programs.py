@@ -106,15 +106,24 @@ def describe_settings_error(error: ValidationError) -> str:
 # Secrets that may live in SSM Parameter Store under PRETHRIFT_SSM_PREFIX.
 SSM_SECRET_NAMES = (
     "DATABASE_URL",
+    "DATABASE_READ_URL",
     "REDIS_URL",
     "PRETHRIFT_ADMIN_TOKEN",
     "SENTRY_DSN",
     "PRETHRIFT_CONSOLE_PASSWORD",
+    "PRETHRIFT_SHOPIFY_WEBHOOK_SECRET",
 )
 # The secrets each program reads, and so the ones its container is given (infra/containers.py
 # declares the same per ECS container; a test holds the two together).
 PROGRAM_SECRETS: dict[Program, tuple[str, ...]] = {
-    Program.API: ("DATABASE_URL", "REDIS_URL", "PRETHRIFT_ADMIN_TOKEN", "SENTRY_DSN"),
+    Program.API: (
+        "DATABASE_URL",
+        "DATABASE_READ_URL",
+        "REDIS_URL",
+        "PRETHRIFT_ADMIN_TOKEN",
+        "SENTRY_DSN",
+        "PRETHRIFT_SHOPIFY_WEBHOOK_SECRET",
+    ),
     Program.WORKER: ("DATABASE_URL", "SENTRY_DSN"),
     Program.MIGRATE: ("DATABASE_URL",),
     Program.CONSOLE: ("DATABASE_URL", "PRETHRIFT_CONSOLE_PASSWORD", "SENTRY_DSN"),

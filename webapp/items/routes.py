@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from quart import Blueprint, Response, request
 from quart_schema import (
     DataSource,
@@ -148,9 +149,14 @@ async def get_items(query_args: ItemListQuery) -> ItemListOut:
         status += f" AND i.external_id = ${len(params)}"
     where = filter_sql(query_args.filters(), params, status=status)
     before = int(query_args.cursor) if query_args.cursor else None
-    async with services().pool.acquire() as connection:
+    svc = services()
+
+    async def read(connection: asyncpg.Connection) -> tuple[list[Item], dict[int, list[Photo]]]:
         items = await list_items(connection, where, params, before_id=before, limit=query_args.limit)
-        photos = await select_photos(connection, [item.id for item in items])
+        return items, await select_photos(connection, [item.id for item in items])
+
+    # A listing may come from a read replica, once it has the catalog version this process knows.
+    items, photos = await svc.reads.run(await svc.cache.catalog.current(svc.pool), read)
     full = len(items) == query_args.limit
     return ItemListOut(
         items=[await item_out(item, photos[item.id]) for item in items],

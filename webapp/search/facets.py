@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from webapp.catalog.filters import FACET_FIELDS, SearchFilters, filter_sql
+from webapp.catalog.sizes import accepted_keys, region_free, size_key
 
 # Price bucket edges (the last bucket is open-ended), in the catalog's currency.
 PRICE_EDGES = (Decimal(0), Decimal(20), Decimal(40), Decimal(60), Decimal(100), Decimal(200))
@@ -93,24 +94,62 @@ async def _grouped(
             GROUP BY GROUPING SETS ({", ".join(f"({key})" for key in keys)})""",
         *params,
     )
-    tallies: dict[str, dict[Any, list[Any]]] = {name: {} for name in names}
+    written: dict[str, dict[Any, int]] = {name: {} for name in names}
     for row in rows:
         n = row["grouped"].index(True)
         value = row[f"k{n}"]
         if value is None and names[n] != "price":
             continue
-        key = value.lower() if isinstance(value, str) and names[n] != "condition" else value
-        entry = tallies[names[n]].setdefault(key, [value, 0])
-        entry[0] = min(entry[0], value)
-        entry[1] += row["count"]
+        written[names[n]][value] = written[names[n]].get(value, 0) + row["count"]
     counts: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         if name == "price":
-            counts[name] = _buckets({bucket: entry[1] for bucket, entry in tallies[name].items()})
+            counts[name] = _buckets(written[name])
         else:
-            ordered = sorted(tallies[name].values(), key=lambda e: (-e[1], e[0]))[:MAX_VALUES]
-            counts[name] = [{"value": value, "count": count} for value, count in ordered]
+            counts[name] = _values(name, written[name])
     return counts
+
+
+def _values(name: str, written: dict[Any, int]) -> list[dict[str, Any]]:
+    """One value per thing counted, most frequent first: spellings of a name by case, sizes by key."""
+    if name == "size":
+        return _sizes(written)
+    tally: dict[Any, list[Any]] = {}
+    for value, count in written.items():
+        key = value if name == "condition" else value.lower()
+        entry = tally.setdefault(key, [value, 0])
+        entry[0] = min(entry[0], value)
+        entry[1] += count
+    ordered = sorted(tally.values(), key=lambda e: (-e[1], e[0]))[:MAX_VALUES]
+    return [{"value": value, "count": count} for value, count in ordered]
+
+
+def _sizes(written: dict[str, int]) -> list[dict[str, Any]]:
+    """Sizes by key ("10", "UK 10", "uk10" are one), shown as most items write them.
+
+    A bare number joins the one region written with that number ("10" and "UK 10"), since a filter
+    on either finds both; beside two regions (UK 10 and US 10 dresses) it stays a value of its own.
+    """
+    by_key: dict[str, dict[str, int]] = {}
+    for value, count in written.items():
+        key = size_key(value)
+        if key is not None:
+            spellings = by_key.setdefault(key, {})
+            spellings[value] = spellings.get(value, 0) + count
+    regions: dict[str, list[str]] = {}
+    for key in by_key:
+        if (number := region_free(key)) is not None:
+            regions.setdefault(number, []).append(key)
+    for number, keys in regions.items():
+        if len(keys) == 1 and number in by_key:
+            for value, count in by_key.pop(number).items():
+                by_key[keys[0]][value] = by_key[keys[0]].get(value, 0) + count
+    entries = [
+        (min(spellings, key=lambda v: (-spellings[v], v)), sum(spellings.values()))
+        for spellings in by_key.values()
+    ]
+    ordered = sorted(entries, key=lambda e: (-e[1], e[0]))[:MAX_VALUES]
+    return [{"value": value, "count": count} for value, count in ordered]
 
 
 async def _count_candidates(
@@ -120,7 +159,7 @@ async def _count_candidates(
     params: list[Any] = [candidates]
     where = filter_sql(SearchFilters(), params)
     rows = await connection.fetch(
-        f"""SELECT i.size, i.brand, i.colour, i.condition, i.category, i.price FROM items i
+        f"""SELECT i.size, i.size_key, i.brand, i.colour, i.condition, i.category, i.price FROM items i
             WHERE i.id = ANY($1::bigint[]) AND {where}""",
         *params,
     )
@@ -135,24 +174,21 @@ async def _count_candidates(
                 found[bucket] = found.get(bucket, 0) + 1
             counts[name] = _buckets(found)
             continue
-        tally: dict[str, list[Any]] = {}
+        found_values: dict[Any, int] = {}
         for row in kept:
-            value = row[name]
-            if value is not None:
-                key = value if name == "condition" else value.lower()
-                entry = tally.setdefault(key, [value, 0])
-                entry[0] = min(entry[0], value)
-                entry[1] += 1
-        ordered = sorted(tally.values(), key=lambda e: (-e[1], e[0]))[:MAX_VALUES]
-        counts[name] = [{"value": value, "count": count} for value, count in ordered]
+            if row[name] is not None:
+                found_values[row[name]] = found_values.get(row[name], 0) + 1
+        counts[name] = _values(name, found_values)
     return counts
 
 
 def _passes(row: asyncpg.Record, filters: SearchFilters) -> bool:
     """The same test as ``filter_sql``, on a row already read."""
+    if filters.size is not None and row["size_key"] not in accepted_keys(filters.size):
+        return False
     for name in FACET_FIELDS:
         wanted = getattr(filters, name)
-        if wanted is None:
+        if wanted is None or name == "size":
             continue
         value = row[name]
         if value is None or (value != wanted if name == "condition" else value.lower() != wanted.lower()):

@@ -12,18 +12,30 @@ What one query may cost is bounded whatever it holds: the first MAX_WORDS words 
 costs a fuzzy look-up in the vocabulary and a clause in every round), at most MAX_ROUNDS SQL
 rounds run (a long query lets several words go per round, so the last round still reaches the
 fewest words), and no round starts once ROUNDS_BUDGET_S has passed.
+
+Under filters (a brand, a size, a price range, a category) words are judged on the items the
+filters allow, not on the whole catalog: "trainers", held by other brands' items, is for a brand
+that sells none a word to correct, widen or let go like any unknown one, so the same query finds
+the same item whatever other brands hold. Counting the query's terms there is one SQL round
+(each term counted up to SCOPE_COUNT_CAP items), taken from the MAX_ROUNDS.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
+
+from webapp.catalog.filters import SearchFilters, filter_sql
+from webapp.search.repo import Hit, VectorQueries
 
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.txt")
 # Most alternatives one word may bring (corrections plus synonyms); keeps the query small.
@@ -34,6 +46,13 @@ MAX_WORDS = 10
 # SQL rounds of loosening per ranking, and the time after which no further round starts.
 MAX_ROUNDS = 4
 ROUNDS_BUDGET_S = 0.5
+# Ranked candidates per list before fusing or re-sorting; pages past it are empty.
+CANDIDATES = 200
+# Exact matches as plentiful as a page leave typos, synonyms and missing words nothing to add;
+# the forgiving pass runs only below this (a stable choice per query, so pages stay consistent).
+FORGIVE_BELOW = 20
+# Items counted per term under filters: enough to order words by how common they are there.
+SCOPE_COUNT_CAP = 500
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 # Words too common to say anything (a subset of PostgreSQL's english.stop): they would match
 # most of the catalog on their own.
@@ -63,10 +82,16 @@ def allowed_edits(word: str) -> int:
 
 def corrections(word: str, vocabulary: dict[str, int], limit: int = 3) -> list[str]:
     """Catalog words within the allowed edits of an unknown ``word``, closest first."""
+    return [] if word in vocabulary else _near(word, vocabulary, limit)
+
+
+def _near(word: str, vocabulary: dict[str, int], limit: int = 3) -> list[str]:
+    """Other catalog words within the allowed edits of ``word``, closest first."""
     edits = allowed_edits(word)
-    if edits == 0 or word in vocabulary or any(ch.isdigit() for ch in word):
+    if edits == 0 or any(ch.isdigit() for ch in word):
         return []
     matches = process.extract(word, list(vocabulary), scorer=OSA.distance, score_cutoff=edits, limit=limit * 4)
+    matches = [m for m in matches if m[0] != word]
     matches.sort(key=lambda m: (m[1], m[0]))
     best = matches[0][1] if matches else 0
     return [m[0] for m in matches if m[1] == best][:limit]
@@ -106,41 +131,154 @@ def loosen(groups: list[WordGroup], count: int = 1) -> list[WordGroup]:
     return groups
 
 
-def rounds_step(words: int, fewest: int) -> int:
-    """Groups to let go per round so that MAX_ROUNDS rounds go from ``words`` down to ``fewest``."""
-    return max(1, math.ceil((words - fewest) / max(1, MAX_ROUNDS - 1)))
+def rounds_step(words: int, fewest: int, rounds: int = MAX_ROUNDS) -> int:
+    """Groups to let go per round so that ``rounds`` rounds go from ``words`` down to ``fewest``."""
+    return max(1, math.ceil((words - fewest) / max(1, rounds - 1)))
 
 
-def word_groups(text: str, vocabulary: dict[str, int], synonyms: dict[str, tuple[str, ...]]) -> list[WordGroup]:
-    """The query's words (the first MAX_WORDS that say something) with their corrections and
-    synonyms; two-word synonyms are found first."""
+def _tokens(text: str, synonyms: dict[str, tuple[str, ...]]) -> list[tuple[str, bool, bool]]:
+    """The first MAX_WORDS words that say something, as (word or two-word synonym, is a pair,
+    is the last word typed)."""
     words = _WORD.findall(text.lower())
-    groups: list[WordGroup] = []
+    found: list[tuple[str, bool, bool]] = []
     index = 0
-    while index < len(words) and len(groups) < MAX_WORDS:
+    while index < len(words) and len(found) < MAX_WORDS:
         pair = " ".join(words[index : index + 2])
         if index + 1 < len(words) and pair in synonyms:
-            others = synonyms[pair][:MAX_ALTERNATIVES]
-            groups.append(WordGroup(pair, others, items=sum(_items(t, vocabulary) for t in (pair, *others))))
+            found.append((pair, True, False))
             index += 2
             continue
         word = words[index]
-        last = index == len(words) - 1
         index += 1
-        if word in STOPWORDS:
+        if word not in STOPWORDS:
+            found.append((word, False, index == len(words)))
+    return found
+
+
+def word_groups(
+    text: str,
+    vocabulary: dict[str, int],
+    synonyms: dict[str, tuple[str, ...]],
+    within: dict[str, int] | None = None,
+) -> list[WordGroup]:
+    """The query's words (the first MAX_WORDS that say something) with their corrections and
+    synonyms; two-word synonyms are found first.
+
+    ``within``: how many of the items the filters allow hold each of ``scope_terms`` (a prefix
+    written ``word:*``); words are then known, corrected and counted there, not in the catalog.
+    """
+    groups: list[WordGroup] = []
+    for word, pair, last in _tokens(text, synonyms):
+        if pair:
+            others = synonyms[word][:MAX_ALTERNATIVES]
+            groups.append(
+                WordGroup(word, others, items=sum(_count(t, vocabulary, within) for t in (word, *others)))
+            )
             continue
         typing = last and any(known.startswith(word) for known in vocabulary)
-        fixed = [] if typing else corrections(word, vocabulary)
+        known = word in vocabulary if within is None else within.get(word, 0) > 0
+        fixed: list[str] = []
+        if not (typing or known):
+            fixed = _near(word, vocabulary)
+            fixed = fixed if within is None else [f for f in fixed if within.get(f, 0) > 0]
         alternatives = _unique(
             [*fixed, *synonyms.get(word, ()), *(s for f in fixed for s in synonyms.get(f, ()))]
         )
         kept = tuple(alternatives[:MAX_ALTERNATIVES])
         prefix = last and word.isalnum()
-        found = sum(_items(t, vocabulary) for t in (word, *kept))
-        if prefix:
+        found = sum(_count(t, vocabulary, within) for t in (word, *kept))
+        if prefix and within is not None:
+            found += within.get(f"{word}:*", 0)
+        elif prefix:
             found += sum(n for known, n in vocabulary.items() if known.startswith(word) and known != word)
-        groups.append(WordGroup(word, kept, prefix=prefix, items=found, known=word in vocabulary))
+        groups.append(WordGroup(word, kept, prefix=prefix, items=found, known=known))
     return groups
+
+
+def _count(term: str, vocabulary: dict[str, int], within: dict[str, int] | None) -> int:
+    return _items(term, vocabulary) if within is None else within.get(term, 0)
+
+
+def scope_terms(text: str, vocabulary: dict[str, int], synonyms: dict[str, tuple[str, ...]]) -> list[str]:
+    """The terms ``word_groups`` looks up in ``within``: each word, the catalog words near it,
+    their synonyms, and the last word as a prefix (``word:*``); at most 11 a word. A synonym
+    past those counts as held by none, which only orders it among the words let go."""
+    terms: list[str] = []
+    for word, pair, last in _tokens(text, synonyms):
+        if pair:
+            terms += [word, *synonyms[word][:MAX_ALTERNATIVES]]
+            continue
+        near = _near(word, vocabulary)
+        # The synonyms a group can keep (MAX_ALTERNATIVES at most): the query's cost stays bounded.
+        widened = _unique([*synonyms.get(word, ()), *(s for f in near for s in synonyms.get(f, ()))])
+        terms += [word, *near, *widened[:MAX_ALTERNATIVES]]
+        if last and word.isalnum():
+            terms.append(f"{word}:*")
+    return _unique(terms)
+
+
+async def count_within(
+    connection: asyncpg.Connection, terms: list[str], filters: SearchFilters
+) -> dict[str, int]:
+    """How many of the items ``filters`` allow hold each term (up to SCOPE_COUNT_CAP), in one round.
+
+    Terms match as ``VectorQueries.forgiving`` matches them: a word in either text search
+    configuration, several words as a phrase, ``word:*`` as a prefix (only ever of letters and
+    digits, so it is valid tsquery syntax).
+    """
+    if not terms:
+        return {}
+    params: list[Any] = [terms, SCOPE_COUNT_CAP]
+    where = filter_sql(filters, params)
+    rows = await connection.fetch(
+        f"""SELECT t.term, (SELECT count(*) FROM (
+                    SELECT 1 FROM items i
+                    WHERE i.search_tsv @@ (CASE
+                        WHEN t.term LIKE '%:*' THEN to_tsquery('simple', t.term)
+                        WHEN t.term LIKE '% %' THEN phraseto_tsquery('simple', t.term)
+                        ELSE plainto_tsquery('simple', t.term) || plainto_tsquery('english', t.term) END)
+                      AND {where}
+                    LIMIT $2) s) AS items
+            FROM unnest($1::text[]) AS t(term)""",
+        *params,
+    )
+    return {row["term"]: row["items"] for row in rows}
+
+
+async def forgive(
+    connection: asyncpg.Connection,
+    queries: VectorQueries,
+    text: str,
+    filters: SearchFilters,
+    exact: list[Hit],
+    words: dict[str, int],
+    synonyms: dict[str, tuple[str, ...]],
+    *,
+    keep_half: bool = False,
+) -> list[Hit]:
+    """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words
+    (down to one, or to half of them with ``keep_half``), in at most MAX_ROUNDS SQL rounds."""
+    deadline = time.monotonic() + ROUNDS_BUDGET_S
+    rounds = 0
+    within = None
+    if filters.active:
+        within = await count_within(connection, scope_terms(text, words, synonyms), filters)
+        rounds += 1
+    groups = word_groups(text, words, synonyms, within)
+    fewest = max(1, math.ceil(len(groups) / 2) if keep_half else 1)
+    step = rounds_step(len(groups), fewest, MAX_ROUNDS - rounds)
+    found = list(exact)
+    while groups and len(found) < FORGIVE_BELOW:
+        seen = [h.id for h in found]
+        found += await queries.forgiving(
+            connection, groups, limit=CANDIDATES - len(found), filters=filters, exclude=seen
+        )
+        rounds += 1
+        if len(groups) <= fewest or rounds >= MAX_ROUNDS or time.monotonic() >= deadline:
+            break
+        # Fewer words each round: items matching more of them stay ahead of those after.
+        groups = loosen(groups, min(step, len(groups) - fewest))
+    return found
 
 
 def _unique(terms: Iterable[str]) -> list[str]:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from webapp.catalog.garment import Condition
+from webapp.search.read_sizes import find_size, number_text
 
 # The filters a query can carry, in the order the response lists them.
 PARSED_FIELDS = ("brand", "colour", "size", "condition", "price_min", "price_max")
@@ -62,33 +63,6 @@ _PRICE_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
         ("price_min",),
     ),
 ]
-
-_LETTER_SIZES = {
-    "xxxs": "XXXS", "xxs": "XXS", "xs": "XS", "s": "S", "m": "M", "l": "L", "xl": "XL", "xxl": "XXL",
-    "xxxl": "XXXL", "2xl": "XXL", "3xl": "XXXL", "4xl": "XXXXL", "small": "S", "medium": "M",
-    "large": "L", "extra small": "XS", "extra large": "XL", "x-large": "XL", "x-small": "XS",
-    "xx-large": "XXL",
-}  # fmt: skip
-_LETTER = "|".join(sorted((re.escape(k) for k in _LETTER_SIZES), key=len, reverse=True))
-_REGION = r"(uk|eu|us|it|fr)"
-_SIZE_NUMBER = r"(\d{1,2}(?:\.5)?)"
-_IN = r"(?:(?:in|a|in\s+a)\s+)?"
-
-_SIZE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # waist and length: "w32 l34", "w32/l34", "32x34", "32w 34l", "w32"
-    (re.compile(rf"\b{_IN}(?:size\s+)?w\s?(\d{{2}})\s*/?\s*l\s?(\d{{2}})\b"), "waist_length"),
-    (re.compile(r"\b(?:size\s+)?(\d{2})\s?w\s*/?\s*(\d{2})\s?l\b"), "waist_length"),
-    (re.compile(r"(?<![\w.])(?:size\s+)?(\d{2})\s?x\s?(\d{2})(?![\w.])"), "waist_length"),
-    (re.compile(rf"\b{_IN}(?:size\s+)?w\s?(\d{{2}})\b"), "waist"),
-    # "size uk 10", "uk 10", "eu38"
-    (re.compile(rf"\b{_IN}(?:size\s*:?\s*)?{_REGION}\s?{_SIZE_NUMBER}(?![\w.])"), "region"),
-    # "size M", "size 10", "size large"
-    (re.compile(rf"\b{_IN}size\s*:?\s*(?:({_LETTER})\b|{_SIZE_NUMBER}(?![\w.]))"), "labelled"),
-    # "XL", "xxs" on their own: letters no word has
-    (re.compile(r"(?<![\w&'.\-])(xxxs|xxs|xs|xl|xxl|xxxl|2xl|3xl|4xl)(?![\w&'.\-])"), "letters"),
-]
-# A lone capital S, M or L is a size ("jacket M"), unless it is part of a name ("M&S", "L.L.Bean").
-_CAPITAL_SIZE = re.compile(r"(?<![\w&'.\-])([SML])(?![\w&'.\-])")
 
 _CONDITIONS: list[tuple[re.Pattern[str], Condition]] = [
     (
@@ -201,10 +175,6 @@ class Parsed:
         return bool(self.filters)
 
 
-def _number(text: str) -> str:
-    return str(Decimal(text).normalize()) if "." in text else str(int(text))
-
-
 class _Text:
     """The query with the parts already taken out blanked, so later rules cannot reuse them."""
 
@@ -271,38 +241,15 @@ def _prices(work: _Text, found: dict[str, str]) -> None:
             continue
         values = [g for g in match.groups() if g is not None]
         for bound, value in zip(dict.fromkeys(bounds), values, strict=False):
-            found[bound] = _number(value)
+            found[bound] = number_text(value)
         work.take(match.start(), match.end())
 
 
 def _sizes(work: _Text, found: dict[str, str]) -> None:
-    for pattern, kind in _SIZE_PATTERNS:
-        match = _first(work, pattern)
-        if match is None:
-            continue
-        groups = [g for g in match.groups() if g is not None]
-        if kind == "waist_length":
-            waist, length = int(groups[0]), int(groups[1])
-            if not (22 <= waist <= 50 and 26 <= length <= 38):
-                continue
-            value = f"W{waist} L{length}"
-        elif kind == "waist":
-            if not 22 <= int(groups[0]) <= 50:
-                continue
-            value = f"W{groups[0]}"
-        elif kind == "region":
-            value = f"{groups[0].upper()} {_number(groups[1])}"
-        elif groups[0] in _LETTER_SIZES:
-            value = _LETTER_SIZES[groups[0]]
-        else:
-            value = _number(groups[0])
-        found["size"] = value
-        work.take(match.start(), match.end())
-        return
-    match = _first(work, _CAPITAL_SIZE, work.original)
-    if match is not None:
-        found["size"] = match.group(1)
-        work.take(match.start(), match.end())
+    size = find_size(work.lower, work.original, work.free)
+    if size is not None:
+        found["size"] = size[0]
+        work.take(size[1], size[2])
 
 
 def _names(work: _Text, vocabulary: Vocabulary, found: dict[str, str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import numpy as np
@@ -13,9 +13,11 @@ import numpy as np
 from webapp.adapters.db import index_distance, sql_literal
 from webapp.catalog.filters import SearchFilters, Sort, filter_sql
 from webapp.config import DatabaseSettings
-from webapp.search.forgive import WordGroup
 from webapp.search.graphs import PartialGraphs, Plan, graph_predicate
 from webapp.services import Services
+
+if TYPE_CHECKING:  # forgive.py runs its rounds through these queries
+    from webapp.search.forgive import WordGroup
 
 # Photos ranked per item of a page before folding them into items: items have a few photos each,
 # and a query near one of them is usually near its others. When that is too few the fold grows

@@ -29,16 +29,9 @@ from webapp.http.schemas import (
     parse_item_id,
 )
 from webapp.search.parse import normalise_query
+from webapp.search.reading import SearchRequest, catalog_version, understand
 from webapp.search.repo import Hit
-from webapp.search.service import (
-    SearchRequest,
-    facet_counts,
-    search_image,
-    search_similar,
-    search_stages,
-    search_text,
-    understand,
-)
+from webapp.search.service import facet_counts, search_image, search_similar, search_stages, search_text
 from webapp.services import Services, services
 
 blueprint = Blueprint("search", __name__)
@@ -48,8 +41,9 @@ class PhotoSearch(BaseModel):
     image: File
 
 
-async def to_request(svc: Services, args: TextSearch) -> tuple[SearchRequest, Interpreted | None]:
-    """The search to run, after reading constraints out of q (unless ``parse=false``)."""
+async def to_request(svc: Services, args: TextSearch, version: int) -> tuple[SearchRequest, Interpreted | None]:
+    """The search to run, after reading constraints out of q (unless ``parse=false``), against
+    the catalog as of ``version``."""
     request = SearchRequest(
         q=args.q,
         filters=args.filters(),
@@ -61,7 +55,7 @@ async def to_request(svc: Services, args: TextSearch) -> tuple[SearchRequest, In
     )
     if not args.parse:
         return request, None
-    request, parsed = await understand(svc, request)
+    request, parsed = await understand(svc, request, version)
     return request, None if parsed is None else Interpreted(q=parsed.q, filters=parsed.filters)
 
 
@@ -87,20 +81,22 @@ async def page_out(
 async def search(query_args: TextSearch) -> SearchPageOut:
     """Find garments matching a description (hybrid by default), or browse with filters only."""
     svc = services()
-    request, interpreted = await to_request(svc, query_args)
-    hits = await search_text(svc, request)
+    # Read once: the parse, the page and its facets see the same catalog.
+    version = await catalog_version(svc)
+    request, interpreted = await to_request(svc, query_args, version)
+    hits = await search_text(svc, request, version)
     _learn(svc, query_args, hits, current_client())
     page = await page_out(svc, hits, query_args, interpreted)
-    return await with_facets(svc, page, request, query_args)
+    return await with_facets(svc, page, request, query_args, version)
 
 
 async def with_facets(
-    svc: Services, page: SearchPageOut, request: SearchRequest, args: TextSearch
+    svc: Services, page: SearchPageOut, request: SearchRequest, args: TextSearch, version: int
 ) -> SearchPageOut:
     """The page with the facet counts asked for, if any."""
     if args.facets is None:
         return page
-    counts = await facet_counts(svc, request, parse_facet_names(args.facets))
+    counts = await facet_counts(svc, request, parse_facet_names(args.facets), version)
     return SearchPageOut.model_validate(
         {**page.model_dump(), "facets": counts.values, "facets_scope": counts.scope}
     )
@@ -124,8 +120,9 @@ async def search_stream(query_args: TextSearch) -> Response:
     and carries the facet counts when they were asked for.
     """
     svc = services()
-    request, interpreted = await to_request(svc, query_args)
-    stages = search_stages(svc, request)
+    version = await catalog_version(svc)
+    request, interpreted = await to_request(svc, query_args, version)
+    stages = search_stages(svc, request, version)
     # The first stage runs before the response starts, so bad state (model still loading)
     # is an ordinary JSON error and not a broken stream.
     first = await anext(stages)
@@ -139,7 +136,7 @@ async def search_stream(query_args: TextSearch) -> Response:
             page = await page_out(svc, hits, query_args, interpreted)
             if stage == "final":
                 _learn(svc, query_args, hits, current_client())
-                page = await with_facets(svc, page, request, query_args)
+                page = await with_facets(svc, page, request, query_args, version)
             yield dumps_bytes({"stage": stage, **page.model_dump()}) + b"\n"
             if stage == "final":
                 return

@@ -1,20 +1,20 @@
-"""Search logic: caches, query embedding, semantic/keyword/hybrid ranking, filters and sorting."""
+"""Search: semantic, keyword and hybrid ranking, result pages and their cache, query embedding.
+
+Reading the request (the catalog's names, constraints in the query) is reading.py's; matching
+that forgives typos and missing words is forgive.py's. Nothing here reads request state: the
+routes pass what a search needs, the catalog version included.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from functools import partial
 
 import asyncpg
 import numpy as np
 import orjson
-from cachetools import LRUCache
-from quart import g, has_request_context
 
 from webapp.adapters.cache import query_key
 from webapp.catalog.filters import Mode, SearchFilters, Sort
@@ -22,44 +22,16 @@ from webapp.http.errors import ApiError, ModelNotReady
 from webapp.http.jsonio import dumps_bytes
 from webapp.http.ratelimit import fair_share
 from webapp.search.facets import FacetCounts, count_facets
-from webapp.search.forgive import MAX_ROUNDS, ROUNDS_BUDGET_S, load_synonyms, loosen, rounds_step, word_groups
-from webapp.search.parse import (
-    ALIASES_FILE,
-    Aliases,
-    Parsed,
-    Vocabulary,
-    load_aliases,
-    merge_filters,
-    normalise_query,
-    parse_query,
-)
-from webapp.search.repo import Hit, VectorQueries, catalog_names, loaded_queries, search_words
+from webapp.search.forgive import CANDIDATES, FORGIVE_BELOW, forgive
+from webapp.search.parse import normalise_query
+from webapp.search.reading import SearchRequest, catalog_version, catalog_words, shipped
+from webapp.search.repo import Hit, VectorQueries, loaded_queries
 from webapp.services import Services
 
 VectorSource = Callable[[], Awaitable[np.ndarray]]
 # Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
 RRF_K = 60
-# Ranked candidates per list before fusing or re-sorting; pages past it are empty.
-CANDIDATES = 200
 SEMANTIC_DEPTH = 100
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    q: str | None
-    filters: SearchFilters = field(default_factory=SearchFilters)
-    mode: Mode = Mode.HYBRID
-    sort: Sort = Sort.RELEVANCE
-    min_score: float | None = None
-    limit: int = 20
-    offset: int = 0
-
-    def cache_key(self, model_key: str, version: int) -> str:
-        text = self.q and normalise_query(self.q)
-        return query_key(
-            "text", model_key, version, text, self.filters.cache_key(), self.mode.value,
-            self.sort.value, self.min_score, self.limit, self.offset,
-        )  # fmt: skip
 
 
 def _queries(services: Services) -> VectorQueries:
@@ -67,16 +39,6 @@ def _queries(services: Services) -> VectorQueries:
     if queries is None:
         raise ModelNotReady()
     return queries
-
-
-async def _version(services: Services) -> int:
-    """The catalog version, read at most once per request (the parse and the page key share it)."""
-    if not has_request_context():
-        return await services.cache.catalog.current(services.pool)
-    version: int | None = g.get("catalog_version")
-    if version is None:
-        version = g.catalog_version = await services.cache.catalog.current(services.pool)
-    return version
 
 
 async def _cached(services: Services, key: str) -> list[Hit] | None:
@@ -90,45 +52,6 @@ async def _store(services: Services, key: str, hits: list[Hit]) -> None:
     await services.cache.set_result(key, dumps_bytes([h.to_json() for h in hits]))
 
 
-# Exact matches as plentiful as a page leave typos, synonyms and missing words nothing to add;
-# the forgiving pass runs only below this (a stable choice per query, so pages stay consistent).
-FORGIVE_BELOW = 20
-
-
-@dataclass(frozen=True)
-class CatalogWords:
-    """What the catalog holds, for reading queries: names for filters, words for corrections."""
-
-    names: Vocabulary
-    words: dict[str, int]
-
-
-_SHIPPED: list[tuple[Aliases, dict[str, tuple[str, ...]]]] = []
-# Per pool (held, so its id is not reused): the catalog version and its words.
-_CATALOG_WORDS: LRUCache[int, tuple[asyncpg.Pool, int, CatalogWords]] = LRUCache(maxsize=8)
-
-
-def _shipped() -> tuple[Aliases, dict[str, tuple[str, ...]]]:
-    """The editable lists shipped with the service, read once."""
-    if not _SHIPPED:
-        _SHIPPED.append((load_aliases(ALIASES_FILE), load_synonyms()))
-    return _SHIPPED[0]
-
-
-async def catalog_words(services: Services) -> CatalogWords:
-    """The catalog's names and words, read again only when the catalog changes."""
-    version = await _version(services)
-    entry = _CATALOG_WORDS.get(id(services.pool))
-    if entry is not None and entry[0] is services.pool and entry[1] == version:
-        return entry[2]
-    async with services.pool.acquire() as connection:
-        brands, colours = await catalog_names(connection)
-        words = await search_words(connection)
-    found = CatalogWords(Vocabulary.build(brands, colours, _shipped()[0]), words)
-    _CATALOG_WORDS[id(services.pool)] = (services.pool, version, found)
-    return found
-
-
 async def keyword_ranking(
     services: Services,
     queries: VectorQueries,
@@ -136,94 +59,56 @@ async def keyword_ranking(
     filters: SearchFilters,
     *,
     beside_vectors: bool = False,
+    version: int | None = None,
 ) -> list[Hit]:
     """Exact keyword matches first (phrases, brand and model), then forgiving ones, best first.
 
     ``beside_vectors``: the ranking is fused with a vector search (hybrid), which already ranks
     items that share only a word or two with the query; the forgiving passes then stop at half
-    the query's words instead of ranking every item that holds one of them.
+    the query's words instead of ranking every item that holds one of them. ``version``: the
+    catalog version, when the caller has read it for this request.
     """
-    async with services.pool.acquire() as connection:
-        exact = await queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
-        if len(exact) >= FORGIVE_BELOW:
-            return exact
-    words = (await catalog_words(services)).words
-    async with services.pool.acquire() as connection:
-        return await forgive(
-            connection, queries, text, filters, exact, words, _shipped()[1], keep_half=beside_vectors
-        )
+    exact = await services.reads.run(
+        version, lambda connection: queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+    )
+    if len(exact) >= FORGIVE_BELOW:
+        return exact
+    words = (await catalog_words(services, version)).words
+    return await services.reads.run(
+        version,
+        lambda connection: forgive(
+            connection, queries, text, filters, exact, words, shipped()[1], keep_half=beside_vectors
+        ),
+    )
 
 
-async def forgive(
-    connection: asyncpg.Connection,
-    queries: VectorQueries,
-    text: str,
-    filters: SearchFilters,
-    exact: list[Hit],
-    words: dict[str, int],
-    synonyms: dict[str, tuple[str, ...]],
-    *,
-    keep_half: bool = False,
-) -> list[Hit]:
-    """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words
-    (down to one, or to half of them with ``keep_half``), in at most MAX_ROUNDS SQL rounds."""
-    groups = word_groups(text, words, synonyms)
-    fewest = max(1, math.ceil(len(groups) / 2) if keep_half else 1)
-    step = rounds_step(len(groups), fewest)
-    deadline = time.monotonic() + ROUNDS_BUDGET_S
-    found = list(exact)
-    rounds = 0
-    while groups and len(found) < FORGIVE_BELOW:
-        seen = [h.id for h in found]
-        found += await queries.forgiving(
-            connection, groups, limit=CANDIDATES - len(found), filters=filters, exclude=seen
-        )
-        rounds += 1
-        if len(groups) <= fewest or rounds >= MAX_ROUNDS or time.monotonic() >= deadline:
-            break
-        # Fewer words each round: items matching more of them stay ahead of those after.
-        groups = loosen(groups, min(step, len(groups) - fewest))
-    return found
-
-
-async def understand(services: Services, request: SearchRequest) -> tuple[SearchRequest, Parsed | None]:
-    """Constraints written in the query become filters; filters given as parameters win.
-
-    Returns the request to run and, when something was taken out of the query, what was read.
-    """
-    if request.q is None:
-        return request, None
-    parsed = parse_query(request.q, (await catalog_words(services)).names)
-    if not parsed.changed:
-        return request, None
-    explicit = {name: getattr(request.filters, name) for name in SearchFilters.__dataclass_fields__}
-    applied = merge_filters(explicit, parsed.filters)
-    typed: dict[str, object] = {
-        name: Decimal(value) if name.startswith("price_") else value for name, value in applied.items()
-    }
-    filters = replace(request.filters, **typed)  # type: ignore[arg-type]
-    return replace(request, q=parsed.q or None, filters=filters), Parsed(parsed.q, applied)
-
-
-async def facet_counts(services: Services, request: SearchRequest, names: tuple[str, ...]) -> FacetCounts:
+async def facet_counts(
+    services: Services, request: SearchRequest, names: tuple[str, ...], version: int | None = None
+) -> FacetCounts:
     """Disjunctive counts: exact over the filtered catalog when browsing, else over the candidates."""
     queries = _queries(services)
     text = request.q and normalise_query(request.q)
+    version = await catalog_version(services, version)
     key = query_key(
-        "facets", services.model_key, await _version(services), text, request.filters.cache_key(),
+        "facets", services.model_key, version, text, request.filters.cache_key(),
         request.mode.value, names,
     )  # fmt: skip
     cached = await services.cache.get_result(key)
     if cached is not None:
         return FacetCounts.from_json(cached)
     async with fair_share("search"):
-        counts = await _count_facets(services, queries, request, names, text)
+        counts = await _count_facets(services, queries, request, names, text, version)
     await services.cache.set_result(key, counts.to_json().encode())
     return counts
 
 
 async def _count_facets(
-    services: Services, queries: VectorQueries, request: SearchRequest, names: tuple[str, ...], text: str | None
+    services: Services,
+    queries: VectorQueries,
+    request: SearchRequest,
+    names: tuple[str, ...],
+    text: str | None,
+    version: int,
 ) -> FacetCounts:
     candidates: list[int] | None = None
     if text is not None:
@@ -235,16 +120,24 @@ async def _count_facets(
         for filters in wanted:
             if request.mode is not Mode.SEMANTIC:
                 found.update(
-                    dict.fromkeys(h.id for h in await keyword_ranking(services, queries, text, filters))
+                    dict.fromkeys(
+                        h.id for h in await keyword_ranking(services, queries, text, filters, version=version)
+                    )
                 )
             if vector is not None:
-                async with services.pool.acquire() as connection:
-                    near = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
+                near = await services.reads.run(version, partial(_nearest, queries, vector, filters))
                 found.update(dict.fromkeys(h.id for h in near))
         candidates = list(found)
-    async with services.pool.acquire() as connection:
-        values = await count_facets(connection, names, request.filters, candidates)
+    values = await services.reads.run(
+        version, lambda connection: count_facets(connection, names, request.filters, candidates)
+    )
     return FacetCounts(values, "exact" if candidates is None else "candidates")
+
+
+async def _nearest(
+    queries: VectorQueries, vector: np.ndarray, filters: SearchFilters, connection: asyncpg.Connection
+) -> list[Hit]:
+    return await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
 
 
 async def text_vector(services: Services, text: str) -> np.ndarray:
@@ -281,13 +174,18 @@ def fuse(semantic: list[Hit], keyword: list[Hit], scores: dict[int, float]) -> l
     ]
 
 
-async def search_stages(services: Services, request: SearchRequest) -> AsyncIterator[tuple[str, list[Hit]]]:
+async def search_stages(
+    services: Services, request: SearchRequest, version: int | None = None
+) -> AsyncIterator[tuple[str, list[Hit]]]:
     """Yield ('keyword', early hits) when they come before the model, then ('final', the page).
 
-    The normal endpoint keeps only the final page; the streaming endpoint sends both.
+    The normal endpoint keeps only the final page; the streaming endpoint sends both. ``version``:
+    the catalog version, when the caller has read it for this request (the parse and the page
+    key then share one reading).
     """
     queries = _queries(services)
-    key = request.cache_key(services.model_key, await _version(services))
+    version = await catalog_version(services, version)
+    key = request.cache_key(services.model_key, version)
     cached = await _cached(services, key)
     if cached is not None:
         yield "final", cached
@@ -296,7 +194,7 @@ async def search_stages(services: Services, request: SearchRequest) -> AsyncIter
     # stream's caller may hold that for as long as its client reads).
     final: list[Hit] = []
     async with fair_share("search"):
-        async for stage, hits in _compute(services, queries, request, key):
+        async for stage, hits in _compute(services, queries, request, key, version):
             if stage == "final":
                 final = hits
             else:
@@ -305,21 +203,25 @@ async def search_stages(services: Services, request: SearchRequest) -> AsyncIter
 
 
 async def _compute(
-    services: Services, queries: VectorQueries, request: SearchRequest, key: str
+    services: Services, queries: VectorQueries, request: SearchRequest, key: str, version: int
 ) -> AsyncIterator[tuple[str, list[Hit]]]:
     """Every way to a page ends here: the page is cached once and yielded as the final stage."""
     if request.q is None:
-        async with services.pool.acquire() as connection:
-            hits = await queries.browse(
+        hits = await services.reads.run(
+            version,
+            lambda connection: queries.browse(
                 connection, filters=request.filters, sort=request.sort, limit=request.limit,
                 offset=request.offset,
-            )  # fmt: skip
+            ),
+        )  # fmt: skip
     elif request.mode is Mode.KEYWORD:
-        ranked = await keyword_ranking(services, queries, normalise_query(request.q), request.filters)
+        text = normalise_query(request.q)
+        ranked = await keyword_ranking(services, queries, text, request.filters, version=version)
         hits = _page(_sorted(ranked, request.sort), request)
     else:
         hits = []
-        async for stage, found in _ranked_by_vector(services, queries, request, normalise_query(request.q)):
+        ranking = _ranked_by_vector(services, queries, request, normalise_query(request.q), version)
+        async for stage, found in ranking:
             if stage == "final":
                 hits = found
             else:
@@ -333,7 +235,7 @@ def _page(ranked: list[Hit], request: SearchRequest) -> list[Hit]:
 
 
 async def _ranked_by_vector(
-    services: Services, queries: VectorQueries, request: SearchRequest, text: str
+    services: Services, queries: VectorQueries, request: SearchRequest, text: str, version: int
 ) -> AsyncIterator[tuple[str, list[Hit]]]:
     """Semantic or hybrid: yields ('keyword', early hits) in hybrid mode, then ('final', the page)."""
     filters = request.filters
@@ -341,7 +243,9 @@ async def _ranked_by_vector(
     if request.mode is Mode.HYBRID:
         embedding = asyncio.create_task(text_vector(services, text))
         try:
-            keyword = await keyword_ranking(services, queries, text, filters, beside_vectors=True)
+            keyword = await keyword_ranking(
+                services, queries, text, filters, beside_vectors=True, version=version
+            )
             if keyword:
                 yield "keyword", _sorted(keyword, request.sort)[: request.limit]
             vector = await embedding
@@ -353,18 +257,23 @@ async def _ranked_by_vector(
         # Nothing to fuse or re-sort (semantic mode, or a hybrid query that matches no listing
         # word for word, as most long ones): this very page comes straight from the index.
         # Same query, same choice on every page.
-        async with services.pool.acquire() as connection:
-            page = await queries.nearest(
+        page = await services.reads.run(
+            version,
+            lambda connection: queries.nearest(
                 connection, vector, limit=request.limit, offset=request.offset, filters=filters
-            )
+            ),
+        )
         yield "final", page
         return
+
     # Fused and re-sorted rankings are built over a fixed candidate set, so that every page
     # of a query cuts the same list: no item twice, none skipped.
-    async with services.pool.acquire() as connection:
+    async def candidates(connection: asyncpg.Connection) -> tuple[list[Hit], dict[int, float]]:
         semantic = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
         missing = [h.id for h in keyword if h.id not in {s.id for s in semantic}]
-        scores = await queries.scores(connection, vector, missing)
+        return semantic, await queries.scores(connection, vector, missing)
+
+    semantic, scores = await services.reads.run(version, candidates)
     ranked = fuse(semantic, keyword, scores) if request.mode is Mode.HYBRID else semantic
     if request.min_score is not None:
         exact = {h.id for h in keyword}
@@ -372,9 +281,10 @@ async def _ranked_by_vector(
     yield "final", _page(_sorted(ranked, request.sort), request)
 
 
-async def search_text(services: Services, request: SearchRequest) -> list[Hit]:
+async def search_text(services: Services, request: SearchRequest, version: int | None = None) -> list[Hit]:
+    """The final page of a text search (``search_stages`` without the early keyword stage)."""
     final: list[Hit] = []
-    async for stage, hits in search_stages(services, request):
+    async for stage, hits in search_stages(services, request, version):
         if stage == "final":
             final = hits
     return final
@@ -390,14 +300,19 @@ async def _vector_page(
 ) -> list[Hit]:  # fmt: skip
     """A page of nearest items, from the result cache or computed and cached."""
     queries = _queries(services)
-    key = query_key(kind, services.model_key, await _version(services), subject, limit, offset)
+    version = await catalog_version(services)
+    key = query_key(kind, services.model_key, version, subject, limit, offset)
     cached = await _cached(services, key)
     if cached is not None:
         return cached
     async with fair_share(FAIR_SHARE[kind]):
         vector = await vector_for()
-        async with services.pool.acquire() as connection:
-            hits = await queries.nearest(connection, vector, limit=limit, offset=offset, exclude_id=exclude_id)
+        hits = await services.reads.run(
+            version,
+            lambda connection: queries.nearest(
+                connection, vector, limit=limit, offset=offset, exclude_id=exclude_id
+            ),
+        )
     await _store(services, key, hits)
     return hits
 
@@ -422,8 +337,9 @@ async def search_image(services: Services, data: bytes, limit: int, offset: int)
 
 async def search_similar(services: Services, item_id: int, limit: int, offset: int) -> list[Hit]:
     queries = _queries(services)
-    async with services.pool.acquire() as connection:
-        vector = await queries.item_vector(connection, item_id)
+    vector = await services.reads.run(
+        await catalog_version(services), lambda connection: queries.item_vector(connection, item_id)
+    )
     if vector is None:
         raise ApiError(
             404,

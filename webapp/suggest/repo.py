@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 from cachetools import TTLCache
 
+from webapp.adapters.replica import ReadPools
 from webapp.config import SuggestSettings
 from webapp.search.parse import normalise_query
 from webapp.search.repo import Hit, VectorQueries
@@ -293,8 +294,11 @@ class Suggester:
         ttl_s: float = 3.0,
         max_entries: int = 10_000,
         blocklist: BlockList | None = None,
+        reads: ReadPools | None = None,
     ) -> None:
         self.pool = pool
+        # Where suggestions are read: a current replica when one is configured.
+        self.reads = reads
         self.settings = settings or SuggestSettings()
         self.blocklist = blocklist or BlockList.load()
         self._answers: TTLCache[str, Suggestions] = TTLCache(maxsize=max_entries, ttl=ttl_s)
@@ -307,12 +311,19 @@ class Suggester:
         cached = self._answers.get(prefix)
         if cached is not None:
             return cached
-        items: list[Hit] = []
-        async with self.pool.acquire() as connection:
+
+        async def read(connection: asyncpg.Connection) -> Suggestions:
             found = await completions(connection, prefix, settings=self.settings, blocklist=self.blocklist)
+            items: list[Hit] = []
             if queries is not None:
                 items = await queries.keyword(connection, prefix, limit=self.PREVIEW_ITEMS, prefix=True)
-        answer = Suggestions(found, items)
+            return Suggestions(found, items)
+
+        if self.reads is not None:
+            answer = await self.reads.run(None, read)
+        else:
+            async with self.pool.acquire() as connection:
+                answer = await read(connection)
         self._answers[prefix] = answer
         return answer
 
