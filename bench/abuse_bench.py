@@ -29,9 +29,8 @@ import aiohttp
 from bench.hostile import PeakRss, flood_websocket, single_colour_png, with_text_chunk
 from bench.services import DATA, POSTGRES_SETTINGS, ServerProcess
 from webapp.adapters.cache import LocalRedisServer, find_redis_server
-from webapp.adapters.db import EmbeddedPostgres
+from webapp.adapters.db import EmbeddedPostgres, run_migrations
 from webapp.config import LimitsSettings
-from webapp.runtime import run_migrations
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Targets from the service's own requirements: answers within 1 s during a flood, growth under

@@ -24,8 +24,11 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
-from webapp.adapters.db import ensure_vector_index, migrate, vector_index_name
+from webapp.adapters.db import migrate, vector_index_name
 from webapp.catalog.garment import CONDITIONS as APP_CONDITIONS
+from webapp.catalog.version import bump_catalog_version
+from webapp.config import DatabaseSettings
+from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
 
 # Share of the catalog per category (sums to 1). FILTER_10 and FILTER_1 are the filter values
@@ -259,17 +262,20 @@ async def prepare(dsn: str, spec: CatalogSpec, model_key: str, *, log: Any = pri
         built = not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
         if built:
             log(f"catalog: building the HNSW index over {spec.items:,} x {spec.dim} (about a minute per 100k)")
-        await ensure_vector_index(connection, model_key, spec.dim)
+        db = DatabaseSettings()
+        await ensure_vector_index(
+            connection, model_key, spec.dim, m=db.hnsw_m, ef_construction=db.hnsw_ef_construction
+        )
         report["index_built_s"] = round(time.perf_counter() - index_started, 1) if built else None
         # The per-category and per-colour partial indexes the app builds at start-up
-        # (webapp.search.repo).
-        queries = VectorQueries(model_key, spec.dim)
-        before = set(await queries.load_graphs(connection))
+        # (webapp.search.graphs).
+        queries = VectorQueries(model_key, spec.dim, db)
+        before = set(await queries.graphs.load(connection))
         started_categories = time.perf_counter()
         log("catalog: building the per-category and per-colour partial HNSW indexes that are missing")
-        graphs = await queries.ensure_graphs(connection)
+        graphs = await queries.graphs.ensure(connection)
         missing = set(graphs) - before
-        report["category_indexes"] = sorted(queries.category_indexes)
+        report["category_indexes"] = sorted(queries.graphs.categories)
         report["colour_indexes"] = sorted(value for column, value in graphs if column == "colour")
         report["category_indexes_built_s"] = (
             round(time.perf_counter() - started_categories, 1) if missing else None
@@ -322,7 +328,7 @@ async def _load(
     report["copy_vectors_s"] = round(time.perf_counter() - started, 1)
     log(f"catalog: vectors copied in {report['copy_vectors_s']} s")
     # Result caches are keyed by the catalog version; a new catalog is a new version.
-    await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
+    await bump_catalog_version(connection)
     await connection.execute(f"CREATE TABLE {_MARKER} (id integer PRIMARY KEY, spec text NOT NULL)")
     await connection.execute(f"INSERT INTO {_MARKER} VALUES (1, $1)", spec.to_json())
 

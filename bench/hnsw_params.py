@@ -33,6 +33,7 @@ from webapp.adapters.db import (
     sql_literal,
     vector_index_name,
 )
+from webapp.config import DatabaseSettings
 from webapp.search.repo import VectorQueries
 
 
@@ -79,7 +80,7 @@ async def measure(items: int, m: int, ef_construction: int, ef_searches: list[in
             pool = await create_pool(dsn, min_size=1, max_size=1, ef_search=ef)
             try:
                 async with pool.acquire() as connection:
-                    repo = VectorQueries(model_key, spec.dim)
+                    repo = VectorQueries(model_key, spec.dim, DatabaseSettings())
                     for vector in vectors[:20]:  # warm
                         await repo.nearest(connection, vector, limit=10)
                     result = await _run(connection, repo, vectors, matrix, ids, None, 10)

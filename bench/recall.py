@@ -11,8 +11,9 @@ import numpy as np
 from bench.catalog import CatalogSpec, cluster_centres, noisy, read_vectors
 from bench.load import percentiles
 from webapp.adapters.db import create_pool
-from webapp.catalog.filters import SearchFilters
-from webapp.search.repo import VectorQueries, filter_sql
+from webapp.catalog.filters import SearchFilters, filter_sql
+from webapp.config import DatabaseSettings
+from webapp.search.repo import VectorQueries
 
 
 def exact_top(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -> set[int]:
@@ -61,7 +62,7 @@ async def measure(
             rng = np.random.default_rng([spec.seed, 3])
             centres = cluster_centres(spec)
             vectors = noisy(centres[rng.integers(0, spec.clusters, queries)], spec.noise, rng)
-            repo = VectorQueries(model_key, spec.dim)
+            repo = VectorQueries(model_key, spec.dim, DatabaseSettings())
 
             report: dict[str, Any] = {
                 "queries": queries,
@@ -75,7 +76,7 @@ async def measure(
 
             # The app's own plan choices: per-category and per-colour partial indexes where they exist.
             report["graphs"] = sorted(
-                f"{column}={value}" for column, value in await repo.load_graphs(connection)
+                f"{column}={value}" for column, value in await repo.graphs.load(connection)
             )
             report["filtered"] = []
             for label, filters in FILTERS:

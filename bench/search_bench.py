@@ -327,9 +327,10 @@ async def run_path(
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     plan = plan_for(args)
-    clip_defaults = ClipSettings.model_fields
-    max_batch = args.max_batch or clip_defaults["max_batch"].default
-    max_wait_ms = args.max_wait_ms if args.max_wait_ms is not None else clip_defaults["max_wait_ms"].default
+    # The app's own batcher settings unless the command line says otherwise.
+    clip = ClipSettings()
+    max_batch = args.max_batch or clip.max_batch
+    max_wait_ms = args.max_wait_ms if args.max_wait_ms is not None else clip.max_wait_ms
     spec = catalog.CatalogSpec(items=plan.items, seed=args.seed)
     model_key = f"{MODEL}/random-seed0"  # webapp.embedding.embedder.model_key_for with pretrained="none"
     report: dict[str, Any] = {

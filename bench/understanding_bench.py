@@ -26,6 +26,7 @@ from bench import catalog
 from bench.services import DATA
 from webapp.adapters.db import EmbeddedPostgres, migrate
 from webapp.catalog.filters import FACET_NAMES, SearchFilters
+from webapp.config import DatabaseSettings
 from webapp.search.facets import count_facets
 from webapp.search.forgive import CANDIDATES, FORGIVE_BELOW, forgive, load_synonyms
 from webapp.search.parse import ALIASES_FILE, Vocabulary, load_aliases, parse_query
@@ -87,7 +88,7 @@ async def run(items: int, rounds: int) -> None:
     try:
         print(await _load(dsn, items))
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-        queries = VectorQueries("bench/none", 8)
+        queries = VectorQueries("bench/none", 8, DatabaseSettings())
         async with pool.acquire() as connection:
             started = time.perf_counter()
             brands, colours = await catalog_names(connection)

@@ -25,7 +25,7 @@ from webapp.analytics.routes import blueprint as analytics_blueprint
 from webapp.config import Settings
 from webapp.embedding import model_keys
 from webapp.embedding.embedder import ClipModel
-from webapp.embedding.images import return_freed_pixels_to_the_os
+from webapp.embedding.processes import return_freed_pixels_to_the_os
 from webapp.http.auth import ADMIN_TOKEN
 from webapp.http.cors import OriginPolicy
 from webapp.http.cors import install as install_cors
@@ -41,6 +41,7 @@ from webapp.observability.telemetry import REQUEST_LATENCY, init_sentry
 from webapp.observability.tracing import TracingMiddleware, name_request_span
 from webapp.observability.tracing import configure as configure_tracing
 from webapp.runtime import open_services, prepare_model, run_worker
+from webapp.search.repo import loaded_queries
 from webapp.search.routes import blueprint as search_blueprint
 from webapp.services import Readiness, Services
 from webapp.suggest.routes import blueprint as suggest_blueprint
@@ -338,17 +339,18 @@ async def _after_start(services: Services, stop: asyncio.Event, recorder: Metric
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), DATABASE_RETRY_AFTER_S)
             return  # stopping while waiting for the database
-    if services.queries is None:
+    queries = loaded_queries(services)
+    if queries is None:
         return
     async with services.pool.acquire() as connection:
         # Uploads are queued for every registered key, this one included from now on.
-        serving = await model_keys.register_serving(connection, services.queries.model_key)
+        serving = await model_keys.register_serving(connection, queries.model_key)
     if not serving:  # retired while the model loaded
         _stay_retired(services)
         return
     try:  # search is served meanwhile; category, colour and price filters use these once they exist
         async with services.pool.acquire() as connection:
-            await services.queries.ensure_graphs(connection)
+            await queries.graphs.ensure(connection)
     except (OSError, asyncpg.PostgresError):
         log.exception("could not build the per-value vector indexes; filtered search uses the main one")
     if services.settings.worker.inline:

@@ -89,6 +89,11 @@ class DatabaseSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _graph_build_options(self) -> DatabaseSettings:
+        if self.filtered_ef_search_max < self.filtered_ef_search:
+            raise ValueError(
+                f"PRETHRIFT_DB_FILTERED_EF_SEARCH_MAX ({self.filtered_ef_search_max}) must be at least "
+                f"PRETHRIFT_DB_FILTERED_EF_SEARCH ({self.filtered_ef_search})"
+            )
         if self.hnsw_ef_construction < 2 * self.hnsw_m:
             raise ValueError(
                 f"PRETHRIFT_DB_HNSW_EF_CONSTRUCTION ({self.hnsw_ef_construction}) must be at least twice "
@@ -96,21 +101,31 @@ class DatabaseSettings(BaseSettings):
             )
         return self
 
-    # HNSW search breadth; pgvector's default is 40 (github.com/pgvector/pgvector, "Query Options");
-    # 60 gives recall@10 0.997 on the benchmark's clustered catalog (bench/README.md).
+    # HNSW search breadth; pgvector's default is 40 (github.com/pgvector/pgvector, "Query Options").
+    # A little wider keeps unfiltered recall at target on the benchmark's clustered catalog
+    # (bench/README.md, the recall benchmark).
     ef_search: int = Field(default=60, ge=10, le=1000)
     # Filtered vector search scans at most this many matching items exactly (a few thousand
     # distance computations, fast and exact); more go via an HNSW graph with iterative scan.
     exact_scan_max_rows: int = Field(default=2000, ge=0)
-    # Smallest HNSW beam for filtered searches; narrow filters get a wider one
-    # (webapp.search.repo.EF_PER_RESULT). 400 held recall@10 >= 0.96 for every filter the
-    # benchmark measures, where 300 let a category + price range fall to 0.94 (bench/README.md).
+    # Smallest HNSW beam for filtered searches; narrow filters get a wider one (see
+    # filtered_ef_per_result). The smallest that held recall at target for every filter the
+    # recall benchmark measures (bench/README.md, recall by filter).
     filtered_ef_search: int = Field(default=400, ge=10, le=1000)
+    # A filter passing a share s of the graph it searches gets a beam of this many candidates per
+    # result wanted, divided by s, between filtered_ef_search and filtered_ef_search_max (pgvector's
+    # largest ef_search): the rarer the matches in the graph, the more of it the scan walks.
+    filtered_ef_per_result: int = Field(default=8, ge=1, le=100)
+    filtered_ef_search_max: int = Field(default=1000, ge=10, le=1000)
+    # Few matches (at most exact_scan_max_rows) that are under this share of the smallest graph
+    # holding them are scanned exactly: the graph's scan would walk about 1/share candidates per
+    # result, slower than reading them all (bench/README.md, recall by filter, colour graphs).
+    graph_min_share: float = Field(default=0.1, ge=0, le=1)
     # Build options of a model's main HNSW graph; pgvector's defaults are m 16, ef_construction 64
-    # (github.com/pgvector/pgvector, "Index Options"). On the benchmark's clustered catalog of
-    # 1,000,000 items those gave recall@10 0.80 at ef_search 60 and 0.95 only at 400; 24 / 128
-    # gave 0.96 at 60 and 0.99 at 120, for a fifth more index and twice the build time
-    # (bench/README.md). They apply to graphs built from now on: an existing index keeps its
+    # (github.com/pgvector/pgvector, "Index Options"). On the benchmark's clustered catalog at a
+    # million items pgvector's defaults reach the recall target only with a far wider beam; these
+    # reach it at ef_search, for a somewhat larger index and a longer build (bench/README.md,
+    # hnsw_params). They apply to graphs built from now on: an existing index keeps its
     # options until it is rebuilt.
     hnsw_m: int = Field(default=24, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
@@ -285,7 +300,7 @@ class LimitsSettings(BaseSettings):
 
     # Per-client token buckets: requests a second on average, and the burst allowed. One client
     # may ask about as much text search as one task serves within its latency target (bench/README.md,
-    # "Search benchmark", the capacity row of the latest "Measured" section), with a few seconds
+    # search_bench's capacity figure), with a few seconds
     # of it as a burst: a flood from one address cannot take more than a task's worth, and no
     # shopper, nor a page asking its search, stream and facets together, comes near it. Photo
     # search costs an image decode and an image encode, several times a text query
@@ -318,7 +333,7 @@ class LimitsSettings(BaseSettings):
     # 0 (use the socket's peer address) when clients connect directly.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
     # Memory that concurrent image decodes may hold together, and how long a decode may wait
-    # for room before the request gets 503. A production API task has 3 GiB.
+    # for room before the request gets 503: a share of the API task's memory, which infra sizes.
     decode_budget_mb: int = Field(default=384, ge=16)
     decode_wait_s: float = Field(default=30.0, ge=0)
     # Work a photo may ask for, refused (422) from its structure before any decoding: each

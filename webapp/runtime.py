@@ -14,31 +14,21 @@ import asyncpg
 import structlog
 
 from webapp.adapters.cache import Cache, LocalBackend, RedisBackend
-from webapp.adapters.db import create_pool, ensure_vector_index, run_migrations
-from webapp.adapters.embedded import development_token, embedded_defaults
+from webapp.adapters.db import create_pool, run_migrations
 from webapp.adapters.replica import ReadPools, shuffled_hosts
 from webapp.adapters.storage import LocalStorage, S3Storage, Storage
 from webapp.analytics.log import SearchLog
 from webapp.analytics.retention import run_upkeep
 from webapp.config import DatabaseSettings, Settings
-from webapp.embedding.embedder import ClipModel, Embedder, model_key_for
+from webapp.embedding.embedder import ClipModel, Embedder
+from webapp.embedding.model_keys import model_key_for
 from webapp.embedding.worker import EmbeddingWorker
 from webapp.imports.drain import run_import_loop
 from webapp.observability.metrics_store import MetricsRecorder
+from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
 from webapp.services import Readiness, Services
 from webapp.suggest.repo import QueryLog, Suggester
-
-__all__ = [
-    "development_token",
-    "embedded_defaults",
-    "make_cache",
-    "make_storage",
-    "open_services",
-    "prepare_model",
-    "run_migrations",
-    "run_worker",
-]
 
 log = structlog.get_logger(__name__)
 
@@ -150,12 +140,7 @@ async def prepare_model(services: Services) -> ClipModel:
         await ensure_vector_index(
             connection, clip.model_key, clip.dim, m=db.hnsw_m, ef_construction=db.hnsw_ef_construction
         )
-    services.readiness.queries = VectorQueries(
-        clip.model_key,
-        clip.dim,
-        exact_scan_max_rows=db.exact_scan_max_rows,
-        filtered_ef_search=db.filtered_ef_search,
-    )
+    services.readiness.queries = VectorQueries(clip.model_key, clip.dim, db)
     log.info("ready", model_key=clip.model_key)
     return clip
 

@@ -14,7 +14,7 @@ from webapp.adapters.replica import ReadPools
 from webapp.adapters.storage import Storage
 from webapp.config import Settings
 from webapp.embedding.embedder import Embedder
-from webapp.embedding.images import DecodeBudget, PhotoDecoder
+from webapp.embedding.photo_decoder import DecodeBudget, PhotoDecoder
 from webapp.http.errors import DatabaseOutage
 
 
@@ -25,8 +25,6 @@ class ModelQueries(Protocol):
     """The loaded model's search SQL (search.repo.VectorQueries)."""
 
     model_key: str
-
-    async def ensure_graphs(self, connection: asyncpg.Connection) -> object: ...
 
 
 class QueryRecorder(Protocol):

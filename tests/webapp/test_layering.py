@@ -53,9 +53,9 @@ def imported(path: Path, module: str) -> list[tuple[int, str]]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            for alias in node.names:
-                # "from webapp import cli" imports webapp.cli.
-                found.append((node.lineno, f"{base}.{alias.name}" if base == "webapp" else base))
+            # "from webapp import cli" imports webapp.cli.
+            names = [f"{base}.{alias.name}" for alias in node.names] if base == "webapp" else [base]
+            found += [(node.lineno, name) for name in names]
     return [(line, name) for line, name in found if name.startswith("webapp.")]
 
 

@@ -1,4 +1,5 @@
-"""PostgreSQL: the asyncpg pool, versioned migrations, per-model vector indexes, embedded server."""
+"""PostgreSQL: the asyncpg pool, versioned migrations, how vectors are stored and their indexes
+named (search/graphs.py builds them), and the embedded server for development."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from typing import Any
 import asyncpg
 import structlog
 from pgvector.asyncpg import register_vector
-
-from webapp.config import DatabaseSettings
 
 log = structlog.get_logger(__name__)
 
@@ -115,42 +114,6 @@ def vector_expression(dim: int, alias: str = "e") -> str:
 def index_distance(dim: int, param: str = "$1", alias: str = "e") -> str:
     """Cosine distance to a query vector the way the HNSW indexes order it."""
     return f"{vector_expression(dim, alias)} <=> {param}::halfvec({int(dim)})"
-
-
-_DB_DEFAULTS = DatabaseSettings.model_fields
-
-
-async def ensure_vector_index(
-    connection: asyncpg.Connection,
-    model_key: str,
-    dim: int,
-    *,
-    m: int = _DB_DEFAULTS["hnsw_m"].default,
-    ef_construction: int = _DB_DEFAULTS["hnsw_ef_construction"].default,
-) -> str:
-    """Create the HNSW cosine index that serves ``model_key`` if it is missing, with these build
-    options (webapp.config.DatabaseSettings says why they are what they are)."""
-    name = vector_index_name(model_key)
-    if await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-        return name
-    # API and worker tasks start together and each ensures the index: without the lock, two
-    # CREATE INDEX IF NOT EXISTS race and the loser fails on pg_class's unique name.
-    # The lock makes the others wait for the one that builds; they then find it, or (their
-    # catalog view not yet refreshed) are told it exists.
-    try:
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
-            if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-                log.info("building vector index", index=name, model_key=model_key, dim=dim, m=m)
-                await connection.execute(
-                    f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
-                    f"USING hnsw ((embedding::halfvec({int(dim)})) {INDEX_OPCLASS}) "
-                    f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
-                    f"WHERE model_key = {sql_literal(model_key)}"
-                )
-    except (asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
-        log.info("vector index built by another process", index=name)
-    return name
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, ef_search: int = 60) -> asyncpg.Pool:

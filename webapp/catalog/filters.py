@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from typing import Any
+
+from webapp.catalog.sizes import accepted_keys
 
 
 class Mode(enum.StrEnum):
@@ -57,3 +60,30 @@ class SearchFilters:
 
     def cache_key(self) -> tuple[object, ...]:
         return tuple(str(getattr(self, f.name)) for f in fields(self))
+
+
+def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.status = 'ready'") -> str:
+    """SQL conditions on ``items i`` for the active filters; appends their parameters.
+
+    Search sees only ready items; the seller's listing passes its own ``status`` condition.
+    """
+    clauses = [status]
+    if filters.size is not None:
+        # However the shop wrote the size (migration 0013 stores its key beside it).
+        params.append(accepted_keys(filters.size))
+        clauses.append(f"i.size_key = ANY(${len(params)}::text[])")
+    for column in ("category", "colour", "brand"):
+        value = getattr(filters, column)
+        if value is not None:
+            params.append(value.lower())
+            clauses.append(f"lower(i.{column}) = ${len(params)}")
+    if filters.condition is not None:
+        params.append(filters.condition)
+        clauses.append(f"i.condition = ${len(params)}")
+    if filters.price_min is not None:
+        params.append(filters.price_min)
+        clauses.append(f"i.price >= ${len(params)}")
+    if filters.price_max is not None:
+        params.append(filters.price_max)
+        clauses.append(f"i.price <= ${len(params)}")
+    return " AND ".join(clauses)

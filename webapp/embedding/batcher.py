@@ -256,7 +256,8 @@ class MicroBatcher(Generic[T, R]):
         The budget bounds how long a batch waits to fill, not what it takes: the queue is served
         in order, so splitting a backlog into budget-sized batches pays a forward pass's fixed
         cost once per batch and answers the backlog's last item later, while the first ones
-        gain less than that (bench/README.md: 4 queries took 85 ms, 16 took 164 ms).
+        gain less than that: a batch costs far less than its items alone (bench/README.md,
+        model_alone).
         """
         return min(self.max_batch, waiting)
 

@@ -36,6 +36,7 @@ import torch
 from webapp.embedding import pixels
 from webapp.embedding.embedder import ClipModel
 from webapp.embedding.pixels import PixelSpec
+from webapp.embedding.processes import die_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +60,7 @@ def decode_pool(processes: int) -> ProcessPoolExecutor:
             pool = _pools[size] = ProcessPoolExecutor(
                 max_workers=size,
                 mp_context=context,
-                initializer=pixels.die_with_parent,
+                initializer=die_with_parent,
                 initargs=(os.getpid(),),
             )
         return pool

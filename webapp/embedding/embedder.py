@@ -24,7 +24,7 @@ from PIL import Image
 
 from webapp.config import ClipSettings
 from webapp.embedding.batcher import MicroBatcher
-from webapp.embedding.model_keys import model_key_for as model_key_for  # where callers found it
+from webapp.embedding.model_keys import model_key_for
 from webapp.embedding.pixels import model_view
 from webapp.http.errors import ModelNotReady
 from webapp.observability.tracing import tracer
@@ -113,7 +113,7 @@ class ClipModel:
 
 
 # One HEAD request to the hub, DNS lookup included, must answer within this. Without the check
-# huggingface_hub retries each file five times with backoff (about 50 s offline) before failing.
+# huggingface_hub retries each file five times with backoff before failing, a long wait offline.
 HUB_PROBE_TIMEOUT_S = 2.0
 
 
@@ -226,8 +226,8 @@ def load_clip(settings: ClipSettings) -> ClipModel:
 # token (ClipModel.can_truncate), so mixing a 70-token query into a batch of 8-token ones would
 # cost every one of them the long sequence.
 TEXT_BUCKETS = (16, 32, 77)
-# Batches of 4 cost 7.4 ms a query against 19.5 ms alone (ViT-B-32 text on 2 CPU cores, bench/):
-# the floor under the time-budgeted batch cap.
+# A batch of 4 costs each query well under half of running alone (bench/README.md,
+# model_alone): the floor under the time-budgeted batch cap.
 TEXT_MIN_BATCH = 4
 _WORDS = re.compile(r"[^\W\d_]+|\d|[^\w\s]", re.UNICODE)
 

@@ -1,38 +1,32 @@
 """Uploaded image bytes: sniffed by content (never by file name), checked, decoded once.
 
-Decoding is where a small file becomes a large allocation (a 150 KB single-colour PNG of
-6300x6300 pixels is 159 MB of RGB pixels) or a long computation (a 387 KB JPEG that repeats one
-progressive scan 3,000 times). So, before any pixel is decoded:
+Decoding is where a small file becomes a large allocation (a single-colour PNG compresses
+thousands of pixels a side into a few kilobytes) or a long computation (a JPEG that repeats one
+progressive scan thousands of times). So, before any pixel is decoded:
 
 - the file's structure is walked (JPEG markers, PNG chunk headers) and refused when it asks
   for more scans or chunks than a photo has;
 - the header's size gives the memory the decode will hold, including what the model's own
   preprocessing makes of it (the long side of an extreme strip is cropped first, see
-  ``pixels.model_view``), and that much of a process-wide ``DecodeBudget`` is held meanwhile;
-- the work runs in a separate process (``PhotoDecoder``), killed when it overruns its time or
-  when the request that asked for it goes away.
+  ``pixels.model_view``), and that much of a process-wide budget
+  (``photo_decoder.DecodeBudget``) is held meanwhile;
+- the work runs in a separate process (``photo_decoder.PhotoDecoder``), killed when it overruns
+  its time or when the request that asked for it goes away.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import io
 import warnings
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from webapp.config import LimitsSettings
-from webapp.embedding import pixels
 from webapp.embedding.pixels import MAX_MODEL_ASPECT, model_view
-from webapp.embedding.pixels import return_freed_pixels_to_the_os as return_freed_pixels_to_the_os
+from webapp.embedding.structure import check_structure
 from webapp.http.errors import ApiError
 
-R = TypeVar("R")
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 # Decompression bombs: a few KB of PNG can expand to gigabytes of pixels.
@@ -76,49 +70,6 @@ class ImageHeader:
     decode_bytes: int
 
 
-def _busy() -> ApiError:
-    return ApiError(
-        503,
-        "busy",
-        "Too many photos are being processed; retry in a few seconds.",
-        headers={"Retry-After": "2"},
-    )
-
-
-class DecodeBudget:
-    """Bounds the memory that concurrent decodes hold together (a byte-counting semaphore)."""
-
-    def __init__(self, budget_bytes: int, wait_s: float) -> None:
-        self.budget_bytes = budget_bytes
-        self.wait_s = wait_s
-        self.in_use = 0
-        self._changed = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def reserve(self, nbytes: int) -> AsyncIterator[None]:
-        """Hold ``nbytes`` of the budget; 422 if it could never fit, 503 if no room came in time."""
-        if nbytes > self.budget_bytes:
-            raise ApiError(
-                422,
-                "image_too_large",
-                f"Decoding this image needs about {nbytes // 2**20} MB; the limit is "
-                f"{self.budget_bytes // 2**20} MB. Send a smaller photo.",
-            )
-        async with self._changed:
-            try:
-                async with asyncio.timeout(self.wait_s):
-                    await self._changed.wait_for(lambda: self.in_use + nbytes <= self.budget_bytes)
-            except TimeoutError:
-                raise _busy() from None
-            self.in_use += nbytes
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self.in_use -= nbytes
-                self._changed.notify_all()
-
-
 def _bytes_per_pixel(mode: str) -> int:
     # Pillow stores 1-byte modes in one byte a pixel and everything wider in four.
     return 1 if mode in ("1", "L", "P") else 4
@@ -153,95 +104,6 @@ def _undecodable(error: Exception) -> ApiError:
     )
 
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Markers that stand alone, without a length: TEM, RST0-7 (SOI and EOI are handled apart).
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
-
-
-def jpeg_scans(data: bytes, stop_after: int) -> int:
-    """How many scans (SOS markers) a JPEG holds, counting no further than ``stop_after + 1``.
-
-    Walks the marker segments by their lengths and each scan's entropy-coded data to the next
-    marker (a 0xFF there is followed by a stuffed 0x00 or a restart marker), so bytes inside
-    metadata, an embedded thumbnail's included, are never mistaken for markers.
-    """
-    end = len(data)
-    at = 2  # after SOI
-    scans = 0
-    while at + 4 <= end:
-        if data[at] != 0xFF:
-            # Bytes between segments: libjpeg skips them to the next marker with a warning,
-            # so the count must go on too.
-            at = data.find(b"\xff", at)
-            if at < 0:
-                return scans
-            continue
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            at += 1
-            continue
-        if marker == 0xD9:  # EOI
-            return scans
-        if marker in _STANDALONE:
-            at += 2
-            continue
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker != 0xDA:
-            continue
-        scans += 1
-        if scans > stop_after:
-            return scans
-        while True:  # the scan's entropy-coded data
-            at = data.find(b"\xff", at)
-            if at < 0 or at + 1 >= end:
-                return scans
-            following = data[at + 1]
-            if following == 0x00 or 0xD0 <= following <= 0xD7:
-                at += 2
-            elif following == 0xFF:
-                at += 1
-            else:
-                break
-    return scans
-
-
-def png_chunks(data: bytes, stop_after: int) -> int:
-    """How many chunks a PNG holds (image data included), counting no further than ``stop_after + 1``.
-
-    Only the 8-byte chunk headers are read: each gives the length of the data to skip.
-    """
-    at = len(PNG_MAGIC)
-    chunks = 0
-    while at + 8 <= len(data) and chunks <= stop_after:
-        chunks += 1
-        if data[at + 4 : at + 8] == b"IEND":
-            break
-        at += 12 + int.from_bytes(data[at : at + 4], "big")
-    return chunks
-
-
-def _check_structure(data: bytes, max_jpeg_scans: int, max_png_chunks: int) -> None:
-    """Refuse a file whose structure asks for more decoding work than any photo needs."""
-    if data.startswith(pixels.JPEG_MAGIC):
-        scans = jpeg_scans(data, max_jpeg_scans)
-        if scans > max_jpeg_scans:
-            raise ApiError(
-                422,
-                "image_too_complex",
-                f"The JPEG has more than {max_jpeg_scans} progressive scans (a photo has about 10); "
-                "save it again as an ordinary JPEG.",
-            )
-    elif data.startswith(PNG_MAGIC):
-        chunks = png_chunks(data, max_png_chunks)
-        if chunks > max_png_chunks:
-            raise ApiError(
-                422,
-                "image_too_complex",
-                f"The PNG has more than {max_png_chunks} chunks; save it again without the extra "
-                "chunks (or as a JPEG).",
-            )
-
-
 def _model_bytes(width: int, height: int) -> int:
     """Memory the model's input costs after decoding: the reduced, cropped RGB image (sent back
     from the decode process, so twice) and what preprocessing makes of it."""
@@ -273,7 +135,7 @@ def read_header(
             413, "payload_too_large", f"The image is {len(data)} bytes; the limit is {max_bytes} bytes."
         )
     # Before Pillow opens it: Pillow reads PNG chunks up to the image data in Python.
-    _check_structure(data, max_jpeg_scans, max_png_chunks)
+    check_structure(data, max_jpeg_scans, max_png_chunks)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -415,75 +277,3 @@ def decode_rgb(data: bytes) -> Image.Image:
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     return rgb
-
-
-@dataclass(frozen=True)
-class _Refused:
-    """An ApiError raised in a decode process, carried back as data."""
-
-    status: int
-    code: str
-    message: str
-
-
-def _refusing(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R | _Refused:
-    # Runs in a decode process.
-    try:
-        return fn(*args, **kwargs)
-    except ApiError as error:
-        return _Refused(error.status, error.code, error.message)
-
-
-class PhotoDecoder:
-    """Every decode of a photo that a request sent (photo search, upload, edit), one way.
-
-    The header is read and checked, the decode's memory held against the budget, and the
-    decode run, each in a decode process: a time limit stops it, and so does the request
-    going away (the process is killed, not left to burn a core for nobody).
-    """
-
-    def __init__(self, limits: LimitsSettings, max_bytes: int) -> None:
-        self.limits = limits
-        self.max_bytes = max_bytes
-        self.budget = DecodeBudget(limits.decode_budget_mb * 2**20, limits.decode_wait_s)
-        self.processes = pixels.decode_processes(limits.decode_processes, (__name__,))
-
-    def _structure(self) -> dict[str, Any]:
-        return {"max_jpeg_scans": self.limits.max_jpeg_scans, "max_png_chunks": self.limits.max_png_chunks}
-
-    async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        limit = self.limits.decode_timeout_s
-        try:
-            outcome: R | _Refused = await self.processes.run(
-                _refusing, fn, args, kwargs, timeout_s=limit, wait_s=self.limits.decode_wait_s
-            )
-        except pixels.NoDecodeProcess:
-            raise _busy() from None
-        except pixels.DecodeOverran:
-            raise ApiError(
-                422,
-                "image_too_complex",
-                f"Decoding this image took longer than {limit:g} s; send a smaller or plainer photo.",
-            ) from None
-        except pixels.DecodeProcessDied:
-            raise ApiError(
-                422, "undecodable_image", "The image crashed the decoder; it may be corrupt."
-            ) from None
-        if isinstance(outcome, _Refused):
-            raise ApiError(outcome.status, outcome.code, outcome.message)
-        return outcome
-
-    async def header(self, data: bytes, *, for_model: bool = False) -> ImageHeader:
-        """The checked header (413, 415, 422 as ``read_header``), read in a decode process."""
-        return await self._run(read_header, data, self.max_bytes, for_model=for_model, **self._structure())
-
-    async def checked(self, data: bytes) -> CheckedImage:
-        """The photo as it will be stored: every byte decoded, metadata dropped (``check_image``)."""
-        header = await self.header(data)
-        async with self.budget.reserve(header.decode_bytes):
-            return await self._run(check_image, data, self.max_bytes, **self._structure())
-
-    async def for_model(self, data: bytes, header: ImageHeader) -> Image.Image:
-        """The photo decoded for the model (``decode_rgb``), with ``header`` from ``header(for_model=True)``."""
-        async with self.budget.reserve(header.decode_bytes):
-            return await self._run(decode_rgb, data)

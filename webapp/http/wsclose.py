@@ -9,7 +9,8 @@ Each stream here replaces one of Hypercorn's (0.17, 0.18) through ``install``:
   HTTP_1_1_REQUIRED (RFC 9113 section 7); an ``Upgrade: h2c`` header is ignored and the request
   answered in HTTP/1.1 (RFC 9110 section 7.8 lets a server ignore Upgrade).
 - WebSockets are never compressed. With permessage-deflate a frame is inflated whole before any
-  size check: a 292 KB frame became 300 MB and held the event loop for seconds. Suggestion
+  size check: a small frame of repeated bytes inflates a thousandfold and holds the event loop
+  while it does. Suggestion
   frames are a few hundred bytes, so compression gains nothing; a client that sends a
   compressed frame anyway is closed with a protocol error (1002) before anything is inflated.
 - Control frames (ping, pong) are counted per socket. They never reach the application, so its

@@ -15,6 +15,7 @@ from quart_schema import (
     validate_response,
 )
 
+from webapp.catalog.filters import filter_sql
 from webapp.embedding.model_keys import pending_reason
 from webapp.http.auth import is_admin, require_admin
 from webapp.http.errors import ApiError
@@ -36,7 +37,6 @@ from webapp.items.photos import Photo, select_photos
 from webapp.items.repo import Item, list_items, select_by_external_id, select_item
 from webapp.items.service import ItemUpload, create_item, remove_listing
 from webapp.items.upsert import upsert_external
-from webapp.search.repo import filter_sql
 from webapp.services import services
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/items")

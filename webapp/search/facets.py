@@ -15,9 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from webapp.catalog.filters import FACET_FIELDS, SearchFilters
+from webapp.catalog.filters import FACET_FIELDS, SearchFilters, filter_sql
 from webapp.catalog.sizes import accepted_keys, region_free, size_key
-from webapp.search.repo import filter_sql
 
 # Price bucket edges (the last bucket is open-ended), in the catalog's currency.
 PRICE_EDGES = (Decimal(0), Decimal(20), Decimal(40), Decimal(60), Decimal(100), Decimal(200))

@@ -34,8 +34,8 @@ import asyncpg
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from webapp.catalog.filters import SearchFilters
-from webapp.search.repo import Hit, VectorQueries, filter_sql
+from webapp.catalog.filters import SearchFilters, filter_sql
+from webapp.search.repo import Hit, VectorQueries
 
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.txt")
 # Most alternatives one word may bring (corrections plus synonyms); keeps the query small.

@@ -3,67 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import math
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import numpy as np
-from cachetools import TTLCache
 
-from webapp.adapters.db import INDEX_OPCLASS, index_distance, sql_literal, vector_index_name
-from webapp.catalog.filters import SearchFilters, Sort
-from webapp.catalog.sizes import accepted_keys
+from webapp.adapters.db import index_distance, sql_literal
+from webapp.catalog.filters import SearchFilters, Sort, filter_sql
 from webapp.config import DatabaseSettings
+from webapp.search.graphs import PartialGraphs, Plan, graph_predicate
 from webapp.services import Services
 
 if TYPE_CHECKING:  # forgive.py runs its rounds through these queries
     from webapp.search.forgive import WordGroup
 
-# The exact-scan limit and the smallest filtered beam are settings (webapp.config, where their
-# reasons are); these are their defaults. A filter passing a share s of the graph it searches
-# gets a beam of EF_PER_RESULT x (offset + limit) / s, at least the smallest and at most
-# MAX_EF_SEARCH (bench/README.md: recall by filter).
-EXACT_SCAN_MAX_ROWS: int = DatabaseSettings.model_fields["exact_scan_max_rows"].default
-FILTERED_EF_SEARCH: int = DatabaseSettings.model_fields["filtered_ef_search"].default
-EF_PER_RESULT = 8
-MAX_EF_SEARCH = 1000
-# Few matches that are under this share of the smallest graph holding them are scanned exactly:
-# the graph's scan would walk ~1/share candidates per result (bench/README.md, colour graphs:
-# cream + carhartt, 61 matches, 1.5% of cream, exact 6 ms, graph 16 ms; white + nike, 477 at 4%,
-# 13 against 30 ms; cream + zara, 1,079 at 27%, graph 9 ms against exact 46 ms).
-GRAPH_MIN_SHARE = 0.1
-# Filter columns copied onto item_embeddings (migrations 0006 and 0008) whose values get a
-# partial HNSW graph of their own once they hold this many items, with the letter that marks
-# their index names. Category follows the vector clusters and colour cuts across them: both are
-# filters shoppers set (and type: "black dress") on most searches.
-GRAPH_COLUMNS = {"category": "c", "colour": "h"}
-GRAPH_MIN_ROWS = 500
-# A price ceiling with a graph of the items at or under it (migration 0009 copies the price onto
-# item_embeddings): price does not follow the vector clusters either, and bargain filters ("under
-# $10") pass few items, which the main graph finds only with a wide beam. A price_max at or under
-# the ceiling searches it. One ceiling, not several: the planner may use any partial index whose
-# predicate the query implies, and "price <= 10" implies "price <= 20", so with nested ceilings it
-# could search the larger graph with a beam sized for the smaller one. It is built only while it
-# holds at most GRAPH_MAX_SHARE of the catalog; wider price filters do well on the main graph
-# (bench/README.md: price $20-$35, 27% of the catalog, 7 ms).
-PRICE_CEILING = Decimal(10)
-GRAPH_MAX_SHARE = 0.5
-_GRAPH_LETTERS = {**GRAPH_COLUMNS, "price": "p"}
 # Photos ranked per item of a page before folding them into items: items have a few photos each,
 # and a query near one of them is usually near its others. When that is too few the fold grows
 # fourfold, up to MAX_FOLD photos per item (beyond the most photos an item may have).
 PHOTOS_PER_ITEM = 3
 MAX_FOLD = 128
-# Counting the rows a filter passes stops here (enough to estimate its share of the catalog).
-COUNT_CAP = 50_000
-# How long the plan choice for one filter combination (its matching-row count) is reused.
-# Either plan returns a full, correctly ordered page; the count only picks the faster one.
-PLAN_CACHE_TTL_S = 30.0
-# Advisory lock held while building the per-value graphs, so instances do not race.
-_GRAPH_INDEX_LOCK = 0x70726574_63617478
 
 
 @dataclass(frozen=True)
@@ -104,33 +64,6 @@ class Hit:
 _HIT_COLUMNS = ", ".join(f"i.{f.name}" for f in fields(Hit) if f.name not in ("score", "relevance"))
 
 
-def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.status = 'ready'") -> str:
-    """SQL conditions on ``items i`` for the active filters; appends their parameters.
-
-    Search sees only ready items; the seller's listing passes its own ``status`` condition.
-    """
-    clauses = [status]
-    if filters.size is not None:
-        # However the shop wrote the size (migration 0013 stores its key beside it).
-        params.append(accepted_keys(filters.size))
-        clauses.append(f"i.size_key = ANY(${len(params)}::text[])")
-    for column in ("category", "colour", "brand"):
-        value = getattr(filters, column)
-        if value is not None:
-            params.append(value.lower())
-            clauses.append(f"lower(i.{column}) = ${len(params)}")
-    if filters.condition is not None:
-        params.append(filters.condition)
-        clauses.append(f"i.condition = ${len(params)}")
-    if filters.price_min is not None:
-        params.append(filters.price_min)
-        clauses.append(f"i.price >= ${len(params)}")
-    if filters.price_max is not None:
-        params.append(filters.price_max)
-        clauses.append(f"i.price <= ${len(params)}")
-    return " AND ".join(clauses)
-
-
 _ORDER = {
     Sort.NEWEST: "i.created_at DESC, i.id DESC",
     Sort.PRICE_ASC: "i.price ASC, i.id ASC",
@@ -139,32 +72,15 @@ _ORDER = {
 }
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """How one filtered vector query runs."""
-
-    exact: bool = False
-    graph: tuple[str, str] | None = None  # (column, value): search this value's partial index
-    ef_search: int = FILTERED_EF_SEARCH
-
-
 _EXACT_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "enable_seqscan")
 # An index scan hands over candidates nearest first; each is checked against the item's row by
-# primary key. Left a choice, the planner misjudges combined filters (lower(brand) = 'zara' AND
-# lower(colour) = 'cream' estimated at 2 rows, 1,079 real) and materialises every matching item
-# first: 130 ms instead of 15 on the benchmark catalog.
+# primary key. Left a choice, the planner misjudges combined filters (two facet equalities
+# estimated at a couple of rows when a thousand match) and materialises every matching item
+# first, many times slower on the benchmark catalog (bench/README.md, recall by filter).
 _INDEX_SETTINGS = (
     "enable_seqscan", "enable_bitmapscan", "enable_sort",
     "enable_hashjoin", "enable_mergejoin", "enable_material",
 )  # fmt: skip
-
-
-def graph_predicate(column: str, value: str) -> str:
-    """The partial graph's condition on item_embeddings, written the same in the index and the query
-    so that the planner can prove the index applies (a literal: a $n parameter hides it)."""
-    if column == "price":
-        return f"price <= {Decimal(value)}"
-    return f"{column} = {sql_literal(value)}"
 
 
 def _hit(row: asyncpg.Record, **extra: Any) -> Hit:
@@ -180,96 +96,13 @@ class VectorQueries:
     use a partial index when it can prove the predicate, which a generic plan's $n hides.
     """
 
-    def __init__(
-        self,
-        model_key: str,
-        dim: int,
-        *,
-        exact_scan_max_rows: int = EXACT_SCAN_MAX_ROWS,
-        filtered_ef_search: int = FILTERED_EF_SEARCH,
-    ) -> None:
+    def __init__(self, model_key: str, dim: int, settings: DatabaseSettings) -> None:
         self.model_key = model_key
         self.dim = dim
-        self.exact_scan_max_rows = exact_scan_max_rows
-        self.filtered_ef_search = filtered_ef_search
+        self.graphs = PartialGraphs(model_key, dim, settings)
         self._index_distance = index_distance(dim)
         self._model = sql_literal(model_key)
         self._vector = f"SELECT embedding FROM item_embeddings WHERE item_id = $1 AND model_key = {self._model}"
-        # (column, lower-cased value) -> items, for the values with a partial HNSW graph.
-        self.graphs: dict[tuple[str, str], int] = {}
-        self._total_rows = 0
-        self._matching: TTLCache[tuple[object, ...], int] = TTLCache(maxsize=4096, ttl=PLAN_CACHE_TTL_S)
-
-    def graph_index_name(self, column: str, value: str) -> str:
-        digest = hashlib.sha1(value.encode()).hexdigest()[:8]
-        return f"{vector_index_name(self.model_key)}_{_GRAPH_LETTERS[column]}{digest}"
-
-    @property
-    def category_indexes(self) -> frozenset[str]:
-        return frozenset(value for column, value in self.graphs if column == "category")
-
-    async def ensure_graphs(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
-        """Build a partial HNSW index for every category and colour with enough items; returns them.
-
-        A filter on such a value then searches a graph of those items alone (recall as
-        unfiltered) instead of filtering a graph whose neighbourhoods are mostly other items.
-        """
-        await connection.execute("SELECT pg_advisory_lock($1)", _GRAPH_INDEX_LOCK)
-        try:
-            sizes = await self._graph_sizes(connection)
-            for column, value in self._graphs_worth_building(sizes):
-                name = self.graph_index_name(column, value)
-                if not await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-                    await connection.execute(
-                        f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
-                        f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
-                        f"WHERE model_key = {self._model} AND {graph_predicate(column, value)}"
-                    )
-        finally:
-            await connection.execute("SELECT pg_advisory_unlock($1)", _GRAPH_INDEX_LOCK)
-        return await self.load_graphs(connection, sizes)
-
-    async def _graph_sizes(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
-        """Items under every category and colour, and at or under the price ceiling."""
-        sizes: dict[tuple[str, str], int] = {}
-        for column in GRAPH_COLUMNS:
-            rows = await connection.fetch(
-                f"""SELECT {column} AS value, count(*) AS n FROM item_embeddings
-                    WHERE model_key = {self._model} GROUP BY {column}"""
-            )
-            self._total_rows = sum(row["n"] for row in rows)
-            sizes.update({(column, row["value"]): row["n"] for row in rows if row["value"] is not None})
-        sizes[("price", str(PRICE_CEILING))] = await connection.fetchval(
-            f"SELECT count(*) FROM item_embeddings WHERE model_key = {self._model} AND price <= {PRICE_CEILING}"
-        )
-        return sizes
-
-    def _graphs_worth_building(self, sizes: dict[tuple[str, str], int]) -> list[tuple[str, str]]:
-        least = min(GRAPH_MIN_ROWS, self.exact_scan_max_rows + 1)
-        return [
-            (column, value)
-            for (column, value), n in sizes.items()
-            if n >= least and (column != "price" or n <= GRAPH_MAX_SHARE * self._total_rows)
-        ]
-
-    async def load_graphs(
-        self, connection: asyncpg.Connection, sizes: dict[tuple[str, str], int] | None = None
-    ) -> dict[tuple[str, str], int]:
-        """Learn which values have a partial graph (built here or by another instance), and sizes
-        (counted here unless the caller just counted them)."""
-        existing = {
-            row["relname"]
-            for row in await connection.fetch(
-                "SELECT relname FROM pg_class WHERE relkind = 'i' AND starts_with(relname, $1)",
-                vector_index_name(self.model_key) + "_",
-            )
-        }
-        self.graphs = {
-            key: n
-            for key, n in (sizes if sizes is not None else await self._graph_sizes(connection)).items()
-            if self.graph_index_name(*key) in existing
-        }
-        return self.graphs
 
     async def nearest(
         self,
@@ -294,9 +127,9 @@ class VectorQueries:
         where = filter_sql(filters or SearchFilters(), params)
         params.append(depth * PHOTOS_PER_ITEM)
         candidates = len(params)
-        plan = _Plan()
+        plan = Plan()
         if filters is not None and filters.active:
-            plan = await self._filtered_plan(connection, filters, depth * PHOTOS_PER_ITEM)
+            plan = await self.graphs.plan(connection, filters, depth * PHOTOS_PER_ITEM)
             if plan.graph is not None:
                 # Named with a literal so that the planner can prove the partial index applies.
                 where += f" AND e.{graph_predicate(*plan.graph)}"
@@ -351,43 +184,6 @@ class VectorQueries:
             if seen["items_seen"] >= depth or seen["photos_seen"] < wanted or wanted >= depth * MAX_FOLD:
                 return rows
             params[candidates - 1] = wanted * 4
-
-    async def _filtered_plan(self, connection: asyncpg.Connection, filters: SearchFilters, depth: int) -> _Plan:
-        """Exact scan for few rows; else the smallest graph holding every match, beam by share."""
-        matching = await self._count_matching(connection, filters)
-        graphs = [
-            ((column, value.lower()), self.graphs[(column, value.lower())])
-            for column in GRAPH_COLUMNS
-            if (value := getattr(filters, column)) is not None and (column, value.lower()) in self.graphs
-        ]
-        ceiling = ("price", str(PRICE_CEILING))
-        if filters.price_max is not None and filters.price_max <= PRICE_CEILING and ceiling in self.graphs:
-            graphs.append((ceiling, self.graphs[ceiling]))
-        graph, searched = min(graphs, key=lambda g: g[1]) if graphs else (None, max(self._total_rows, matching))
-        share = min(1.0, matching / max(searched, 1))
-        if matching <= self.exact_scan_max_rows and (graph is None or share < GRAPH_MIN_SHARE):
-            return _Plan(exact=True)
-        beam = math.ceil(EF_PER_RESULT * depth / share)
-        return _Plan(graph=graph, ef_search=max(self.filtered_ef_search, min(MAX_EF_SEARCH, beam)))
-
-    async def _few_match(self, connection: asyncpg.Connection, filters: SearchFilters) -> bool:
-        """Whether so few items pass the filters that scanning them exactly is cheapest."""
-        return await self._count_matching(connection, filters) <= self.exact_scan_max_rows
-
-    async def _count_matching(self, connection: asyncpg.Connection, filters: SearchFilters) -> int:
-        """Items passing the filters, counted up to COUNT_CAP; reused for PLAN_CACHE_TTL_S."""
-        key = filters.cache_key()
-        known = self._matching.get(key)
-        if known is not None:
-            return known
-        params: list[Any] = []
-        where = filter_sql(filters, params)
-        params.append(COUNT_CAP)
-        matching: int = await connection.fetchval(
-            f"SELECT count(*) FROM (SELECT 1 FROM items i WHERE {where} LIMIT ${len(params)}) s", *params
-        )
-        self._matching[key] = matching
-        return matching
 
     async def keyword(
         self,

@@ -281,9 +281,10 @@ class Suggester:
     """Answers for a typed prefix, shared by every socket of the process for a few seconds.
 
     Shoppers type the same first letters; without this each keystroke of each socket costs two
-    queries (bench: p99 137 ms at 200 sockets, from waiting for pooled connections). Answers are
-    held under the catalog version, which every task learns of a change by LISTEN/NOTIFY: an item
-    sold or removed through any task leaves every task's previews as soon as it is committed.
+    queries, and many sockets at once queue for pooled connections (bench/README.md,
+    search_bench's suggestion round trip). Answers are held under the catalog version, which every
+    task learns of a change by LISTEN/NOTIFY: an item sold or removed through any task leaves every
+    task's previews as soon as it is committed.
     """
 
     PREVIEW_ITEMS = 4

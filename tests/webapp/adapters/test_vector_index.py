@@ -8,14 +8,18 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
-from webapp.adapters.db import ensure_vector_index, migrate
+from webapp.adapters.db import migrate
+from webapp.config import DatabaseSettings
+from webapp.search.graphs import ensure_vector_index
 
 
 async def test_processes_starting_together_all_find_the_index(database_url: str) -> None:
     """API and worker tasks start at once on a new key: none may fail creating the index."""
     connections = [await asyncpg.connect(database_url) for _ in range(4)]
     try:
-        names = await asyncio.gather(*(ensure_vector_index(c, "new-model/weights", 8) for c in connections))
+        names = await asyncio.gather(
+            *(ensure_vector_index(c, "new-model/weights", 8, m=16, ef_construction=64) for c in connections)
+        )
         assert len(set(names)) == 1
         found = await connections[0].fetchval(
             "SELECT count(*) FROM pg_indexes WHERE indexname = $1 AND tablename = 'item_embeddings'", names[0]
@@ -31,7 +35,14 @@ async def test_the_main_graph_is_built_with_the_configured_options(database_url:
     recall: the index carries the settings' build options (24 / 128 unless told otherwise)."""
     connection = await asyncpg.connect(database_url)
     try:
-        default = await ensure_vector_index(connection, "dense-model/weights", 8)
+        configured = DatabaseSettings()
+        default = await ensure_vector_index(
+            connection,
+            "dense-model/weights",
+            8,
+            m=configured.hnsw_m,
+            ef_construction=configured.hnsw_ef_construction,
+        )
         told = await ensure_vector_index(connection, "other-model/weights", 8, m=8, ef_construction=32)
         options = {
             name: await connection.fetchval("SELECT reloptions FROM pg_class WHERE relname = $1", name)

@@ -25,7 +25,7 @@ from tests.webapp.embedding.hostile_photos import many_chunk_png, many_scan_jpeg
 from webapp.app import create_app
 from webapp.config import LimitsSettings, Settings
 from webapp.embedding.embedder import ClipModel
-from webapp.embedding.images import jpeg_scans, png_chunks
+from webapp.embedding.structure import jpeg_scans, png_chunks
 
 log = structlog.get_logger(__name__)
 # What a hostile photo may add to the service's memory (the unbounded path adds several times this).

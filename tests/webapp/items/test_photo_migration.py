@@ -12,7 +12,9 @@ import pytest
 from pgvector.asyncpg import register_vector
 
 from tests.conftest import scratch_database
-from webapp.adapters.db import ensure_vector_index, load_migrations, migrate
+from webapp.adapters.db import load_migrations, migrate
+from webapp.config import DatabaseSettings
+from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
 
 PHOTOS_VERSION = 12
@@ -81,8 +83,9 @@ async def test_every_item_stays_searchable_through_the_migration(
            VALUES ('Waiting', 5, 'items/w.jpg', 'sha-w') RETURNING id"""
     )
     await connection.execute("INSERT INTO embedding_jobs (item_id, model_key) VALUES ($1, $2)", pending, KEY)
-    await ensure_vector_index(connection, KEY, DIM)
-    queries = VectorQueries(KEY, DIM)
+    db = DatabaseSettings()
+    await ensure_vector_index(connection, KEY, DIM, m=db.hnsw_m, ef_construction=db.hnsw_ef_construction)
+    queries = VectorQueries(KEY, DIM, db)
 
     async def search(conn: asyncpg.Connection) -> list[tuple[int, float]]:
         hits = await queries.nearest(conn, vectors[4], limit=40)

@@ -12,7 +12,8 @@ from tests.webapp.conftest import services_of
 from tests.webapp.helpers import get, seed_catalog
 from webapp.adapters.db import index_distance, sql_literal
 from webapp.catalog.filters import SearchFilters
-from webapp.search.repo import VectorQueries, graph_predicate
+from webapp.search.graphs import graph_predicate
+from webapp.search.repo import VectorQueries
 
 
 async def vector_plan(connection: Any, queries: VectorQueries, column: str, value: str) -> str:
@@ -35,10 +36,10 @@ async def test_category_filters_use_their_partial_index_and_fill_exact_pages(big
     async with services.pool.acquire() as connection:
         # big_app scans up to 100 rows exactly: both categories are past it, and so are the items
         # at or under the price ceiling (prices 5-54: 12% of the catalog).
-        assert await queries.ensure_graphs(connection) == {
+        assert await queries.graphs.ensure(connection) == {
             ("category", "dresses"): 300, ("category", "tops"): 2700, ("price", "10"): 360,
         }  # fmt: skip
-        assert queries.graph_index_name("category", "dresses") in await vector_plan(
+        assert queries.graphs.index_name("category", "dresses") in await vector_plan(
             connection, queries, "category", "dresses"
         )
     vector = await services.embedder.embed_text("summer dress")
@@ -67,7 +68,7 @@ async def test_a_recategorised_item_moves_between_category_searches(big_app: Qua
     queries = services.queries
     assert queries is not None
     async with services.pool.acquire() as connection:
-        assert set(await queries.ensure_graphs(connection)) == {("category", "coats"), ("category", "bags")}
+        assert set(await queries.graphs.ensure(connection)) == {("category", "coats"), ("category", "bags")}
         await connection.execute("UPDATE items SET category = 'Bags' WHERE id = $1", ids[0])
         await connection.execute("UPDATE catalog_state SET version = version + 1 WHERE id = 1")
         assert (
@@ -87,7 +88,7 @@ async def test_a_recategorised_item_moves_between_category_searches(big_app: Qua
     assert len(coats) == len(set(coats)) == 149 and ids[0] not in coats
     assert len(bags) == len(set(bags)) == 151 and ids[0] in bags
     async with services.pool.acquire() as connection:
-        assert not await queries._few_match(connection, SearchFilters(category="coats"))
+        assert not (await queries.graphs.plan(connection, SearchFilters(category="coats"), 20)).exact
 
 
 async def test_colour_filters_search_the_colour_graph_and_follow_a_recoloured_item(big_app: Quart) -> None:
@@ -99,12 +100,12 @@ async def test_colour_filters_search_the_colour_graph_and_follow_a_recoloured_it
     queries = services.queries
     assert queries is not None
     async with services.pool.acquire() as connection:
-        graphs = await queries.ensure_graphs(connection)
+        graphs = await queries.graphs.ensure(connection)
         assert graphs == {("colour", "black"): 1200, ("colour", "red"): 300, ("colour", "white"): 1500,
                           ("category", "tops"): 3000}  # fmt: skip
         # The smallest graph that holds every match is searched: red's, not the category's.
         filters = SearchFilters(category="tops", colour="RED")
-        assert (await queries._filtered_plan(connection, filters, 20)).graph == ("colour", "red")
+        assert (await queries.graphs.plan(connection, filters, 20)).graph == ("colour", "red")
     vector = await services.embedder.embed_text("red top")
     client = big_app.test_client()
 
@@ -146,17 +147,17 @@ async def test_price_ceilings_search_their_graph_and_follow_a_repriced_item(big_
     queries = services.queries
     assert queries is not None
     async with services.pool.acquire() as connection:
-        graphs = await queries.ensure_graphs(connection)
+        graphs = await queries.graphs.ensure(connection)
         under = {ceiling: sum(1 for row in rows if row["price"] <= ceiling) for ceiling in (8, 10)}
         assert {key: n for key, n in graphs.items() if key[0] == "price"} == {("price", "10"): under[10]}
         # "Under $8" searches the ceiling's graph, even with a category that has its own (larger)
         # one; a price range reaching past the ceiling searches the main graph.
         cheap = SearchFilters(price_max=Decimal(8))
         for filters in (cheap, SearchFilters(category="tops", price_max=Decimal(8))):
-            assert (await queries._filtered_plan(connection, filters, 20)).graph == ("price", "10")
+            assert (await queries.graphs.plan(connection, filters, 20)).graph == ("price", "10")
         past_the_ceiling = SearchFilters(price_min=Decimal(5), price_max=Decimal(15))
-        assert (await queries._filtered_plan(connection, past_the_ceiling, 20)).graph is None
-        assert queries.graph_index_name("price", "10") in await vector_plan(connection, queries, "price", "10")
+        assert (await queries.graphs.plan(connection, past_the_ceiling, 20)).graph is None
+        assert queries.graphs.index_name("price", "10") in await vector_plan(connection, queries, "price", "10")
     vector = await services.embedder.embed_text("cheap top")
     client = big_app.test_client()
 

@@ -48,8 +48,8 @@ async def test_filtered_vector_search_fills_pages_at_1_and_10_percent(big_app: Q
         assert len(ids) == 30 and len(set(ids)) == 30
     # Both plans were exercised: 300 matches go through HNSW, 30 are scanned exactly.
     async with services.pool.acquire() as connection:
-        assert not await queries._few_match(connection, SearchFilters(category="common"))
-        assert await queries._few_match(connection, SearchFilters(colour="rare"))
+        assert not (await queries.graphs.plan(connection, SearchFilters(category="common"), 20)).exact
+        assert (await queries.graphs.plan(connection, SearchFilters(colour="rare"), 20)).exact
 
 
 async def test_filter_only_browsing_sorted_by_newest_and_price(app: Quart, client: QuartClient) -> None:
