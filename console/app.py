@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import flask
 from a2wsgi import WSGIMiddleware
 from dash import Dash, Input, Output
+from dash._callback_context import context_value
 
 from console import layout
 from console.auth import LoginGuard
@@ -24,6 +25,13 @@ CONSOLE_THREADS = 8
 
 def create_console(config: ConsoleConfig, database: MetricsDatabase | None = None) -> Dash:
     """Build the console over ``config.dsn``; serve ``app.server`` (WSGI) with any server."""
+    # Dash sets its callback-context variable once, in whatever context first imported dash, and
+    # reads it while it loads the pages. A console built in another asyncio task (each of a
+    # process's consoles after the first) would not see it, so give this context its own.
+    try:
+        context_value.get()
+    except LookupError:
+        context_value.set({})
     # name="console" makes Dash load console/pages/*.py as console.pages.<page>.
     app = Dash(
         "console",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -60,14 +61,18 @@ async def running_console(settings: Settings, password: str) -> AsyncIterator[st
     server = asyncio.create_task(serve_console(console_settings, stop))
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        # Generous: the console imports Dash and migrates before it listens, slow on a busy box.
+        deadline = time.monotonic() + 90
+        while True:
             try:
                 await asyncio.to_thread(urllib.request.urlopen, base, timeout=2)
             except urllib.error.HTTPError as error:
                 assert error.code == 401  # up, and asking for the password
                 break
             except OSError:
-                await asyncio.sleep(0.05)
+                assert not server.done(), "the console stopped before it listened"
+                assert time.monotonic() < deadline, f"the console did not listen on {base} within 90 s"
+                await asyncio.sleep(0.1)
         yield base
     finally:
         stop.set()

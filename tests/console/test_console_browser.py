@@ -3,23 +3,16 @@ page loaded in Debian's Chromium (Playwright) from `prethrift console`'s own ser
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import boto3
 import pytest
-from pydantic import SecretStr
 from quart.testing import QuartClient
 
 from tests.conftest import CHROMIUM_FLAGS
-from tests.console.conftest import record_searches
+from tests.console.conftest import record_searches, running_console
 from tests.webapp.conftest import photo, run_worker_until_idle, services_of, upload, wait_ready
-from webapp.adapters.cache import free_port
 from webapp.app import create_app
 from webapp.config import Settings
 from webapp.embedding.embedder import ClipModel
@@ -55,33 +48,6 @@ async def _traffic(client: QuartClient, settings: Settings, auth: dict[str, str]
     assert await writer.flush() > 0
 
 
-@contextlib.asynccontextmanager
-async def _console(settings: Settings) -> AsyncIterator[str]:
-    """`prethrift console`'s own server over the test database, with a password; its base URL."""
-    from webapp.cli.serving import serve_console
-
-    port = free_port()
-    console_settings = settings.model_copy(
-        update={"console_port": port, "console_password": SecretStr(PASSWORD)}
-    )
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve_console(console_settings, stop))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                await asyncio.to_thread(urllib.request.urlopen, base, timeout=2)
-            except urllib.error.HTTPError as error:
-                assert error.code == 401  # up, and asking for the password
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        yield base
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 30)
-
-
 async def test_every_console_page_draws_the_traffic(
     settings: Settings,
     tiny_clip: ClipModel,
@@ -102,7 +68,7 @@ async def test_every_console_page_draws_the_traffic(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    async with _console(settings) as base:
+    async with running_console(settings, PASSWORD) as base:
         ARTIFACTS.mkdir(exist_ok=True)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
@@ -141,7 +107,7 @@ async def test_suggestion_removed_from_the_console_is_blocked(settings: Settings
     from playwright.async_api import async_playwright
 
     assert settings.database.url is not None
-    async with _console(settings) as base, async_playwright() as playwright:
+    async with running_console(settings, PASSWORD) as base, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         context = await browser.new_context(http_credentials={"username": "ops", "password": PASSWORD})
         page = await context.new_page()

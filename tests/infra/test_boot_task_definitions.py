@@ -260,6 +260,9 @@ async def test_every_app_container_boots_from_its_task_definition(
         s3.create_bucket(Bucket=bucket)
     secret_values = {
         "DATABASE_URL": empty_database,
+        # A stack with replicas gives the API their DSN; the primary stands in for its own
+        # replica here (replica routing has its own test against a real standby).
+        "DATABASE_READ_URL": empty_database,
         "REDIS_URL": redis_url,
         "PRETHRIFT_ADMIN_TOKEN": ADMIN_TOKEN,
         "PRETHRIFT_CONSOLE_PASSWORD": CONSOLE_PASSWORD,

@@ -2,7 +2,7 @@
 without outside development, the secrets it reads (from SSM when configured), every environment
 variable the programs read, and error messages that name a setting without showing its value.
 
-The settings schema itself is webapp/config.py; this is the entry points' use of it.
+The settings schema itself is the webapp.config package; this is the entry points' use of it.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ class Decoder:
 
         def one(data: bytes) -> torch.Tensor | str:
             try:
-                return preprocess(pixels.model_view(pixels.decode_rgb(data)))
+                return preprocess(pixels.model_view(pixels.open_stored_rgb(data)))
             except Exception as error:  # PIL raises OSError, ValueError, SyntaxError...
                 return f"could not decode image: {error!r}"
 

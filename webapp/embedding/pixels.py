@@ -59,7 +59,9 @@ class PixelSpec:
         return cls(size, tuple(float(m) for m in mean), tuple(float(s) for s in std))  # type: ignore[arg-type]
 
 
-def decode_rgb(data: bytes) -> Image.Image:
+def open_stored_rgb(data: bytes) -> Image.Image:
+    """A stored photo as RGB: stored photos were checked, made upright and stripped on upload, so
+    the worker decodes them plainly (``images.decode_rgb`` is the careful decode of what a request sent)."""
     with Image.open(io.BytesIO(data)) as image:
         return image.convert("RGB")
 
@@ -109,9 +111,9 @@ def prepare(image: Image.Image, spec: PixelSpec) -> np.ndarray:
 
 def decode_and_prepare(data: bytes, spec: PixelSpec) -> np.ndarray:
     """Run in a decode process: photo bytes to model input."""
-    return prepare(decode_rgb(data), spec)
+    return prepare(open_stored_rgb(data), spec)
 
 
 def decode_to_array(data: bytes) -> np.ndarray:
     """Run in a decode process: photo bytes to an RGB HWC uint8 array (the GPU resizes it)."""
-    return np.asarray(decode_rgb(data), dtype=np.uint8)
+    return np.asarray(open_stored_rgb(data), dtype=np.uint8)

@@ -20,21 +20,11 @@ from webapp.embedding.model_keys import pending_reason
 from webapp.http.auth import is_admin, require_admin
 from webapp.http.errors import ApiError
 from webapp.http.ratelimit import rate_limited
-from webapp.http.schemas import (
-    ItemAccepted,
-    ItemListOut,
-    ItemListQuery,
-    ItemOut,
-    ItemUpserted,
-    NoContent,
-    PhotoOut,
-    document_errors,
-    parse_external_id,
-    parse_item_id,
-)
+from webapp.http.schemas import NoContent, document_errors, parse_external_id, parse_item_id
 from webapp.items.edit import ItemPatch, edit_item, parse_patch
 from webapp.items.photos import Photo, select_photos
 from webapp.items.repo import Item, list_items, select_by_external_id, select_item
+from webapp.items.schemas import ItemAccepted, ItemListOut, ItemListQuery, ItemOut, ItemUpserted, PhotoOut
 from webapp.items.service import ItemUpload, create_item, remove_listing
 from webapp.items.upsert import upsert_external
 from webapp.services import services

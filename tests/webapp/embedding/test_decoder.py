@@ -15,7 +15,7 @@ from bench.hostile import PeakRss
 from tests.webapp.conftest import photo, tree_cpu_s
 from webapp.embedding.decoder import Decoder, decode_jpegs, resize_on_device
 from webapp.embedding.embedder import ClipModel
-from webapp.embedding.pixels import decode_rgb
+from webapp.embedding.pixels import open_stored_rgb
 
 
 def png(seed: int) -> bytes:
@@ -27,7 +27,7 @@ def png(seed: int) -> bytes:
 async def test_process_pool_decoding_matches_the_model_transform_exactly(tiny_clip: ClipModel) -> None:
     photos = [photo(1), png(2), photo(3)]
     decoded = await Decoder(tiny_clip, processes=2).decode(photos)
-    expected = torch.stack([tiny_clip.preprocess(decode_rgb(p)) for p in photos])
+    expected = torch.stack([tiny_clip.preprocess(open_stored_rgb(p)) for p in photos])
     assert decoded.errors == [None, None, None]
     assert decoded.pixels is not None and torch.equal(decoded.pixels, expected)
 
@@ -46,7 +46,7 @@ def test_the_gpu_path_run_on_the_cpu_gives_the_same_vectors(tiny_clip: ClipModel
     images = decode_jpegs(photos, torch.device("cpu"))
     decoded = resize_on_device(images, Decoder(tiny_clip).spec, torch.device("cpu"))  # type: ignore[arg-type]
     assert decoded.pixels is not None
-    expected = torch.stack([tiny_clip.preprocess(decode_rgb(p)) for p in photos])
+    expected = torch.stack([tiny_clip.preprocess(open_stored_rgb(p)) for p in photos])
     assert float((decoded.pixels - expected).abs().mean()) < 0.01
     ours, theirs = tiny_clip.encode_pixels(decoded.pixels), tiny_clip.encode_pixels(expected)
     assert np.all((ours * theirs).sum(axis=1) > 0.999)
