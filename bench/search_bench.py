@@ -371,7 +371,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         say(f"  {report['model_alone']}")
 
         queries = QueryStream(args.seed)
-        stock = {"PRETHRIFT_CLIP_BATCHING": "false", "PRETHRIFT_CLIP_TRUNCATE": "false"}
+        stock = {
+            "PRETHRIFT_CLIP_BATCHING": "false",
+            "PRETHRIFT_CLIP_TRUNCATE": "false",
+            "PRETHRIFT_CLIP_TEXT_PRECISION": "fp32",
+        }
         optimised = {
             "PRETHRIFT_CLIP_BATCHING": "true",
             "PRETHRIFT_CLIP_TRUNCATE": "true",

@@ -81,6 +81,8 @@ def export_weights(output: Path) -> None:
     import torch
 
     settings = settings_for(Program.EXPORT)
+    # The weights as published (float32), whatever number format this machine would run them in.
+    settings = settings.model_copy(update={"clip": settings.clip.model_copy(update={"text_precision": "fp32"})})
     clip = load_model(settings)
     torch.save(clip.model.state_dict(), output)
     click.echo(f"saved {settings.clip.model} weights to {output}")

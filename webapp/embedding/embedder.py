@@ -75,8 +75,9 @@ class ClipModel:
         if truncate and self.can_truncate:
             features = self._encode_tokens_truncated(tokens)
         else:
-            features = self.model.encode_text(tokens, normalize=True)
-        return np.asarray(features.float().cpu().numpy(), dtype=np.float32)
+            features = self.model.encode_text(tokens)
+        # Normalised in float32 whatever the tower's type: unit length is what cosine search assumes.
+        return np.asarray(F.normalize(features.float(), dim=-1).cpu().numpy(), dtype=np.float32)
 
     def _encode_tokens_truncated(self, tokens: torch.Tensor) -> torch.Tensor:
         from open_clip.transformer import text_global_pool
@@ -96,7 +97,7 @@ class ClipModel:
         projection = model.text_projection
         if projection is not None:
             x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-        return F.normalize(x, dim=-1)
+        return x
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         # Extreme strips are cropped first, so the transform's resize stays small (model_view).
@@ -208,6 +209,9 @@ def load_clip(settings: ClipSettings) -> ClipModel:
                 "machine), or to 'none' for random weights (search results will be meaningless)."
             ) from error
     model.eval()
+    text_dtype = text_dtype_for(settings, device)
+    if text_dtype != torch.float32:
+        text_dtype = text_tower_to(model, text_dtype)
     with torch.inference_mode():
         probe = model.encode_text(tokenizer(["probe"]).to(device))
     dim = int(probe.shape[-1])
@@ -218,8 +222,61 @@ def load_clip(settings: ClipSettings) -> ClipModel:
             "set PRETHRIFT_CLIP_PRETRAINED to real weights for real search",
             model=settings.model,
         )
-    log.info("clip model loaded", model_key=key, dim=dim, seconds=round(time.perf_counter() - started, 2))
+    log.info(
+        "clip model loaded", model_key=key, dim=dim, text_dtype=str(text_dtype).removeprefix("torch."),
+        seconds=round(time.perf_counter() - started, 2),
+    )  # fmt: skip
     return ClipModel(model, preprocess, tokenizer, key, dim, device, random_weights)
+
+
+# CPU flags (Linux /proc/cpuinfo: "flags" on x86, "Features" on Arm) of instructions that multiply
+# bfloat16 matrices natively: Intel AMX and AVX512-BF16, Arm's BF16 extension.
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively; False where it cannot tell."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & BF16_FLAGS)
+
+
+def text_dtype_for(settings: ClipSettings, device: torch.device) -> torch.dtype:
+    """The text tower's weight type (ClipSettings.text_precision); float32 off the CPU."""
+    if device.type != "cpu" or settings.text_precision == "fp32":
+        return torch.float32
+    if settings.text_precision == "bf16" or cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def text_tower_to(model: Any, dtype: torch.dtype) -> torch.dtype:
+    """Cast the text tower's weights in place (the image tower keeps its own); returns the type
+    the tower now has, float32 when the model's text tower is not one this knows."""
+    if isinstance(getattr(model, "text", None), torch.nn.Module):  # open_clip's CustomTextCLIP
+        model.text.to(dtype)
+        return dtype
+    if not all(hasattr(model, name) for name in ("transformer", "token_embedding", "ln_final")):
+        return torch.float32
+    for name in ("transformer", "token_embedding", "ln_final"):
+        getattr(model, name).to(dtype)
+    model.positional_embedding.data = model.positional_embedding.data.to(dtype)
+    projection = model.text_projection
+    if isinstance(projection, torch.nn.Module):
+        projection.to(dtype)
+    elif projection is not None:
+        projection.data = projection.data.to(dtype)
+    if getattr(model, "attn_mask", None) is not None:
+        model.attn_mask = model.attn_mask.to(dtype)  # a buffer: the causal mask, added to scores
+    return dtype
 
 
 # Padded lengths text queries are grouped by: a batch runs to its longest query's end-of-text

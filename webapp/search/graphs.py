@@ -121,7 +121,12 @@ class PartialGraphs:
         return frozenset(value for column, value in self.sizes if column == "category")
 
     async def ensure(self, connection: asyncpg.Connection) -> dict[tuple[str, str], int]:
-        """Build a partial HNSW index for every value worth one; returns the values with one."""
+        """Build a partial HNSW index for every value worth one; returns the values with one.
+
+        Each is built with the main graph's options: a value's graph is searched as the main one
+        is, and with pgvector's defaults the small ones lost recall at a million items
+        (bench/README.md, hnsw_params).
+        """
         await connection.execute("SELECT pg_advisory_lock($1)", _GRAPH_INDEX_LOCK)
         try:
             sizes = await self._count(connection)
@@ -131,6 +136,8 @@ class PartialGraphs:
                     await connection.execute(
                         f"CREATE INDEX IF NOT EXISTS {name} ON item_embeddings "
                         f"USING hnsw ((embedding::halfvec({int(self.dim)})) {INDEX_OPCLASS}) "
+                        f"WITH (m = {int(self.settings.hnsw_m)}, "
+                        f"ef_construction = {int(self.settings.hnsw_ef_construction)}) "
                         f"WHERE model_key = {self._model} AND {graph_predicate(column, value)}"
                     )
         finally:

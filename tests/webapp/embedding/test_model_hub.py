@@ -40,7 +40,7 @@ if register:  # a hub tag for the tiny test model, whose weights the test put in
     }
 started = time.perf_counter()
 try:
-    clip = load_clip(ClipSettings(model=sys.argv[1], pretrained=sys.argv[2]))
+    clip = load_clip(ClipSettings(model=sys.argv[1], pretrained=sys.argv[2], text_precision="fp32"))
 except ModelLoadError as error:
     outcome = {"error": str(error)}
 else:
