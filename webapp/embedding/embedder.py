@@ -97,7 +97,8 @@ class ClipModel:
         projection = model.text_projection
         if projection is not None:
             x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-        return x
+        features: torch.Tensor = x
+        return features
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         # Extreme strips are cropped first, so the transform's resize stays small (model_view).
