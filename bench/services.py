@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = DATA / "server.log"
+    # CPU cores the server may run on (Linux affinity, inherited by its every thread); None: any.
+    cores: set[int] | None = None
 
     @property
     def base_url(self) -> str:
@@ -86,6 +89,7 @@ class ServerProcess:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if self.cores is None else partial(os.sched_setaffinity, 0, self.cores),
         )
         log.close()
         deadline = time.monotonic() + timeout_s
@@ -222,6 +226,16 @@ class CpuMeter:
         out["other"] = round(max(0.0, machine - sum(used.values())), 2)
         out["machine"] = round(machine, 2)
         return out
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Move a running process, its threads and its children to ``cores`` (processes they start
+    later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cores)
+    for child in _children(pid):
+        pin(child, cores)
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

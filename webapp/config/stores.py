@@ -61,13 +61,14 @@ class DatabaseSettings(BaseSettings):
     # distance computations, fast and exact); more go via an HNSW graph with iterative scan.
     exact_scan_max_rows: int = Field(default=2000, ge=0)
     # Smallest HNSW beam for filtered searches; narrow filters get a wider one (see
-    # filtered_ef_per_result). The smallest that held recall at target for every filter the
-    # recall benchmark measures (bench/README.md, recall by filter).
-    filtered_ef_search: int = Field(default=400, ge=10, le=1000)
+    # filtered_ef_per_result). With every graph built with the main graph's options, the
+    # smallest that held recall at target for every filter the recall benchmark measures, with a
+    # margin (bench/README.md, where_time_goes: beams against recall by filter).
+    filtered_ef_search: int = Field(default=160, ge=10, le=1000)
     # A filter passing a share s of the graph it searches gets a beam of this many candidates per
     # result wanted, divided by s, between filtered_ef_search and filtered_ef_search_max (pgvector's
     # largest ef_search): the rarer the matches in the graph, the more of it the scan walks.
-    filtered_ef_per_result: int = Field(default=8, ge=1, le=100)
+    filtered_ef_per_result: int = Field(default=2, ge=1, le=100)
     filtered_ef_search_max: int = Field(default=1000, ge=10, le=1000)
     # Few matches (at most exact_scan_max_rows) that are under this share of the smallest graph
     # holding them are scanned exactly: the graph's scan would walk about 1/share candidates per

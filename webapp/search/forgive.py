@@ -13,7 +13,7 @@ costs a fuzzy look-up in the vocabulary and a clause in every round), at most MA
 rounds run (a long query lets several words go per round, so the last round still reaches the
 fewest words), and no round starts once ROUNDS_BUDGET_S has passed.
 
-Under filters (a brand, a size, a price range, a category) words are judged on the items the
+Under filters (a brand, a size, a price range, a category) a keyword search judges words on the items the
 filters allow, not on the whole catalog: "trainers", held by other brands' items, is for a brand
 that sells none a word to correct, widen or let go like any unknown one, so the same query finds
 the same item whatever other brands hold. Counting the query's terms there is one SQL round
@@ -254,18 +254,25 @@ async def forgive(
     words: dict[str, int],
     synonyms: dict[str, tuple[str, ...]],
     *,
-    keep_half: bool = False,
+    beside_vectors: bool = False,
 ) -> list[Hit]:
     """``exact`` followed by matches allowing typos, prefixes and synonyms, then fewer words
-    (down to one, or to half of them with ``keep_half``), in at most MAX_ROUNDS SQL rounds."""
+    (down to one), in at most MAX_ROUNDS SQL rounds.
+
+    ``beside_vectors``: the ranking is fused with a vector search, which already ranks items by
+    what the words mean. Words then go only down to half of them, and are judged on the whole
+    catalog's counts, not counted again under the filters: that round counts every term of the
+    query, the costliest part of a hybrid search's keyword half, and buys what the vector half
+    already gives (items of the filtered set that hold none of the words).
+    """
     deadline = time.monotonic() + ROUNDS_BUDGET_S
     rounds = 0
     within = None
-    if filters.active:
+    if filters.active and not beside_vectors:
         within = await count_within(connection, scope_terms(text, words, synonyms), filters)
         rounds += 1
     groups = word_groups(text, words, synonyms, within)
-    fewest = max(1, math.ceil(len(groups) / 2) if keep_half else 1)
+    fewest = max(1, math.ceil(len(groups) / 2) if beside_vectors else 1)
     step = rounds_step(len(groups), fewest, MAX_ROUNDS - rounds)
     found = list(exact)
     while groups and len(found) < FORGIVE_BELOW:

@@ -47,8 +47,11 @@ _GRAPH_LETTERS = {**GRAPH_COLUMNS, "price": "p"}
 # Counting the rows a filter passes stops here (enough to estimate its share of the catalog).
 COUNT_CAP = 50_000
 # How long the plan choice for one filter combination (its matching-row count) is reused.
-# Either plan returns a full, correctly ordered page; the count only picks the faster one.
-PLAN_CACHE_TTL_S = 30.0
+# Either plan returns a full, correctly ordered page; the count only picks the faster one, so a
+# count some minutes old costs at most speed, and counting again costs a pass over the rows.
+PLAN_CACHE_TTL_S = 300.0
+# Photos per item assumed before the catalog is counted (as many as search ever ranks per item).
+PHOTOS_PER_ITEM_UNKNOWN = 3
 # Advisory lock held while building the per-value graphs, so instances do not race.
 _GRAPH_INDEX_LOCK = 0x70726574_63617478
 
@@ -110,6 +113,9 @@ class PartialGraphs:
         # (column, lower-cased value) -> items, for the values with a partial HNSW graph.
         self.sizes: dict[tuple[str, str], int] = {}
         self._total_rows = 0
+        # Photos ranked per item of a page (webapp.search.repo.VectorQueries.nearest): the
+        # catalog's photos per item with a tenth to spare, counted with the graphs' sizes.
+        self.photos_per_item = float(PHOTOS_PER_ITEM_UNKNOWN)
         self._matching: TTLCache[tuple[object, ...], int] = TTLCache(maxsize=4096, ttl=PLAN_CACHE_TTL_S)
 
     def index_name(self, column: str, value: str) -> str:
@@ -148,11 +154,15 @@ class PartialGraphs:
         """Items under every category and colour, and at or under the price ceiling."""
         sizes: dict[tuple[str, str], int] = {}
         for column in GRAPH_COLUMNS:
+            # An item's photos share its category and colour, so per-value distinct items add up.
             rows = await connection.fetch(
-                f"""SELECT {column} AS value, count(*) AS n FROM item_embeddings
-                    WHERE model_key = {self._model} GROUP BY {column}"""
+                f"""SELECT {column} AS value, count(*) AS n, count(DISTINCT item_id) AS items
+                    FROM item_embeddings WHERE model_key = {self._model} GROUP BY {column}"""
             )
             self._total_rows = sum(row["n"] for row in rows)
+            items = sum(row["items"] for row in rows)
+            if items:
+                self.photos_per_item = max(1.0, 1.1 * self._total_rows / items)
             sizes.update({(column, row["value"]): row["n"] for row in rows if row["value"] is not None})
         sizes[("price", str(PRICE_CEILING))] = await connection.fetchval(
             f"SELECT count(*) FROM item_embeddings WHERE model_key = {self._model} AND price <= {PRICE_CEILING}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -19,9 +20,11 @@ from webapp.services import Services
 if TYPE_CHECKING:  # forgive.py runs its rounds through these queries
     from webapp.search.forgive import WordGroup
 
-# Photos ranked per item of a page before folding them into items: items have a few photos each,
-# and a query near one of them is usually near its others. When that is too few the fold grows
-# fourfold, up to MAX_FOLD photos per item (beyond the most photos an item may have).
+# Photos ranked per item of a page before folding them into items, at most: items have a few
+# photos each, and a query near one of them is usually near its others. The catalog's own
+# photos-per-item ratio sets it below that (PartialGraphs.photos_per_item: a catalog of one
+# photo an item ranks a third as many). When that is too few the fold grows fourfold, up to
+# MAX_FOLD photos per item (beyond the most photos an item may have).
 PHOTOS_PER_ITEM = 3
 MAX_FOLD = 128
 
@@ -125,11 +128,12 @@ class VectorQueries:
         depth = offset + limit
         params: list[Any] = [vector, limit, offset, exclude_id]
         where = filter_sql(filters or SearchFilters(), params)
-        params.append(depth * PHOTOS_PER_ITEM)
+        ranked = math.ceil(depth * min(PHOTOS_PER_ITEM, self.graphs.photos_per_item))
+        params.append(ranked)
         candidates = len(params)
         plan = Plan()
         if filters is not None and filters.active:
-            plan = await self.graphs.plan(connection, filters, depth * PHOTOS_PER_ITEM)
+            plan = await self.graphs.plan(connection, filters, ranked)
             if plan.graph is not None:
                 # Named with a literal so that the planner can prove the partial index applies.
                 where += f" AND e.{graph_predicate(*plan.graph)}"
@@ -165,6 +169,8 @@ class VectorQueries:
                 settings = [
                     f"SET LOCAL {s} = off" for s in (_EXACT_SETTINGS if plan.exact else _INDEX_SETTINGS)
                 ]
+                # One search, one core: parallel workers would take cores from the other searches.
+                settings.append("SET LOCAL max_parallel_workers_per_gather = 0")
                 if not plan.exact:
                     settings.append(f"SET LOCAL hnsw.ef_search = {int(plan.ef_search)}")
                 await connection.execute("; ".join(settings))

@@ -65,7 +65,8 @@ async def keyword_ranking(
 
     ``beside_vectors``: the ranking is fused with a vector search (hybrid), which already ranks
     items that share only a word or two with the query; the forgiving passes then stop at half
-    the query's words instead of ranking every item that holds one of them. ``version``: the
+    the query's words instead of ranking every item that holds one of them, and judge words on
+    the whole catalog (webapp.search.forgive.forgive). ``version``: the
     catalog version, when the caller has read it for this request.
     """
     exact = await services.reads.run(
@@ -77,7 +78,7 @@ async def keyword_ranking(
     return await services.reads.run(
         version,
         lambda connection: forgive(
-            connection, queries, text, filters, exact, words, shipped()[1], keep_half=beside_vectors
+            connection, queries, text, filters, exact, words, shipped()[1], beside_vectors=beside_vectors
         ),
     )
 
