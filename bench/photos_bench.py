@@ -28,7 +28,9 @@ from pgvector.asyncpg import register_vector
 
 from bench.catalog import CatalogSpec, cluster_centres, noisy
 from bench.services import POSTGRES_SETTINGS
-from webapp.adapters.db import EmbeddedPostgres, create_pool, ensure_vector_index, migrate, vector_index_name
+from webapp.adapters.db import EmbeddedPostgres, create_pool, migrate, vector_index_name
+from webapp.config import DatabaseSettings
+from webapp.search.graphs import ensure_vector_index
 from webapp.search.repo import VectorQueries
 
 DATA = Path(__file__).parent / ".data"
@@ -85,7 +87,10 @@ async def _load(connection: asyncpg.Connection, spec: CatalogSpec, views: np.nda
     built: dict[str, float] = {}
     for key in (ONE, MANY):
         started = time.perf_counter()
-        await ensure_vector_index(connection, key, spec.dim)
+        db = DatabaseSettings()
+        await ensure_vector_index(
+            connection, key, spec.dim, m=db.hnsw_m, ef_construction=db.hnsw_ef_construction
+        )
         built[key] = round(time.perf_counter() - started, 1)
     await connection.execute("ANALYZE items; ANALYZE item_embeddings")
     return {"load_s": round(loaded, 1), "index_build_s": built}
@@ -162,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pool = await create_pool(dsn, min_size=args.workers, max_size=args.workers)
         try:
             for key, name in ((ONE, "one_photo"), (MANY, "photos")):
-                queries = VectorQueries(key, spec.dim)
+                queries = VectorQueries(key, spec.dim, DatabaseSettings())
                 await _latency(pool, queries, texts[:20])  # warm the graph's pages
                 figures = await _latency(pool, queries, texts)
                 figures["throughput_qps"] = await _throughput(pool, queries, texts, args.workers)
