@@ -22,7 +22,22 @@ from webapp.cli.common import (
 from webapp.config import Program, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from webapp.embedding.embedder import ClipModel
+
+
+def run_serving(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop's event loop (libuv: less CPU per request than asyncio's own
+    loop, which the API's requests per core are short of; bench/README.md, per_core), or on
+    asyncio's where uvloop is not installed (it has no Windows build)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def serve_api(settings: Settings, clip: ClipModel, stop: asyncio.Event) -> None:
@@ -95,7 +110,7 @@ def serve() -> None:
     with embedded_defaults(settings_for(Program.API), Program.API) as settings:
         clip = load_model(settings)
         with database_errors():
-            asyncio.run(until_signalled(lambda stop: serve_api(settings, clip, stop)))
+            run_serving(until_signalled(lambda stop: serve_api(settings, clip, stop)))
 
 
 @click.command()

@@ -160,8 +160,12 @@ def _sorted(hits: list[Hit], sort: Sort) -> list[Hit]:
     return hits
 
 
-def fuse(semantic: list[Hit], keyword: list[Hit], scores: dict[int, float]) -> list[Hit]:
-    """Reciprocal rank fusion of the two rankings; ties go to the lower id, so pages are stable."""
+def fuse(
+    semantic: list[Hit], keyword: list[Hit], scores: dict[int, float], page: slice | None = None
+) -> list[Hit]:
+    """Reciprocal rank fusion of the two rankings; ties go to the lower id, so pages are stable.
+
+    ``page``: only these places of the fused ranking (the others are ranked, not built)."""
     fused: dict[int, float] = {}
     by_id: dict[int, Hit] = {}
     for ranking in (semantic, keyword):
@@ -169,6 +173,8 @@ def fuse(semantic: list[Hit], keyword: list[Hit], scores: dict[int, float]) -> l
             fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
             by_id.setdefault(hit.id, hit)
     order = sorted(fused, key=lambda item_id: (-fused[item_id], item_id))
+    if page is not None:
+        order = order[page]
     return [
         Hit(**{**by_id[i].__dict__, "score": scores.get(i, by_id[i].score), "relevance": round(fused[i], 6)})
         for i in order
@@ -275,6 +281,9 @@ async def _ranked_by_vector(
         return semantic, await queries.scores(connection, vector, missing)
 
     semantic, scores = await services.reads.run(version, candidates)
+    if request.mode is Mode.HYBRID and request.sort is Sort.RELEVANCE and request.min_score is None:
+        yield "final", fuse(semantic, keyword, scores, slice(request.offset, request.offset + request.limit))
+        return
     ranked = fuse(semantic, keyword, scores) if request.mode is Mode.HYBRID else semantic
     if request.min_score is not None:
         exact = {h.id for h in keyword}
