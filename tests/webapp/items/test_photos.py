@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from quart import Quart
 from quart.testing import QuartClient
 from werkzeug.datastructures import Headers
@@ -18,6 +19,7 @@ from tests.webapp.items.conftest import (
 )
 from webapp.config import Settings
 from webapp.embedding.worker import EmbeddingWorker
+from webapp.search.repo import loaded_queries
 
 
 async def test_an_item_is_found_by_any_of_its_photos_and_listed_once(
@@ -81,6 +83,26 @@ async def test_pages_and_facet_counts_count_items_not_photos(
         paged += [h["id"] for h in page["items"]]
     # Exact pages: the same order cut in pieces, no item twice, none skipped.
     assert paged == [h["id"] for h in whole["items"]]
+
+    # How many photos a page ranks follows the catalog's photos per item (16 photos, 6 items);
+    # a ratio far too low only makes the fold rank more: pages stay exact.
+    queries = loaded_queries(services)
+    assert queries is not None
+    async with services.pool.acquire() as connection:
+        await queries.graphs.load(connection)
+    assert queries.graphs.photos_per_item == pytest.approx(1.1 * 16 / 6)
+    queries.graphs.photos_per_item = 1.0
+    await services.cache.set_embedding(services.model_key, "coat again", await photo_vector(app, ids[2], 3))
+    again: list[int] = []
+    for offset in range(0, 6, 3):
+        page = await (
+            await client.get(
+                "/api/search",
+                query_string={"q": "coat again", "mode": "semantic", "limit": "3", "offset": str(offset)},
+            )
+        ).get_json()
+        again += [h["id"] for h in page["items"]]
+    assert again == [h["id"] for h in whole["items"]]
 
     facets = await (
         await client.get("/api/search", query_string={**query, "facets": "category", "limit": "20"})
