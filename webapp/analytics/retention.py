@@ -1,4 +1,5 @@
-"""The search log's upkeep, run by the worker: roll up the days so far, then delete what expired.
+"""The search log's upkeep, run by the worker: roll up the days so far, then delete what expired;
+the catalog's facet tallies are folded in the same round.
 
 Raw searches and clicks are kept ``raw_retention_days``, daily rollups ``rollup_retention_days``.
 Deletes go in small batches, each its own short transaction, so the job never holds locks or
@@ -16,6 +17,7 @@ import structlog
 
 from webapp.analytics.repo import roll_up, rolled_up_to
 from webapp.config import AnalyticsSettings
+from webapp.search.facets import compact_tallies
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +81,13 @@ async def upkeep(pool: asyncpg.Pool, settings: AnalyticsSettings, now: dt.dateti
         try:
             rolled = await catch_up(connection, settings, now)
             deleted = await expire(connection, settings, now)
+            tallies = await compact_tallies(connection)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
-    log.info("search log upkeep", rollup_rows=rolled, **{f"deleted_{k}": v for k, v in deleted.items()})
+    log.info(
+        "search log upkeep", rollup_rows=rolled, facet_tally_rows=tallies,
+        **{f"deleted_{k}": v for k, v in deleted.items()},
+    )  # fmt: skip
     return True
 
 
