@@ -45,6 +45,9 @@ MAX_ALTERNATIVES = 6
 MAX_WORDS = 10
 # SQL rounds of loosening per ranking, and the time after which no further round starts.
 MAX_ROUNDS = 4
+# Beside a vector search (hybrid) the keyword half only adds items that hold the words: every
+# word (forgiven), then half of them, is as far as it goes.
+MAX_ROUNDS_BESIDE_VECTORS = 2
 ROUNDS_BUDGET_S = 0.5
 # Ranked candidates per list before fusing or re-sorting; pages past it are empty.
 CANDIDATES = 200
@@ -260,10 +263,11 @@ async def forgive(
     (down to one), in at most MAX_ROUNDS SQL rounds.
 
     ``beside_vectors``: the ranking is fused with a vector search, which already ranks items by
-    what the words mean. Words then go only down to half of them, and are judged on the whole
-    catalog's counts, not counted again under the filters: that round counts every term of the
-    query, the costliest part of a hybrid search's keyword half, and buys what the vector half
-    already gives (items of the filtered set that hold none of the words).
+    what the words mean. Words then go only down to half of them, in at most
+    MAX_ROUNDS_BESIDE_VECTORS rounds, and are judged on the whole catalog's counts, not counted
+    again under the filters: that round counts every term of the query, the costliest part of a
+    hybrid search's keyword half, and buys what the vector half already gives (items of the
+    filtered set that hold none of the words).
     """
     deadline = time.monotonic() + ROUNDS_BUDGET_S
     rounds = 0
@@ -273,7 +277,8 @@ async def forgive(
         rounds += 1
     groups = word_groups(text, words, synonyms, within)
     fewest = max(1, math.ceil(len(groups) / 2) if beside_vectors else 1)
-    step = rounds_step(len(groups), fewest, MAX_ROUNDS - rounds)
+    most = MAX_ROUNDS_BESIDE_VECTORS if beside_vectors else MAX_ROUNDS
+    step = rounds_step(len(groups), fewest, most - rounds)
     found = list(exact)
     while groups and len(found) < FORGIVE_BELOW:
         seen = [h.id for h in found]
@@ -281,7 +286,7 @@ async def forgive(
             connection, groups, limit=CANDIDATES - len(found), filters=filters, exclude=seen
         )
         rounds += 1
-        if len(groups) <= fewest or rounds >= MAX_ROUNDS or time.monotonic() >= deadline:
+        if len(groups) <= fewest or rounds >= most or time.monotonic() >= deadline:
             break
         # Fewer words each round: items matching more of them stay ahead of those after.
         groups = loosen(groups, min(step, len(groups) - fewest))
