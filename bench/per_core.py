@@ -1,6 +1,7 @@
 """The API per core: uncached searches served on one core, against the stock model on that core.
 
-    .venv/bin/python -m bench.per_core          # about 5 minutes on the stored 100k catalog
+    .venv/bin/python -m bench.per_core                       # about 5 minutes on the stored 100k catalog
+    .venv/bin/python -m bench.per_core --text-precision fp32 # the text tower as on CPUs without bfloat16
 
 Laid out as on AWS, where PostgreSQL and Redis run on machines of their own: the service is
 pinned to one core (one torch thread), and PostgreSQL, redis-server and this load generator to
@@ -16,6 +17,7 @@ Needs the catalog bench.search_bench built (bench/.data) and at least two cores.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import json
@@ -60,7 +62,7 @@ def baseline(core: int, seed: int) -> dict[str, Any]:
     return result
 
 
-async def measure(items: int, seed: int) -> dict[str, Any]:
+async def measure(items: int, seed: int, text_precision: str = "auto") -> dict[str, Any]:
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         raise SystemExit("needs at least two cores: one for the service, one for what it talks to")
@@ -72,6 +74,7 @@ async def measure(items: int, seed: int) -> dict[str, Any]:
     report: dict[str, Any] = {
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "service_core": service_core,
+        "text_precision": text_precision,
         "other_cores": sorted(others),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
@@ -88,7 +91,7 @@ async def measure(items: int, seed: int) -> dict[str, Any]:
         for pid in (postmaster, redis_pid):
             if pid:
                 pin(pid, others)  # already running before this run, they keep their own otherwise
-        switches = {**OPTIMISED, "PRETHRIFT_CLIP_THREADS": "1"}
+        switches = {**OPTIMISED, "PRETHRIFT_CLIP_THREADS": "1", "PRETHRIFT_CLIP_TEXT_PRECISION": text_precision}
         server = ServerProcess("per-core", dsn, redis_url, switches, cores={service_core})
         await server.start()
         try:
@@ -149,8 +152,16 @@ async def measure(items: int, seed: int) -> dict[str, Any]:
     return report
 
 
-def main() -> int:
-    report = asyncio.run(measure(100_000, 20260109))
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--text-precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the service's PRETHRIFT_CLIP_TEXT_PRECISION (fp32: as on a CPU without bfloat16 instructions)",
+    )
+    args = parser.parse_args(argv)
+    report = asyncio.run(measure(100_000, 20260109, args.text_precision))
     f = report["figures"]
     verdict = {True: "PASS", False: "MISS"}
     ratio, share = f["ratio"] or 0, f["capacity_share_of_max"] or 0
@@ -162,7 +173,7 @@ def main() -> int:
         f"capacity at open-loop p99 <= 150 ms: {f['capacity_qps']} q/s = {share} of the maximum "
         f"(goal {CAPACITY_SHARE_GOAL}) {verdict[share >= CAPACITY_SHARE_GOAL]}"
     )
-    path = REPO / "bench" / "results" / f"per_core-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    path = REPO / "bench" / "results" / f"per_core-{args.text_precision}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, default=str) + "\n")
     print(f"saved {path.relative_to(REPO)}")
