@@ -221,6 +221,18 @@ class VectorQueries:
         )
         return [_hit(r, relevance=float(r["rank"])) for r in rows]
 
+    async def keyword_ids(self, connection: asyncpg.Connection, text: str, *, limit: int) -> list[int]:
+        """Up to ``limit`` searchable items holding every word, as the index gives them (unranked)."""
+        rows = await connection.fetch(
+            """SELECT i.id FROM items i,
+                      (SELECT websearch_to_tsquery('simple', $1) || websearch_to_tsquery('english', $1) AS q) t
+               WHERE i.search_tsv @@ t.q AND i.status = 'ready'
+               LIMIT $2""",
+            text,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
     async def forgiving(
         self,
         connection: asyncpg.Connection,

@@ -34,7 +34,14 @@ from webapp.http.schemas import (
 from webapp.search.parse import normalise_query
 from webapp.search.reading import SearchRequest, catalog_version, understand
 from webapp.search.repo import Hit
-from webapp.search.service import facet_counts, search_image, search_similar, search_stages, search_text
+from webapp.search.service import (
+    facet_counts,
+    one_request,
+    search_image,
+    search_similar,
+    search_stages,
+    search_text,
+)
 from webapp.services import Services, services
 
 blueprint = Blueprint("search", __name__)
@@ -93,10 +100,11 @@ async def search(query_args: TextSearch) -> SearchPageOut:
     # Read once: the parse, the page and its facets see the same catalog.
     version = await catalog_version(svc)
     request, interpreted = await to_request(svc, query_args, version)
-    hits = await search_text(svc, request, version)
-    _learn(svc, query_args, hits, current_client())
-    page = await page_out(svc, hits, query_args, interpreted, watch.search_id)
-    page = await with_facets(svc, page, request, query_args, version)
+    with one_request():  # the facets count the candidates the page was ranked from
+        hits = await search_text(svc, request, version)
+        _learn(svc, query_args, hits, current_client())
+        page = await page_out(svc, hits, query_args, interpreted, watch.search_id)
+        page = await with_facets(svc, page, request, query_args, version)
     watch.text(search_log_of(svc), query_args, interpreted, len(hits))
     return page
 

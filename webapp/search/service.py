@@ -8,8 +8,10 @@ routes pass what a search needs, the catalog version included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from functools import partial
 
 import asyncpg
@@ -32,6 +34,30 @@ VectorSource = Callable[[], Awaitable[np.ndarray]]
 # Reciprocal rank fusion constant (Cormack et al. 2009; Marqo and others use 60 too).
 RRF_K = 60
 SEMANTIC_DEPTH = 100
+
+
+# Candidate lists computed while one request runs, by what they were computed from: a search
+# and its facet counts then rank the same candidates once.
+_RANKED: ContextVar[dict[tuple[object, ...], list[Hit]] | None] = ContextVar("search_ranked", default=None)
+
+
+@contextlib.contextmanager
+def one_request() -> Iterator[None]:
+    """Within this block, a candidate list computed twice is computed once."""
+    token = _RANKED.set({})
+    try:
+        yield
+    finally:
+        _RANKED.reset(token)
+
+
+async def _remembered(key: tuple[object, ...], compute: Callable[[], Awaitable[list[Hit]]]) -> list[Hit]:
+    ranked = _RANKED.get()
+    if ranked is None:
+        return await compute()
+    if key not in ranked:
+        ranked[key] = await compute()
+    return ranked[key]
 
 
 def _queries(services: Services) -> VectorQueries:
@@ -69,17 +95,36 @@ async def keyword_ranking(
     the whole catalog (webapp.search.forgive.forgive). ``version``: the
     catalog version, when the caller has read it for this request.
     """
-    exact = await services.reads.run(
-        version, lambda connection: queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
-    )
-    if len(exact) >= FORGIVE_BELOW:
-        return exact
-    words = (await catalog_words(services, version)).words
-    return await services.reads.run(
-        version,
-        lambda connection: forgive(
-            connection, queries, text, filters, exact, words, shipped()[1], beside_vectors=beside_vectors
-        ),
+
+    async def compute() -> list[Hit]:
+        exact = await services.reads.run(
+            version, lambda connection: queries.keyword(connection, text, limit=CANDIDATES, filters=filters)
+        )
+        if len(exact) >= FORGIVE_BELOW:
+            return exact
+        words = (await catalog_words(services, version)).words
+        return await services.reads.run(
+            version,
+            lambda connection: forgive(
+                connection, queries, text, filters, exact, words, shipped()[1], beside_vectors=beside_vectors
+            ),
+        )
+
+    return await _remembered(("keyword", text, filters.cache_key(), beside_vectors, version), compute)
+
+
+async def nearest_candidates(
+    services: Services,
+    queries: VectorQueries,
+    vector: np.ndarray,
+    text: str,
+    filters: SearchFilters,
+    version: int,
+) -> list[Hit]:
+    """The SEMANTIC_DEPTH items nearest the query's vector under the filters."""
+    return await _remembered(
+        ("nearest", text, filters.cache_key(), version),
+        lambda: services.reads.run(version, partial(_nearest, queries, vector, filters)),
     )
 
 
@@ -113,26 +158,40 @@ async def _count_facets(
 ) -> FacetCounts:
     candidates: list[int] | None = None
     if text is not None:
-        # The set pages are drawn from, and the same without filters, so that a field's own
-        # filter does not hide its other values.
-        wanted = [request.filters, SearchFilters()] if request.filters.active else [request.filters]
+        # The set pages are drawn from (the search's own candidates, which this request has
+        # ranked already), and the same without filters, so that a field's own filter does not
+        # hide its other values. Without filters the words' matches are taken as they come,
+        # unranked: they only show the values the filters hide, and ranking every item that
+        # holds a common word ("jeans") cost more than the search itself.
         found: dict[int, None] = {}
         vector = None if request.mode is Mode.KEYWORD else await text_vector(services, text)
-        for filters in wanted:
-            if request.mode is not Mode.SEMANTIC:
-                found.update(
-                    dict.fromkeys(
-                        h.id for h in await keyword_ranking(services, queries, text, filters, version=version)
-                    )
-                )
-            if vector is not None:
-                near = await services.reads.run(version, partial(_nearest, queries, vector, filters))
+        beside = request.mode is Mode.HYBRID
+        if request.mode is not Mode.SEMANTIC:
+            ranked = await keyword_ranking(
+                services, queries, text, request.filters, beside_vectors=beside, version=version
+            )
+            found.update(dict.fromkeys(h.id for h in ranked))
+            if request.filters.active:
+                found.update(dict.fromkeys(await _matching(services, queries, text, version)))
+        if vector is not None:
+            for filters in [request.filters, SearchFilters()] if request.filters.active else [request.filters]:
+                near = await nearest_candidates(services, queries, vector, text, filters, version)
                 found.update(dict.fromkeys(h.id for h in near))
         candidates = list(found)
     values = await services.reads.run(
         version, lambda connection: count_facets(connection, names, request.filters, candidates)
     )
     return FacetCounts(values, "exact" if candidates is None else "candidates")
+
+
+async def _matching(services: Services, queries: VectorQueries, text: str, version: int) -> list[int]:
+    """Up to CANDIDATES items holding the words, unranked; forgiving when too few hold them all."""
+    ids = await services.reads.run(
+        version, lambda connection: queries.keyword_ids(connection, text, limit=CANDIDATES)
+    )
+    if len(ids) >= FORGIVE_BELOW:
+        return ids
+    return [h.id for h in await keyword_ranking(services, queries, text, SearchFilters(), version=version)]
 
 
 async def _nearest(
@@ -275,12 +334,14 @@ async def _ranked_by_vector(
 
     # Fused and re-sorted rankings are built over a fixed candidate set, so that every page
     # of a query cuts the same list: no item twice, none skipped.
-    async def candidates(connection: asyncpg.Connection) -> tuple[list[Hit], dict[int, float]]:
-        semantic = await queries.nearest(connection, vector, limit=SEMANTIC_DEPTH, filters=filters)
-        missing = [h.id for h in keyword if h.id not in {s.id for s in semantic}]
-        return semantic, await queries.scores(connection, vector, missing)
-
-    semantic, scores = await services.reads.run(version, candidates)
+    semantic = await nearest_candidates(services, queries, vector, text, filters, version)
+    near = {h.id for h in semantic}
+    missing = [h.id for h in keyword if h.id not in near]
+    scores = (
+        await services.reads.run(version, lambda connection: queries.scores(connection, vector, missing))
+        if missing
+        else {}
+    )
     if request.mode is Mode.HYBRID and request.sort is Sort.RELEVANCE and request.min_score is None:
         yield "final", fuse(semantic, keyword, scores, slice(request.offset, request.offset + request.limit))
         return
