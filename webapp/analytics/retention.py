@@ -79,9 +79,10 @@ async def upkeep(pool: asyncpg.Pool, settings: AnalyticsSettings, now: dt.dateti
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             return False
         try:
+            # Folded first and whatever the rollups do: unfolded tallies slow every facet count.
+            tallies = await compact_tallies(connection)
             rolled = await catch_up(connection, settings, now)
             deleted = await expire(connection, settings, now)
-            tallies = await compact_tallies(connection)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     log.info(

@@ -59,7 +59,8 @@ class SearchFilters:
         return any(getattr(self, f.name) is not None for f in fields(self))
 
     def cache_key(self) -> tuple[object, ...]:
-        return tuple(str(getattr(self, f.name)) for f in fields(self))
+        # None stays None: a brand written "None" is a filter, not the absence of one.
+        return tuple(None if (value := getattr(self, f.name)) is None else str(value) for f in fields(self))
 
 
 def filter_sql(filters: SearchFilters, params: list[Any], *, status: str = "i.status = 'ready'") -> str:
