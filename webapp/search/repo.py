@@ -133,7 +133,9 @@ class VectorQueries:
         candidates = len(params)
         plan = Plan()
         if filters is not None and filters.active:
-            plan = await self.graphs.plan(connection, filters, ranked)
+            # The beam is sized for the most photos a page may rank, whatever the catalog's
+            # ratio: a narrower one cost recall under narrow filters (bench/README.md, where_time_goes).
+            plan = await self.graphs.plan(connection, filters, depth * PHOTOS_PER_ITEM)
             if plan.graph is not None:
                 # Named with a literal so that the planner can prove the partial index applies.
                 where += f" AND e.{graph_predicate(*plan.graph)}"
