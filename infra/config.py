@@ -83,12 +83,15 @@ class TaskSize:
     desired_count: int = 1
     min_count: int = 1
     max_count: int = 2
-    requests_per_target: int = 570
-    """ALB requests per task per minute that the API's autoscaling aims for (2-vCPU task).
+    requests_per_target: int = 1020
+    """ALB requests per task per minute that the API's autoscaling aims for.
 
-    About 70% of the load a task carries within the open-loop p99 target of uncached searches
-    (bench/README.md, section ``capacity``; infra/README.md, capacity notes). Re-measure with
-    ``python -m bench.capacity`` and set 0.7 x 60 x the measured searches a second.
+    About 70% of the load one API core carries within the open-loop p99 target of uncached
+    searches with its database elsewhere, with the text tower in float32 (a Fargate CPU may lack
+    bfloat16 instructions): bench/README.md, section ``per_core``; infra/README.md, capacity
+    notes. Re-measure with ``python -m bench.per_core --text-precision fp32`` and set
+    0.7 x 60 x the measured searches a second. The API is one event loop, so a second vCPU
+    serves the model's batches and the worker, not twice the searches.
     """
 
 
