@@ -32,10 +32,11 @@ class ClipSettings(BaseSettings):
     batch_budget_ms: float = Field(default=40.0, ge=0)
     # Number format of the text tower's weights on the CPU. "bf16" halves the bytes each matrix
     # product reads and, on cores with bfloat16 matrix instructions (Intel AMX, AVX512-BF16, Arm
-    # BF16), runs them natively; query vectors then differ from float32's by a cosine of about
-    # 1e-4 (tests/webapp/embedding). "auto": bf16 where the CPU has such instructions, float32
-    # elsewhere (on a CPU without them bfloat16 is emulated and slower). Images stay float32 on
-    # the CPU (stored vectors are compared across model loads) and fp16 autocast on CUDA.
+    # BF16), runs them natively; query vectors then stay within the cosine the tests hold them
+    # to (tests/webapp/embedding/test_text_precision.py). "auto": bf16 where the CPU has such
+    # instructions, float32 elsewhere (on a CPU without them bfloat16 is emulated and slower).
+    # Images stay float32 on the CPU (stored vectors are compared across model loads) and fp16
+    # autocast on CUDA.
     text_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
