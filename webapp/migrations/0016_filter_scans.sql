@@ -12,7 +12,7 @@ CREATE INDEX items_colour_facets ON items (lower(colour))
     INCLUDE (id, colour, category, size_key, brand, condition, price) WHERE status = 'ready';
 
 -- The planner ignores statistics of a partial index's expressions, so without these it guessed
--- every lower(column) = value at 0.5% of the items and combined filters at a few rows, and
+-- every lower(column) = value at its fixed default selectivity and combined filters at a few rows, and
 -- picked plans that read every matching category's rows. Expression statistics and the
 -- facets' joint most-common values fix both (PostgreSQL docs, CREATE STATISTICS).
 CREATE STATISTICS items_lower_category ON (lower(category)) FROM items;
